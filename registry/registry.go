@@ -1,0 +1,194 @@
+// Package registry maps component names to their typed configs and builds them, and loads
+// configs: TOML files with mmengine-style _base_ inheritance, _delete_, --set overrides and
+// a record of which file set every key.
+//
+// A component is a config struct whose zero-argument constructor fills in its defaults.
+// Packages register their components from init():
+//
+//	func init() {
+//		registry.Register(registry.Component{
+//			Namespace: registry.Backbones, Type: "ResNet",
+//			New: func() any { return &ResNetConfig{Depth: 50, ...} },
+//			Doc: "ResNet 18/34/50/101 with mmselfsup stage indexing",
+//		})
+//	}
+//
+// A config names a component by the namespace its field implies plus its type:
+// model.backbone with type = "ResNet" is the component backbones.ResNet.
+package registry
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// The namespaces of the built-in components. A namespace is a plain string, so packages may
+// add their own.
+const (
+	Algorithms      = "algorithms"
+	Backbones       = "backbones"
+	Necks           = "necks"
+	Heads           = "heads"
+	Losses          = "losses"
+	Memories        = "memories"
+	Datasets        = "datasets"
+	Transforms      = "transforms"
+	Samplers        = "samplers"
+	Functions       = "functions" // collate functions, as mmengine's FUNCTIONS registry
+	Optimizers      = "optimizers"
+	OptimWrappers   = "optim_wrappers"
+	ParamSchedulers = "param_schedulers"
+	Loops           = "loops"
+	Hooks           = "hooks"
+	Evaluators      = "evaluators"
+	Poolings        = "poolings" // feature pooling for extraction (AvgPool2d, MultiPooling)
+)
+
+// Component is a registered config type.
+type Component struct {
+	Namespace string
+	Type      string
+	// New returns a pointer to a config struct that already holds the component's defaults.
+	New func() any
+	// Doc is a one-line description, shown by listings.
+	Doc string
+
+	registeredAt string
+}
+
+// ID is the component's namespaced identifier, such as "backbones.ResNet".
+func (c Component) ID() string { return c.Namespace + "." + c.Type }
+
+// Builder is implemented by component configs that can construct the component.
+type Builder interface {
+	Build(env *Env) (any, error)
+}
+
+// Validator is implemented by component configs that check their values beyond types. Use
+// FieldErrorf to point at the offending key.
+type Validator interface {
+	Validate() error
+}
+
+// Registry holds registered components. Register, Lookup and List on the package level use
+// Default; tests make their own with New.
+type Registry struct {
+	mu         sync.RWMutex
+	components map[string]map[string]Component // namespace -> type -> component
+}
+
+// Default is the process-wide registry that packages fill from init().
+var Default = New()
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{components: map[string]map[string]Component{}}
+}
+
+// Register adds c to the default registry. It panics if c is invalid or already registered,
+// as database/sql.Register does: both are programming errors found at start-up.
+func Register(c Component) { Default.Register(c) }
+
+// Lookup finds a component of the default registry.
+func Lookup(namespace, typ string) (Component, bool) { return Default.Lookup(namespace, typ) }
+
+// List returns the components of a namespace of the default registry, sorted by type.
+func List(namespace string) []Component { return Default.List(namespace) }
+
+// Register adds c. It panics if c is invalid or already registered.
+func (r *Registry) Register(c Component) {
+	switch {
+	case !isName(c.Namespace):
+		panic(fmt.Sprintf("registry: invalid namespace %q for type %q", c.Namespace, c.Type))
+	case !isName(c.Type):
+		panic(fmt.Sprintf("registry: invalid type name %q in namespace %q", c.Type, c.Namespace))
+	case c.New == nil:
+		panic(fmt.Sprintf("registry: %s has no New function", c.ID()))
+	}
+	if v := c.New(); v == nil || !isStructPointer(v) {
+		panic(fmt.Sprintf("registry: %s: New must return a pointer to a config struct, got %T", c.ID(), v))
+	}
+	c.registeredAt = callerOutsideRegistry()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ns := r.components[c.Namespace]
+	if ns == nil {
+		ns = map[string]Component{}
+		r.components[c.Namespace] = ns
+	}
+	if old, dup := ns[c.Type]; dup {
+		panic(fmt.Sprintf("registry: %s registered twice (first at %s, again at %s)", c.ID(), old.registeredAt, c.registeredAt))
+	}
+	ns[c.Type] = c
+}
+
+// Lookup finds the component typ of namespace.
+func (r *Registry) Lookup(namespace, typ string) (Component, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.components[namespace][typ]
+	return c, ok
+}
+
+// List returns the components of namespace, sorted by type.
+func (r *Registry) List(namespace string) []Component {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Component, 0, len(r.components[namespace]))
+	for _, c := range r.components[namespace] {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
+	return out
+}
+
+// Namespaces returns the namespaces that hold at least one component, sorted.
+func (r *Registry) Namespaces() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.components))
+	for ns := range r.components {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (r *Registry) typeNames(namespace string) []string {
+	cs := r.List(namespace)
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Type
+	}
+	return names
+}
+
+func isName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(s, "-")
+}
+
+// callerOutsideRegistry names the first caller outside this file, for duplicate messages.
+func callerOutsideRegistry() string {
+	pcs := make([]uintptr, 8)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if !strings.HasSuffix(f.File, "/registry/registry.go") {
+			return fmt.Sprintf("%s:%d", f.File, f.Line)
+		}
+		if !more {
+			return "unknown"
+		}
+	}
+}
