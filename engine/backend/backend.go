@@ -1,0 +1,84 @@
+// Package backend chooses the GoMLX backend a run computes with, and fills the gaps of
+// GoMLX's pure-Go backend that training a CNN runs into.
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/backends/simplego"
+)
+
+// New returns the backend named by config ("go", "xla", "xla:cuda", "xla:/path/plugin.so");
+// an empty config defers to $GOMLX_BACKEND, then to XLA when it is compiled in, then to the
+// pure-Go backend. The pure-Go backend comes with its gaps filled.
+//
+// XLA never downloads a plugin when GOMLX_NO_AUTO_INSTALL is set; without a plugin it fails
+// with a message that says how to provide one.
+func New(config string) (backends.Backend, error) {
+	if config == "" {
+		config = os.Getenv(backends.ConfigEnvVar)
+	}
+	if config == "" {
+		if xlaCompiledIn {
+			config = "xla"
+		} else {
+			config = simplego.BackendName
+		}
+	}
+	name, _, _ := strings.Cut(config, ":")
+	if name == simplego.BackendName {
+		b, err := simplego.New(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", config, err)
+		}
+		return &filled{Backend: b}, nil
+	}
+	if !xlaCompiledIn && isXLA(name) {
+		return nil, fmt.Errorf("backend %q: this binary was built without XLA (the noxla tag or no cgo); use backend \"go\"", config)
+	}
+	b, err := newRegistered(config)
+	if err != nil {
+		if isXLA(name) {
+			return nil, fmt.Errorf("backend %q: %w\n%s", config, err, xlaHelp)
+		}
+		return nil, fmt.Errorf("backend %q: %w", config, err)
+	}
+	return b, nil
+}
+
+const xlaHelp = `XLA needs a PJRT plugin: name one by its absolute path (backend = "xla:/path/to/pjrt_plugin.so",
+or GOMLX_BACKEND=xla:/path/...), or put pjrt_c_api_<name>_plugin.so in a folder listed in
+PJRT_PLUGIN_LIBRARY_PATH and use "xla:<name>". Unset GOMLX_NO_AUTO_INSTALL to let GoMLX download
+one. On a CPU-only machine, use backend = "go".`
+
+func isXLA(name string) bool {
+	switch name {
+	case "xla", "stablehlo", "hlo", "shlo":
+		return true
+	}
+	return false
+}
+
+// newRegistered builds a registered GoMLX backend, turning its panics into errors.
+func newRegistered(config string) (b backends.Backend, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	b, err = backends.NewWithConfig(config)
+	if err == nil && b == nil {
+		err = errors.New("no backend returned")
+	}
+	return b, err
+}
+
+// IsPureGo reports whether b is the pure-Go backend.
+func IsPureGo(b backends.Backend) bool {
+	_, ok := b.(*filled)
+	return ok
+}

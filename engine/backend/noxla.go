@@ -1,0 +1,5 @@
+//go:build noxla || !cgo || !(linux || darwin)
+
+package backend
+
+const xlaCompiledIn = false
