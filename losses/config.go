@@ -40,4 +40,7 @@ func init() {
 	registry.Register(registry.Component{Namespace: registry.Losses, Type: "CrossEntropyLoss",
 		Doc: "softmax cross-entropy",
 		New: func() any { return &CrossEntropyLossConfig{Reduction: "mean", LossWeight: 1} }})
+	registry.Register(registry.Component{Namespace: registry.Losses, Type: "NCELoss",
+		Doc: "the NPID paper's noise-contrastive estimation, Z estimated on the first batch",
+		New: func() any { return &NCELossConfig{Eps: 1e-7} }})
 }

@@ -13,12 +13,16 @@ import (
 // NPIDConfig is mmselfsup's NPID: the positive of a sample is the memory-bank row of the
 // same image, and neg_num negatives are drawn uniformly, with replacement, from the bank.
 type NPIDConfig struct {
-	Backbone         registry.Spec    `toml:"backbone" registry:"backbones"`
-	Neck             registry.Spec    `toml:"neck" registry:"necks"`
-	Head             registry.Spec    `toml:"head" registry:"heads"`
-	MemoryBank       registry.Spec    `toml:"memory_bank" registry:"memories"`
-	NegNum           int              `toml:"neg_num"`
-	EnsureNeg        bool             `toml:"ensure_neg"`
+	Backbone   registry.Spec `toml:"backbone" registry:"backbones"`
+	Neck       registry.Spec `toml:"neck" registry:"necks"`
+	Head       registry.Spec `toml:"head" registry:"heads"`
+	MemoryBank registry.Spec `toml:"memory_bank" registry:"memories"`
+	NegNum     int           `toml:"neg_num"`
+	EnsureNeg  bool          `toml:"ensure_neg"`
+	// NegMode is "per_sample" (mmselfsup: neg_num negatives for each image) or "shared"
+	// (goselfsup's own: neg_num negatives for the whole batch, a [B, C] x [C, K] product
+	// instead of a [B, K, C] gather).
+	NegMode          string           `toml:"neg_mode"`
 	DataPreprocessor DataPreprocessor `toml:"data_preprocessor"`
 	Pretrained       string           `toml:"pretrained"`
 }
@@ -36,6 +40,12 @@ func (c *NPIDConfig) Validate() error {
 	}
 	if c.NegNum < 1 {
 		errs = append(errs, registry.FieldErrorf("neg_num", "must be at least 1, got %d", c.NegNum))
+	}
+	if c.NegMode != "per_sample" && c.NegMode != "shared" {
+		errs = append(errs, registry.FieldErrorf("neg_mode", `must be "per_sample" or "shared", got %q`, c.NegMode))
+	}
+	if c.EnsureNeg && c.NegMode == "shared" {
+		errs = append(errs, registry.FieldErrorf("ensure_neg", `applies to neg_mode = "per_sample" only`))
 	}
 	return errors.Join(errs...)
 }
@@ -106,6 +116,9 @@ type ResNetConfig struct {
 	NormEval         bool       `toml:"norm_eval"`
 	WithCP           bool       `toml:"with_cp"`
 	ZeroInitResidual bool       `toml:"zero_init_residual"`
+	// StageBlocks overrides the number of blocks of each stage that depth implies, for small
+	// networks such as the demo's ResNet-10 ([1, 1, 1, 1] with depth 18). goselfsup's own key.
+	StageBlocks []int `toml:"stage_blocks"`
 }
 
 // ResNetDepths are the supported depths.
@@ -149,6 +162,20 @@ func (c *ResNetConfig) Validate() error {
 	}
 	if c.InChannels < 1 {
 		errs = append(errs, registry.FieldErrorf("in_channels", "must be at least 1, got %d", c.InChannels))
+	}
+	if c.StemChannels < 1 || c.BaseChannels < 1 {
+		errs = append(errs, registry.FieldErrorf("base_channels", "stem_channels and base_channels must be at least 1"))
+	}
+	if c.StageBlocks != nil {
+		if len(c.StageBlocks) != c.NumStages {
+			errs = append(errs, registry.FieldErrorf("stage_blocks", "needs one count per stage (%d), got %v", c.NumStages, c.StageBlocks))
+		}
+		for _, n := range c.StageBlocks {
+			if n < 1 {
+				errs = append(errs, registry.FieldErrorf("stage_blocks", "each stage needs at least one block, got %v", c.StageBlocks))
+				break
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -237,11 +264,13 @@ func init() {
 		registry.Register(registry.Component{Namespace: ns, Type: typ, Doc: doc, New: newCfg})
 	}
 	reg(registry.Algorithms, "NPID", "non-parametric instance discrimination with a memory bank",
-		func() any { return &NPIDConfig{NegNum: 65536} })
+		func() any { return &NPIDConfig{NegNum: 65536, NegMode: "per_sample"} })
 	reg(registry.Algorithms, "ImageClassifier", "backbone, neck and classification head (linear evaluation)",
 		func() any { return &ImageClassifierConfig{} })
 	reg(registry.Backbones, "ResNet", "ResNet 18/34/50/101; out_indices 0 = stem, 1..4 = stages",
 		func() any { return defaultResNet() })
+	reg(registry.Backbones, "ResNet_CIFAR", "ResNet with a 3x3 stride-1 stem and no max-pool, for 32x32 images",
+		func() any { return &ResNetCIFARConfig{ResNetConfig: *defaultResNet()} })
 	reg(registry.Necks, "LinearNeck", "global average pooling and a linear layer",
 		func() any { return &LinearNeckConfig{WithAvgPool: true} })
 	reg(registry.Necks, "GlobalAveragePooling", "global average pooling of the last backbone output",

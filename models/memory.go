@@ -1,0 +1,83 @@
+package models
+
+import (
+	"math"
+	"math/rand/v2"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/goselfsup/goselfsup/models/nn"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// SimpleMemory is mmselfsup's SimpleMemory: one L2-normalised feature per training image,
+// resident on the device as a non-trainable variable ("memory_bank.feature_bank"), and
+// updated inside the training step as
+//
+//	bank[i] = normalise((1 - momentum) * bank[i] + momentum * normalise(feature))
+type SimpleMemory struct {
+	Bank     *context.Variable
+	Length   int
+	FeatDim  int
+	Momentum float64
+}
+
+// Build starts the bank as mmselfsup does: rows drawn from a standard normal, normalised,
+// so uniform on the unit sphere.
+func (c *SimpleMemoryConfig) Build(env *registry.Env) (any, error) {
+	s, err := registry.Need[*nn.Scope](env)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]float32, c.Length*c.FeatDim)
+	rng := rand.New(rand.NewPCG(s.Seed(), 0x6d656d6f7279))
+	for i := 0; i < c.Length; i++ {
+		row := data[i*c.FeatDim : (i+1)*c.FeatDim]
+		var norm float64
+		for j := range row {
+			v := rng.NormFloat64()
+			row[j] = float32(v)
+			norm += v * v
+		}
+		norm = math.Max(math.Sqrt(norm), 1e-12)
+		for j := range row {
+			row[j] = float32(float64(row[j]) / norm)
+		}
+	}
+	v := s.Context().Checked(false).VariableWithValue("feature_bank", tensors.FromFlatDataAndDimensions(data, c.Length, c.FeatDim))
+	v.SetTrainable(false)
+	return &SimpleMemory{Bank: v, Length: c.Length, FeatDim: c.FeatDim, Momentum: c.Momentum}, nil
+}
+
+// Rows gathers the bank rows of idx ([n] integers) -> [n, feat_dim].
+func (m *SimpleMemory) Rows(g *Graph, idx *Node) *Node {
+	return Gather(m.Bank.ValueGraph(g), ExpandAxes(idx, -1))
+}
+
+// Update writes the momentum update of the rows idx with the features ([B, feat_dim]).
+// When an index appears several times in a batch (as a distributed sampler's padding can
+// make it), its last occurrence wins, whatever order the device applies the writes in.
+func (m *SimpleMemory) Update(idx, features *Node) {
+	g := idx.Graph()
+	bank := m.Bank.ValueGraph(g)
+	features = StopGradient(nn.Normalize(features))
+	old := m.Rows(g, idx)
+	mixed := nn.Normalize(Add(MulScalar(old, 1-m.Momentum), MulScalar(features, m.Momentum)))
+
+	// last[j] is 1 unless a later row of the batch has the same index.
+	same := Equal(ExpandAxes(idx, 1), ExpandAxes(idx, 0)) // [B, B]
+	pairs := shapes.Make(dtypes.Int32, same.Shape().Dimensions...)
+	later := GreaterThan(Iota(g, pairs, 1), Iota(g, pairs, 0))
+	superseded := ReduceLogicalOr(LogicalAnd(same, later), 1)
+	last := ExpandAxes(ConvertDType(LogicalNot(superseded), bank.DType()), -1)
+
+	// Subtracting a row from itself gives exactly zero, so adding the new row afterwards
+	// writes it exactly; the rows that are not last add zeros.
+	where := ExpandAxes(idx, -1)
+	cleared := ScatterSum(bank, where, Mul(Neg(old), last), false, false)
+	m.Bank.SetValueGraph(ScatterSum(cleared, where, Mul(mixed, last), false, false))
+}

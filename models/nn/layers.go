@@ -1,0 +1,183 @@
+package nn
+
+import (
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+func shapesOf(dtype dtypes.DType, dims []int) shapes.Shape { return shapes.Make(dtype, dims...) }
+
+// Conv2d is a 2D convolution over NHWC images with a kernel stored as [kh, kw, in, out].
+type Conv2d struct {
+	Weight, Bias                    *context.Variable // Bias is nil without one
+	Stride, Padding                 int
+	InChannels, OutChannels, Kernel int
+}
+
+// NewConv2d creates a square convolution with Kaiming normal (fan_out) initialisation, as
+// mmselfsup's ResNet initialises its convolutions; a bias starts at zero.
+func NewConv2d(s *Scope, in, out, kernel, stride, padding int, bias bool) *Conv2d {
+	checkPositive("in_channels", in)
+	checkPositive("out_channels", out)
+	c := &Conv2d{Stride: stride, Padding: padding, InChannels: in, OutChannels: out, Kernel: kernel}
+	c.Weight = s.variable("weight", Weight, true, []int{kernel, kernel, in, out}, normal(KaimingFanOutStd(out, kernel, kernel)))
+	if bias {
+		c.Bias = s.variable("bias", Bias, true, []int{out}, constant(0))
+	}
+	return c
+}
+
+// Freeze stops the weight's gradient.
+func (c *Conv2d) Freeze() {
+	c.Weight.SetTrainable(false)
+	if c.Bias != nil {
+		c.Bias.SetTrainable(false)
+	}
+}
+
+func (c *Conv2d) Forward(x *Node) *Node {
+	w := c.Weight.ValueGraph(x.Graph())
+	p := [2]int{c.Padding, c.Padding}
+	y := Convolve(x, w).StridePerAxis(c.Stride, c.Stride).DilationPerAxis(1, 1).PaddingPerDim([][2]int{p, p}).Done()
+	if c.Bias != nil {
+		y = Add(y, ExpandLeftToRank(c.Bias.ValueGraph(x.Graph()), y.Rank()))
+	}
+	return y
+}
+
+// BatchNorm2d is PyTorch's BatchNorm2d over the channel (last) axis. In training it
+// normalises with the batch statistics and updates the running ones as
+// running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
+type BatchNorm2d struct {
+	Weight, Bias            *context.Variable // nil if not affine
+	RunningMean, RunningVar *context.Variable
+	NumBatchesTracked       *context.Variable
+	Momentum, Eps           float64
+	Channels                int
+}
+
+// NormOptions are the keys of mmcv's norm_cfg that a BatchNorm2d takes.
+type NormOptions struct {
+	Momentum     float64
+	Eps          float64
+	Affine       bool
+	RequiresGrad bool
+	// ZeroWeight starts the weight at 0 instead of 1 (zero_init_residual).
+	ZeroWeight bool
+}
+
+// DefaultNorm is PyTorch's BatchNorm2d default.
+var DefaultNorm = NormOptions{Momentum: 0.1, Eps: 1e-5, Affine: true, RequiresGrad: true}
+
+// NewBatchNorm2d creates a batch norm with weight 1 and bias 0, as mmcv's constant_init.
+func NewBatchNorm2d(s *Scope, channels int, o NormOptions) *BatchNorm2d {
+	checkPositive("channels", channels)
+	bn := &BatchNorm2d{Momentum: o.Momentum, Eps: o.Eps, Channels: channels}
+	if o.Affine {
+		w := float32(1)
+		if o.ZeroWeight {
+			w = 0
+		}
+		bn.Weight = s.variable("weight", Norm, o.RequiresGrad, []int{channels}, constant(w))
+		bn.Bias = s.variable("bias", Norm, o.RequiresGrad, []int{channels}, constant(0))
+	}
+	bn.RunningMean = s.variable("running_mean", Norm, false, []int{channels}, constant(0))
+	bn.RunningVar = s.variable("running_var", Norm, false, []int{channels}, constant(1))
+	bn.NumBatchesTracked = s.buffer("num_batches_tracked", dtypes.Int64)
+	return bn
+}
+
+// Freeze stops the gradient of the affine parameters (mmcv's requires_grad = False).
+func (bn *BatchNorm2d) Freeze() {
+	if bn.Weight != nil {
+		bn.Weight.SetTrainable(false)
+		bn.Bias.SetTrainable(false)
+	}
+}
+
+// Forward normalises x. With train, it uses and records the batch statistics; otherwise the
+// running ones.
+func (bn *BatchNorm2d) Forward(x *Node, train bool) *Node {
+	g := x.Graph()
+	var scale, offset *Node
+	if bn.Weight != nil {
+		scale, offset = bn.Weight.ValueGraph(g), bn.Bias.ValueGraph(g)
+	} else {
+		scale, offset = OnesLike(bn.RunningMean.ValueGraph(g)), ZerosLike(bn.RunningMean.ValueGraph(g))
+	}
+	if !train {
+		return InternalBatchNormForInference(x, scale, offset, bn.RunningMean.ValueGraph(g), bn.RunningVar.ValueGraph(g),
+			float32(bn.Eps), -1)
+	}
+	y, mean, variance := InternalBatchNormForTraining(x, scale, offset, float32(bn.Eps), -1)
+	n := float64(x.Shape().Size() / bn.Channels)
+	unbiased := MulScalar(StopGradient(variance), n/math.Max(n-1, 1))
+	m := bn.Momentum
+	bn.RunningMean.SetValueGraph(Add(MulScalar(bn.RunningMean.ValueGraph(g), 1-m), MulScalar(StopGradient(mean), m)))
+	bn.RunningVar.SetValueGraph(Add(MulScalar(bn.RunningVar.ValueGraph(g), 1-m), MulScalar(unbiased, m)))
+	bn.NumBatchesTracked.SetValueGraph(AddScalar(bn.NumBatchesTracked.ValueGraph(g), 1))
+	return y
+}
+
+// Linear is PyTorch's Linear: y = x Wᵀ + b, with W stored as [out, in].
+type Linear struct {
+	Weight, Bias            *context.Variable
+	InFeatures, OutFeatures int
+}
+
+// NewLinear creates a linear layer with PyTorch's default initialisation: weight and bias
+// uniform in ±1/sqrt(in) (kaiming_uniform with a = sqrt(5)).
+func NewLinear(s *Scope, in, out int, bias bool) *Linear {
+	checkPositive("in_features", in)
+	checkPositive("out_features", out)
+	bound := 1 / math.Sqrt(float64(in))
+	l := &Linear{InFeatures: in, OutFeatures: out}
+	l.Weight = s.variable("weight", Weight, true, []int{out, in}, uniform(bound))
+	if bias {
+		l.Bias = s.variable("bias", Bias, true, []int{out}, uniform(bound))
+	}
+	return l
+}
+
+// NewLinearNormal creates a linear layer with weights drawn from N(0, std) and zero bias
+// (mmcv's normal_init, as classification heads use).
+func NewLinearNormal(s *Scope, in, out int, std float64) *Linear {
+	l := &Linear{InFeatures: in, OutFeatures: out}
+	l.Weight = s.variable("weight", Weight, true, []int{out, in}, normal(std))
+	l.Bias = s.variable("bias", Bias, true, []int{out}, constant(0))
+	return l
+}
+
+func (l *Linear) Forward(x *Node) *Node {
+	g := x.Graph()
+	y := DotGeneral(x, []int{x.Rank() - 1}, nil, l.Weight.ValueGraph(g), []int{1}, nil)
+	if l.Bias != nil {
+		y = Add(y, ExpandLeftToRank(l.Bias.ValueGraph(g), y.Rank()))
+	}
+	return y
+}
+
+// ReLU is max(x, 0) with PyTorch's gradient: 1 where x > 0, else 0.
+func ReLU(x *Node) *Node {
+	return Mul(x, ConvertDType(GreaterThan(x, ZerosLike(x)), x.DType()))
+}
+
+// MaxPool2d is PyTorch's MaxPool2d(kernel, stride, padding) on NHWC images.
+func MaxPool2d(x *Node, kernel, stride, padding int) *Node {
+	p := [2]int{padding, padding}
+	return MaxPool(x).Window(kernel).Strides(stride).PaddingPerDim([][2]int{p, p}).Done()
+}
+
+// GlobalAvgPool averages NHWC images over height and width: [N, H, W, C] -> [N, C].
+func GlobalAvgPool(x *Node) *Node { return ReduceMean(x, 1, 2) }
+
+// Normalize is PyTorch's F.normalize(x, dim=-1): x / max(||x||, 1e-12).
+func Normalize(x *Node) *Node {
+	norm := Sqrt(ReduceSum(Mul(x, x), -1))
+	norm = Max(norm, Scalar(x.Graph(), x.DType(), 1e-12))
+	return Div(x, ExpandAxes(norm, -1))
+}
