@@ -1,0 +1,41 @@
+package datasets
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// Source gives the raw samples of a dataset: the image (or its path) and its label.
+type Source interface {
+	Len() int
+	Sample(i int) (Sample, error)
+	// Classes names the labels; nil for unlabelled data.
+	Classes() []string
+}
+
+// Dataset is a source and the pipeline that turns each of its samples into a model input.
+type Dataset struct {
+	Source   Source
+	Pipeline []Transform
+}
+
+// Len is the number of samples.
+func (d *Dataset) Len() int { return d.Source.Len() }
+
+// Get returns sample i through the pipeline, with randomness drawn from rng.
+func (d *Dataset) Get(i int, rng *rand.Rand) (Sample, error) {
+	s, err := d.Source.Sample(i)
+	if err != nil {
+		return Sample{}, err
+	}
+	s.Index = i
+	for _, t := range d.Pipeline {
+		if err := t.Apply(&s, rng); err != nil {
+			if s.Path != "" {
+				return Sample{}, fmt.Errorf("%s: %w", s.Path, err)
+			}
+			return Sample{}, fmt.Errorf("sample %d: %w", i, err)
+		}
+	}
+	return s, nil
+}

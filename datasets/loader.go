@@ -1,0 +1,162 @@
+package datasets
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"math/rand/v2"
+	"sync"
+)
+
+// Batch is samples packed for a model: images as one uint8 array.
+type Batch struct {
+	Images        []uint8 // [N, Height, Width, 3], RGB
+	Height, Width int
+	Indices       []int32 // each sample's index in the dataset
+	Labels        []int32 // -1 for unlabelled samples
+}
+
+// Len is the number of samples.
+func (b *Batch) Len() int { return len(b.Indices) }
+
+// Loader reads a dataset in batches, its samples transformed by Workers goroutines while
+// the consumer works on earlier batches (at most Prefetch batches ahead).
+//
+// Each sample's randomness comes from (Seed, epoch, index) alone, so an epoch's batches do
+// not depend on the number of workers, and a resumed run sees the same data.
+type Loader struct {
+	Dataset   *Dataset
+	BatchSize int
+	Workers   int
+	DropLast  bool
+	Shuffle   bool
+	Seed      uint64
+	Prefetch  int
+}
+
+// Len is the number of batches in an epoch.
+func (l *Loader) Len() int {
+	n := l.Dataset.Len()
+	if l.DropLast {
+		return n / l.BatchSize
+	}
+	return (n + l.BatchSize - 1) / l.BatchSize
+}
+
+// Order returns the sample order of an epoch: a permutation seeded by (Seed, epoch) when
+// shuffling, else the dataset order.
+func (l *Loader) Order(epoch int) []int {
+	n := l.Dataset.Len()
+	if !l.Shuffle {
+		order := make([]int, n)
+		for i := range order {
+			order[i] = i
+		}
+		return order
+	}
+	return rand.New(rand.NewPCG(l.Seed^0x73616d706c6572, uint64(epoch))).Perm(n)
+}
+
+// SampleRNG returns the random source of sample index in epoch.
+func SampleRNG(seed uint64, epoch, index int) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, uint64(epoch)<<40^uint64(index)))
+}
+
+type result struct {
+	batch Batch
+	err   error
+}
+
+// Epoch returns the batches of one epoch, in order. The iteration ends at the first error,
+// or when ctx is done.
+func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] {
+	return func(yield func(*Batch, error) bool) {
+		parent := ctx
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		order := l.Order(epoch)
+		out := make(chan result, max(l.Prefetch, 1))
+		go l.produce(ctx, epoch, order, out)
+		for r := range out {
+			if r.err != nil {
+				yield(nil, r.err)
+				return
+			}
+			b := r.batch
+			if !yield(&b, nil) {
+				return
+			}
+		}
+		if err := parent.Err(); err != nil {
+			yield(nil, err)
+		}
+	}
+}
+
+func (l *Loader) produce(ctx context.Context, epoch int, order []int, out chan<- result) {
+	defer close(out)
+	workers := max(l.Workers, 1)
+	for b := 0; b < l.Len(); b++ {
+		idx := order[b*l.BatchSize : min((b+1)*l.BatchSize, len(order))]
+		batch, err := l.load(ctx, epoch, idx, workers)
+		select {
+		case out <- result{batch, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// load transforms the samples idx with the workers and packs them.
+func (l *Loader) load(ctx context.Context, epoch int, idx []int, workers int) (Batch, error) {
+	samples := make([]Sample, len(idx))
+	errs := make([]error, len(idx))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(workers, len(idx)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				samples[j], errs[j] = l.Dataset.Get(idx[j], SampleRNG(l.Seed, epoch, idx[j]))
+			}
+		}()
+	}
+	for j := range idx {
+		select {
+		case next <- j:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return Batch{}, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return Batch{}, err
+		}
+	}
+	return pack(samples)
+}
+
+func pack(samples []Sample) (Batch, error) {
+	first := samples[0].Image
+	b := Batch{Height: first.Height, Width: first.Width,
+		Images:  make([]uint8, 0, len(samples)*len(first.Pix)),
+		Indices: make([]int32, len(samples)), Labels: make([]int32, len(samples))}
+	for i, s := range samples {
+		if s.Image.Width != b.Width || s.Image.Height != b.Height {
+			return Batch{}, fmt.Errorf("sample %d is %dx%d but sample %d is %dx%d: the pipeline must end at a fixed size",
+				s.Index, s.Image.Width, s.Image.Height, samples[0].Index, b.Width, b.Height)
+		}
+		b.Images = append(b.Images, s.Image.Pix...)
+		b.Indices[i] = int32(s.Index)
+		b.Labels[i] = int32(s.Label)
+	}
+	return b, nil
+}

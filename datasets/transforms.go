@@ -1,0 +1,497 @@
+package datasets
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// Sample is one item of a dataset on its way through a pipeline.
+type Sample struct {
+	Image Image
+	Label int    // -1 when the dataset has no labels
+	Index int    // the sample's position in its dataset: mmengine's sample_idx
+	Path  string // the image file, for datasets of files
+}
+
+// Transform changes a sample. rng is the sample's own random source, derived from the run's
+// seed, the epoch and the sample's index, so that a pipeline's randomness does not depend on
+// which worker runs it.
+type Transform interface {
+	Apply(s *Sample, rng *rand.Rand) error
+}
+
+// TransformFunc adapts a function to Transform.
+type TransformFunc func(s *Sample, rng *rand.Rand) error
+
+func (f TransformFunc) Apply(s *Sample, rng *rand.Rand) error { return f(s, rng) }
+
+// pyRound rounds half to even, as Python's round does.
+func pyRound(x float64) int { return int(math.RoundToEven(x)) }
+
+func uniform(rng *rand.Rand, lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
+
+// LoadImageFromFile decodes the sample's file when the dataset did not load the image.
+type loadImage struct{}
+
+func (loadImage) Apply(s *Sample, _ *rand.Rand) error {
+	if s.Image.Pix != nil {
+		return nil
+	}
+	if s.Path == "" {
+		return errors.New("LoadImageFromFile: the sample has neither an image nor a path")
+	}
+	img, err := DecodeFile(s.Path)
+	if err != nil {
+		return err
+	}
+	s.Image = img
+	return nil
+}
+
+func (c *LoadImageFromFileConfig) Build(*registry.Env) (any, error) { return loadImage{}, nil }
+
+// randomResizedCrop is mmselfsup's RandomResizedCrop (torchvision's get_params).
+type randomResizedCrop struct {
+	h, w         int
+	scale, ratio [2]float64
+	attempts     int
+	interp       Interpolation
+}
+
+func (c *RandomResizedCropConfig) Build(*registry.Env) (any, error) {
+	return &randomResizedCrop{h: c.Size[0], w: c.Size[1], scale: c.Scale, ratio: c.Ratio,
+		attempts: c.MaxAttempts, interp: Interpolation(c.Interpolation)}, nil
+}
+
+// cropParams returns the crop (y, x, h, w) for an image of the given size.
+func (t *randomResizedCrop) cropParams(height, width int, rng *rand.Rand) (int, int, int, int) {
+	area := float64(height * width)
+	logLo, logHi := math.Log(t.ratio[0]), math.Log(t.ratio[1])
+	for range t.attempts {
+		target := uniform(rng, t.scale[0], t.scale[1]) * area
+		aspect := math.Exp(uniform(rng, logLo, logHi))
+		w := pyRound(math.Sqrt(target * aspect))
+		h := pyRound(math.Sqrt(target / aspect))
+		if w > 0 && w <= width && h > 0 && h <= height {
+			return rng.IntN(height - h + 1), rng.IntN(width - w + 1), h, w
+		}
+	}
+	// Fall back to a central crop with the nearest allowed aspect ratio.
+	inRatio := float64(width) / float64(height)
+	w, h := width, height
+	switch {
+	case inRatio < t.ratio[0]:
+		h = pyRound(float64(w) / t.ratio[0])
+	case inRatio > t.ratio[1]:
+		w = pyRound(float64(h) * t.ratio[1])
+	}
+	return (height - h) / 2, (width - w) / 2, h, w
+}
+
+func (t *randomResizedCrop) Apply(s *Sample, rng *rand.Rand) error {
+	y, x, h, w := t.cropParams(s.Image.Height, s.Image.Width, rng)
+	img, err := s.Image.Crop(x, y, w, h).Resize(t.w, t.h, t.interp)
+	s.Image = img
+	return err
+}
+
+// randomGrayscale is mmselfsup's RandomGrayscale: with probability prob, the weighted sum of
+// the channels (weights in the config's colour order, BGR by default).
+type randomGrayscale struct {
+	prob    float64
+	weights [3]float64 // in R, G, B order
+	keep    bool
+}
+
+func (c *RandomGrayscaleConfig) Build(*registry.Env) (any, error) {
+	w := c.ChannelWeights
+	if c.ColorFormat == "bgr" {
+		w[0], w[2] = w[2], w[0]
+	}
+	if !c.KeepChannels {
+		return nil, errors.New("keep_channels = false (one-channel output) is not supported: models take three channels")
+	}
+	return &randomGrayscale{prob: c.Prob, weights: w, keep: c.KeepChannels}, nil
+}
+
+func (t *randomGrayscale) Apply(s *Sample, rng *rand.Rand) error {
+	if rng.Float64() >= t.prob {
+		return nil
+	}
+	p := s.Image.Pix
+	for i := 0; i < len(p); i += 3 {
+		v := t.weights[0]*float64(p[i]) + t.weights[1]*float64(p[i+1]) + t.weights[2]*float64(p[i+2])
+		g := uint8(math.Min(math.Max(v, 0), 255))
+		p[i], p[i+1], p[i+2] = g, g, g
+	}
+	return nil
+}
+
+// colorJitter is torchvision's ColorJitter on Pillow, as mmselfsup's: the four adjustments
+// in a random order, each with a factor drawn from its range.
+type colorJitter struct {
+	brightness, contrast, saturation, hue [2]float64
+	use                                   [4]bool
+}
+
+func (c *ColorJitterConfig) Build(*registry.Env) (any, error) {
+	t := &colorJitter{}
+	set := func(j Jitter, center float64, i int, dst *[2]float64) {
+		lo, hi := j.Range(center)
+		if j.Bounds == nil {
+			lo = math.Max(lo, 0)
+			if center == 0 {
+				lo = -hi
+			}
+		}
+		*dst = [2]float64{lo, hi}
+		t.use[i] = j.Bounds != nil || j.Strength != 0
+	}
+	set(c.Brightness, 1, 0, &t.brightness)
+	set(c.Contrast, 1, 1, &t.contrast)
+	set(c.Saturation, 1, 2, &t.saturation)
+	set(c.Hue, 0, 3, &t.hue)
+	return t, nil
+}
+
+func (t *colorJitter) Apply(s *Sample, rng *rand.Rand) error {
+	order := rng.Perm(4)
+	// torchvision draws every factor before applying them, in the fixed order b, c, s, h.
+	var f [4]float64
+	for i, r := range [][2]float64{t.brightness, t.contrast, t.saturation, t.hue} {
+		if t.use[i] {
+			f[i] = uniform(rng, r[0], r[1])
+		}
+	}
+	for _, op := range order {
+		if !t.use[op] {
+			continue
+		}
+		switch op {
+		case 0:
+			blend(s.Image.Pix, nil, 0, f[0])
+		case 1:
+			gray := s.Image.Gray()
+			var sum float64
+			for _, g := range gray {
+				sum += float64(g)
+			}
+			mean := math.Floor(sum/float64(len(gray)) + 0.5)
+			blend(s.Image.Pix, nil, mean, f[1])
+		case 2:
+			gray := s.Image.Gray()
+			blend(s.Image.Pix, gray, 0, f[2])
+		case 3:
+			adjustHue(s.Image.Pix, f[3])
+		}
+	}
+	return nil
+}
+
+// blend is Pillow's Image.blend(degenerate, img, factor), in place: the degenerate image is
+// the gray levels gray (repeated on each channel), or the constant level when gray is nil.
+func blend(pix []uint8, gray []uint8, level, factor float64) {
+	a := float32(factor)
+	for i := range pix {
+		d := float32(level)
+		if gray != nil {
+			d = float32(gray[i/3])
+		}
+		v := d + a*(float32(pix[i])-d)
+		switch {
+		case v <= 0:
+			pix[i] = 0
+		case v >= 255:
+			pix[i] = 255
+		default:
+			pix[i] = uint8(v)
+		}
+	}
+}
+
+// adjustHue shifts the hue by factor (in turns), through Pillow's 8-bit HSV.
+func adjustHue(pix []uint8, factor float64) {
+	shift := uint8(int(factor * 255)) // wraps around, as numpy's uint8 addition does
+	for i := 0; i < len(pix); i += 3 {
+		h, s, v := rgbToHSV(pix[i], pix[i+1], pix[i+2])
+		pix[i], pix[i+1], pix[i+2] = hsvToRGB(h+shift, s, v)
+	}
+}
+
+func clip8(v int) uint8 {
+	switch {
+	case v <= 0:
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return uint8(v)
+}
+
+// rgbToHSV is Pillow's rgb2hsv.
+func rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
+	maxc := max(r, g, b)
+	minc := min(r, g, b)
+	if maxc == minc {
+		return 0, 0, maxc
+	}
+	cr := float32(maxc - minc)
+	s := cr / float32(maxc)
+	rc := float32(maxc-r) / cr
+	gc := float32(maxc-g) / cr
+	bc := float32(maxc-b) / cr
+	var h float32
+	switch {
+	case r == maxc:
+		h = bc - gc
+	case g == maxc:
+		h = 2 + rc - bc
+	default:
+		h = 4 + gc - rc
+	}
+	h = float32(math.Mod(float64(h/6+1), 1))
+	return clip8(int(h * 255)), clip8(int(s * 255)), maxc
+}
+
+// hsvToRGB is Pillow's hsv2rgb.
+func hsvToRGB(h8, s8, v8 uint8) (uint8, uint8, uint8) {
+	h := float32(h8) * 6 / 255
+	s := float32(s8) / 255
+	v := float32(v8)
+	if s8 == 0 {
+		return v8, v8, v8
+	}
+	i := int(math.Floor(float64(h)))
+	f := h - float32(i)
+	p := clip8(int(math.Round(float64(v * (1 - s)))))
+	q := clip8(int(math.Round(float64(v * (1 - s*f)))))
+	t := clip8(int(math.Round(float64(v * (1 - s*(1-f))))))
+	switch i % 6 {
+	case 0:
+		return v8, t, p
+	case 1:
+		return q, v8, p
+	case 2:
+		return p, v8, t
+	case 3:
+		return p, q, v8
+	case 4:
+		return t, p, v8
+	default:
+		return v8, p, q
+	}
+}
+
+// randomFlip flips with probability prob.
+type randomFlip struct {
+	prob      float64
+	direction string
+}
+
+func (c *RandomFlipConfig) Build(*registry.Env) (any, error) {
+	return &randomFlip{prob: c.Prob, direction: c.Direction}, nil
+}
+
+func (t *randomFlip) Apply(s *Sample, rng *rand.Rand) error {
+	if rng.Float64() >= t.prob {
+		return nil
+	}
+	switch t.direction {
+	case "horizontal":
+		s.Image = s.Image.FlipH()
+	case "vertical":
+		s.Image = s.Image.FlipV()
+	default:
+		s.Image = s.Image.FlipH().FlipV()
+	}
+	return nil
+}
+
+// resizeEdge is mmcls's ResizeEdge: one edge to scale, the other in proportion (truncated).
+type resizeEdge struct {
+	scale  int
+	edge   string
+	interp Interpolation
+}
+
+func (c *ResizeEdgeConfig) Build(*registry.Env) (any, error) {
+	return &resizeEdge{scale: c.Scale, edge: c.Edge, interp: Interpolation(c.Interpolation)}, nil
+}
+
+func (t *resizeEdge) Apply(s *Sample, _ *rand.Rand) error {
+	w, h := s.Image.Width, s.Image.Height
+	short := t.edge == "short" && w < h || t.edge == "long" && w > h || t.edge == "width"
+	var nw, nh int
+	if short {
+		nw, nh = t.scale, int(float64(t.scale)*float64(h)/float64(w))
+	} else {
+		nw, nh = int(float64(t.scale)*float64(w)/float64(h)), t.scale
+	}
+	img, err := s.Image.Resize(nw, nh, t.interp)
+	s.Image = img
+	return err
+}
+
+// resize is mmcv's Resize to scale ([w, h]); with keep_ratio, as large as fits.
+type resize struct {
+	w, h      int
+	keepRatio bool
+	interp    Interpolation
+}
+
+func (c *ResizeConfig) Build(*registry.Env) (any, error) {
+	return &resize{w: c.Scale[0], h: c.Scale[1], keepRatio: c.KeepRatio, interp: Interpolation(c.Interpolation)}, nil
+}
+
+func (t *resize) Apply(s *Sample, _ *rand.Rand) error {
+	w, h := t.w, t.h
+	if t.keepRatio {
+		long, short := float64(max(t.w, t.h)), float64(min(t.w, t.h))
+		iw, ih := float64(s.Image.Width), float64(s.Image.Height)
+		f := math.Min(long/math.Max(iw, ih), short/math.Min(iw, ih))
+		w, h = int(iw*f+0.5), int(ih*f+0.5)
+	}
+	img, err := s.Image.Resize(w, h, t.interp)
+	s.Image = img
+	return err
+}
+
+// centerCrop is mmcv's CenterCrop of crop_size ([w, h]); an image smaller than the crop is
+// kept whole along that axis.
+type centerCrop struct{ w, h int }
+
+func (c *CenterCropConfig) Build(*registry.Env) (any, error) {
+	return &centerCrop{w: c.CropSize[0], h: c.CropSize[1]}, nil
+}
+
+func (t *centerCrop) Apply(s *Sample, _ *rand.Rand) error {
+	w, h := min(t.w, s.Image.Width), min(t.h, s.Image.Height)
+	y := max(0, pyRound(float64(s.Image.Height-t.h)/2))
+	x := max(0, pyRound(float64(s.Image.Width-t.w)/2))
+	s.Image = s.Image.Crop(x, y, w, h)
+	return nil
+}
+
+// randomCrop is mmcls's RandomCrop of crop_size ([h, w]) after constant padding.
+type randomCrop struct {
+	h, w        int
+	pad         [2]int // [h, w] on each side
+	padIfNeeded bool
+	padVal      uint8
+}
+
+func (c *RandomCropConfig) Build(*registry.Env) (any, error) {
+	if c.PaddingMode != "constant" {
+		return nil, fmt.Errorf("padding_mode %q is not supported: use \"constant\"", c.PaddingMode)
+	}
+	t := &randomCrop{h: c.CropSize[0], w: c.CropSize[1], padIfNeeded: c.PadIfNeeded, padVal: uint8(c.PadVal)}
+	if c.Padding != nil {
+		t.pad = [2]int{c.Padding[0], c.Padding[1]}
+	}
+	return t, nil
+}
+
+func (t *randomCrop) Apply(s *Sample, rng *rand.Rand) error {
+	img := s.Image
+	ph, pw := t.pad[0], t.pad[1]
+	if t.padIfNeeded {
+		ph = max(ph, (t.h-img.Height+1)/2)
+		pw = max(pw, (t.w-img.Width+1)/2)
+	}
+	if ph > 0 || pw > 0 {
+		img = img.pad(pw, ph, t.padVal)
+	}
+	if img.Height < t.h || img.Width < t.w {
+		return fmt.Errorf("RandomCrop: a %dx%d image is smaller than the %dx%d crop", img.Width, img.Height, t.w, t.h)
+	}
+	y := rng.IntN(img.Height - t.h + 1)
+	x := rng.IntN(img.Width - t.w + 1)
+	s.Image = img.Crop(x, y, t.w, t.h)
+	return nil
+}
+
+func (m Image) pad(px, py int, v uint8) Image {
+	out := NewImage(m.Width+2*px, m.Height+2*py)
+	for i := range out.Pix {
+		out.Pix[i] = v
+	}
+	for y := 0; y < m.Height; y++ {
+		copy(out.Pix[((y+py)*out.Width+px)*3:], m.Pix[y*m.Width*3:(y+1)*m.Width*3])
+	}
+	return out
+}
+
+// lighting is AlexNet's PCA lighting noise (mmcls's Lighting), rounded back to 8 bits.
+type lighting struct {
+	shift func(rng *rand.Rand) [3]float64 // per R, G, B
+}
+
+func (c *LightingConfig) Build(*registry.Env) (any, error) {
+	eigval, eigvec, std := c.Eigval, c.Eigvec, c.Alphastd
+	bgr := !c.ToRGB // the eigenvectors are in the order of mmcv's BGR images
+	return &lighting{shift: func(rng *rand.Rand) [3]float64 {
+		var alpha [3]float64
+		for i := range alpha {
+			alpha[i] = rng.NormFloat64() * std
+		}
+		var alter [3]float64
+		for ch := range 3 {
+			for j := range 3 {
+				alter[ch] += eigvec[ch][j] * alpha[j] * eigval[j]
+			}
+		}
+		if bgr {
+			alter[0], alter[2] = alter[2], alter[0]
+		}
+		return alter
+	}}, nil
+}
+
+func (t *lighting) Apply(s *Sample, rng *rand.Rand) error {
+	d := t.shift(rng)
+	p := s.Image.Pix
+	for i := range p {
+		p[i] = clampByte(float64(p[i]) + d[i%3])
+	}
+	return nil
+}
+
+// packInputs marks the end of a pipeline; the loader packs samples into batches.
+type packInputs struct{}
+
+func (packInputs) Apply(*Sample, *rand.Rand) error { return nil }
+
+func (c *PackSelfSupInputsConfig) Build(*registry.Env) (any, error) { return packInputs{}, nil }
+func (c *PackClsInputsConfig) Build(*registry.Env) (any, error)     { return packInputs{}, nil }
+
+// BuildPipeline builds the transforms of a pipeline.
+func BuildPipeline(env *registry.Env, specs []registry.Spec) ([]Transform, error) {
+	out := make([]Transform, 0, len(specs))
+	for _, s := range specs {
+		t, err := registry.Build[Transform](env, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// DecodeFile decodes a JPEG or PNG file.
+func DecodeFile(path string) (Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Image{}, err
+	}
+	defer f.Close()
+	img, err := decode(f)
+	if err != nil {
+		return Image{}, fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return img, nil
+}
