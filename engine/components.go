@@ -170,6 +170,9 @@ func (c *LinearLRConfig) Validate() error {
 	if c.EndFactor < 0 || c.EndFactor > 1 {
 		errs = append(errs, registry.FieldErrorf("end_factor", "must be in [0, 1], got %g", c.EndFactor))
 	}
+	if c.End == math.MaxInt32 {
+		errs = append(errs, registry.FieldErrorf("end", "is required: the warm-up lasts from begin to end"))
+	}
 	return errors.Join(append(errs, c.validate())...)
 }
 
@@ -276,6 +279,8 @@ func init() {
 		})
 	reg(registry.Hooks, "DistSamplerSeedHook", "give the sampler each epoch's seed",
 		func() any { return &NoKeys{} })
+	reg(registry.Hooks, "KNNHook", "weighted kNN of the features before and after training (goselfsup's own)",
+		func() any { return &KNNHookConfig{NumKNN: []int{10, 20, 100, 200}, Temperature: 0.07} })
 	reg(registry.Samplers, "DefaultSampler", "each sample once per epoch, shuffled with a seed per epoch",
 		func() any { return &DefaultSamplerConfig{Shuffle: true, RoundUp: true} })
 	reg(registry.Functions, "default_collate", "stack samples into batches",

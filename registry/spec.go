@@ -47,6 +47,21 @@ func (s Spec) Table() map[string]any {
 	return t
 }
 
+// Get returns the value of a key of the component's table.
+func (s Spec) Get(key string) (any, bool) {
+	v, ok := s.table[key]
+	return deepCopy(v), ok
+}
+
+// With returns a copy of s whose table has key set to value (for components that derive one
+// config from another, such as a training set read with the test pipeline).
+func (s Spec) With(key string, value any) Spec {
+	t := deepCopy(s.table).(map[string]any)
+	t[key] = normalize(value)
+	s.table = t
+	return s
+}
+
 // Source names the file or --set argument that set key inside the component (the component
 // itself for "").
 func (s Spec) Source(key string) string {

@@ -31,7 +31,7 @@ func New(config string) (backends.Backend, error) {
 	}
 	name, _, _ := strings.Cut(config, ":")
 	if name == simplego.BackendName {
-		b, err := simplego.New(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
+		b, err := newPureGo(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", config, err)
 		}
@@ -48,6 +48,28 @@ func New(config string) (backends.Backend, error) {
 		return nil, fmt.Errorf("backend %q: %w", config, err)
 	}
 	return b, nil
+}
+
+// newPureGo creates GoMLX's pure-Go backend. Unless the options set a parallelism, it is
+// unlimited: with the default limit (twice the CPUs), ops that run in parallel and split
+// their own work through the same worker pool (DotGeneral does) can all wait for a free
+// worker at once and deadlock (GoMLX v0.26.0, seen here as a hung training step). Without a
+// limit the pool starts a goroutine per task, and Go's scheduler bounds the threads; it also
+// measured a little faster. GoMLX prints the parallelism it sets on stdout, which the tools
+// keep for their results, so that line goes to /dev/null.
+func newPureGo(options string) (backends.Backend, error) {
+	if !strings.Contains(options, "parallelism=") {
+		if options != "" {
+			options += ","
+		}
+		options += "parallelism=-1"
+	}
+	stdout := os.Stdout
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		os.Stdout = null
+		defer func() { os.Stdout = stdout; null.Close() }()
+	}
+	return simplego.New(options)
 }
 
 const xlaHelp = `XLA needs a PJRT plugin: name one by its absolute path (backend = "xla:/path/to/pjrt_plugin.so",

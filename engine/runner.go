@@ -1,0 +1,562 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	gctx "github.com/gomlx/gomlx/pkg/ml/context"
+	"go.uber.org/zap"
+
+	"github.com/goselfsup/goselfsup/datasets"
+	"github.com/goselfsup/goselfsup/engine/backend"
+	"github.com/goselfsup/goselfsup/models"
+	"github.com/goselfsup/goselfsup/models/nn"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// Algorithm is a self-supervised method as the runner drives it.
+type Algorithm interface {
+	// Loss builds a training step's loss; it may update state variables (batch-norm
+	// statistics, a memory bank) with SetValueGraph.
+	Loss(ctx *gctx.Context, b models.Batch) *Node
+	// Features returns the features that evaluation uses, for uint8 images.
+	Features(images *Node) *Node
+}
+
+// Options are a run's settings that do not belong in its config.
+type Options struct {
+	WorkDir string
+	// Resume continues from a checkpoint: "auto" for the newest in WorkDir, or a path.
+	Resume string
+	// Seed overrides randomness.seed when not nil.
+	Seed *int64
+	// Console receives the human log and the progress bar (os.Stderr if nil).
+	Console io.Writer
+	// Hooks are extra hooks, after those of the config.
+	Hooks []Hook
+}
+
+// Runner trains a model as its config describes.
+type Runner struct {
+	Cfg     *Config
+	Tree    *registry.Tree
+	WorkDir string
+	Log     *zap.Logger
+	Backend backends.Backend
+	Ctx     *gctx.Context
+	Scope   *nn.Scope
+	Model   Algorithm
+	Opt     *SGD
+	Sched   *Schedule
+	Loader  *datasets.Loader
+	Seed    int64
+	// Epoch and Iter count the epochs and iterations completed.
+	Epoch, Iter int
+	MaxEpochs   int
+	// Metrics collects results, written to metrics.json at the end.
+	Metrics map[string]float64
+
+	hooks    []Hook
+	step     *gctx.Exec
+	features *gctx.Exec
+	progress *progress
+	closeLog func()
+	lastCkpt string
+	resumed  bool
+	env      *registry.Env
+}
+
+// Hook is anything with some of the methods BeforeTrain, AfterTrainIter, AfterTrainEpoch
+// and AfterTrain (see the interfaces below); the runner calls those it has.
+type Hook any
+
+type (
+	beforeTrain    interface{ BeforeTrain(r *Runner) error }
+	afterTrainIter interface {
+		AfterTrainIter(r *Runner, it IterInfo) error
+	}
+	afterTrainEpoch interface{ AfterTrainEpoch(r *Runner) error }
+	afterTrain      interface{ AfterTrain(r *Runner) error }
+)
+
+// IterInfo describes the iteration that just ended.
+type IterInfo struct {
+	Epoch, Iter   int // Iter within the epoch, 0-based
+	ItersPerEpoch int
+	Loss, LR      float64
+	Time, Data    time.Duration // the whole iteration, and the wait for its batch
+}
+
+// NewRunner builds everything a run needs: the work_dir and its log, the backend, the model,
+// the optimizer, the schedule, the data and the hooks.
+func NewRunner(tree *registry.Tree, cfg *Config, opts Options) (r *Runner, err error) {
+	if opts.WorkDir == "" {
+		return nil, errors.New("no work_dir")
+	}
+	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	console := opts.Console
+	if console == nil {
+		console = os.Stderr
+	}
+	r = &Runner{Cfg: cfg, Tree: tree, WorkDir: opts.WorkDir, Metrics: map[string]float64{}}
+	r.progress = newProgress(console)
+	r.Log, r.closeLog, err = newLogger(r.progress, filepath.Join(opts.WorkDir, "log.jsonl"), cfg.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if err := tree.WriteFile(filepath.Join(opts.WorkDir, "config.toml")); err != nil {
+		return nil, err
+	}
+	if err := r.setup(cfg, opts); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Runner) setup(cfg *Config, opts Options) (err error) {
+	// GoMLX reports graph-building errors as panics.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("building the model: %v", p)
+		}
+	}()
+	r.Seed = rand.Int64N(1 << 31)
+	if cfg.Randomness.Seed != nil {
+		r.Seed = *cfg.Randomness.Seed
+	}
+	if opts.Seed != nil {
+		r.Seed = *opts.Seed
+	}
+	if r.Backend, err = backend.New(cfg.Backend); err != nil {
+		return err
+	}
+	devices := max(cfg.EnvCfg.NumDevices, 1)
+	if devices > 1 {
+		return fmt.Errorf("env_cfg.num_devices = %d: training on several devices is not supported yet; "+
+			"set env_cfg.num_devices = 1 (and raise train_dataloader.batch_size to keep the global batch)", devices)
+	}
+	r.Log.Info("run", zap.String("config", r.Tree.File()), zap.String("work_dir", r.WorkDir),
+		zap.Int64("seed", r.Seed), zap.String("backend", r.Backend.Description()))
+
+	if cfg.TrainDataloader == nil {
+		return errors.New("the config has no train_dataloader")
+	}
+	r.Ctx = gctx.New()
+	r.Scope = nn.NewScope(r.Ctx, uint64(r.Seed))
+	r.env = &registry.Env{Registry: registry.Default}
+	registry.Provide(r.env, r.Scope)
+	if r.Model, err = registry.Build[Algorithm](r.env, cfg.Model); err != nil {
+		return err
+	}
+	if err := r.Ctx.SetRNGStateFromSeed(r.Seed); err != nil {
+		return err
+	}
+	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
+		return err
+	}
+	if r.Loader.Len() == 0 {
+		return fmt.Errorf("train_dataloader: %d samples make no batch of %d", r.Loader.Dataset.Len(), r.Loader.BatchSize)
+	}
+	if err := r.buildOptimizer(cfg); err != nil {
+		return err
+	}
+	loop, err := registry.Default.Decode(cfg.TrainCfg)
+	if err != nil {
+		return err
+	}
+	ebl, ok := loop.(*EpochBasedTrainLoopConfig)
+	if !ok {
+		return fmt.Errorf("train_cfg: %s is not supported; use EpochBasedTrainLoop", cfg.TrainCfg.Type)
+	}
+	r.MaxEpochs = ebl.MaxEpochs
+	if err := r.buildHooks(cfg, opts.Hooks); err != nil {
+		return err
+	}
+	r.compile()
+	if cfg.LoadFrom != "" {
+		if err := r.loadWeights(cfg.LoadFrom); err != nil {
+			return err
+		}
+	}
+	resume := opts.Resume
+	if resume == "" && cfg.Resume {
+		resume = "auto"
+	}
+	if resume != "" {
+		if err := r.resume(resume); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildLoader builds a dataloader's dataset and sampler.
+func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error) {
+	ds, err := registry.Build[*datasets.Dataset](r.env, d.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	shuffle := train
+	if !d.Sampler.IsZero() {
+		sc, err := registry.Default.Decode(d.Sampler)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := sc.(*DefaultSamplerConfig)
+		if !ok {
+			return nil, fmt.Errorf("%s: %s is not supported; use DefaultSampler", d.Sampler.Path, d.Sampler.Type)
+		}
+		shuffle = s.Shuffle
+	}
+	return &datasets.Loader{Dataset: ds, BatchSize: d.BatchSize, Workers: d.NumWorkers, DropLast: d.DropLast && train,
+		Shuffle: shuffle, Seed: uint64(r.Seed), Prefetch: 2}, nil
+}
+
+func (r *Runner) buildOptimizer(cfg *Config) error {
+	wc, err := registry.Default.Decode(cfg.OptimWrapper)
+	if err != nil {
+		return err
+	}
+	w, ok := wc.(*OptimWrapperConfig)
+	if !ok {
+		return fmt.Errorf("optim_wrapper: %s is not supported; use OptimWrapper", cfg.OptimWrapper.Type)
+	}
+	oc, err := registry.Default.Decode(w.Optimizer)
+	if err != nil {
+		return err
+	}
+	sgd, ok := oc.(*SGDConfig)
+	if !ok {
+		return fmt.Errorf("optim_wrapper.optimizer: %s is not supported; use SGD", w.Optimizer.Type)
+	}
+	if r.Opt, err = NewSGD(sgd, w, r.Scope); err != nil {
+		return err
+	}
+	r.Sched, err = NewSchedule(registry.Default, cfg.ParamScheduler, sgd.LR, r.Loader.Len())
+	return err
+}
+
+func (r *Runner) buildHooks(cfg *Config, extra []Hook) error {
+	names := make([]string, 0, len(cfg.DefaultHooks))
+	for n := range cfg.DefaultHooks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	specs := make([]registry.Spec, 0, len(names)+len(cfg.CustomHooks))
+	for _, n := range names {
+		specs = append(specs, cfg.DefaultHooks[n])
+	}
+	specs = append(specs, cfg.CustomHooks...)
+	for _, s := range specs {
+		h, err := registry.Build[Hook](r.env, s)
+		if err != nil {
+			return err
+		}
+		r.hooks = append(r.hooks, h)
+	}
+	r.hooks = append(r.hooks, extra...)
+	return nil
+}
+
+// compile prepares the train step (one graph: forward, loss, backward, optimizer and
+// memory-bank update) and the feature extractor; GoMLX compiles them at their first call.
+func (r *Runner) compile() {
+	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, lr *Node) *Node {
+		return Step(ctx, r.Model, r.Opt, models.Batch{Images: images, Indices: idx}, lr)
+	})
+	r.features = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
+		return r.Model.Features(images)
+	})
+}
+
+// Step adds one training step to a graph: the loss of the batch, its gradient, the
+// optimizer's update and the state updates of the model (batch-norm statistics, the memory
+// bank). It returns the loss.
+func Step(ctx *gctx.Context, model Algorithm, opt *SGD, b models.Batch, lr *Node) *Node {
+	loss := model.Loss(ctx, b)
+	opt.Update(loss, lr)
+	return loss
+}
+
+// Close releases the backend's resources and flushes the log.
+func (r *Runner) Close() {
+	if r.step != nil {
+		r.step.Finalize()
+		r.features.Finalize()
+	}
+	if r.closeLog != nil {
+		r.closeLog()
+	}
+}
+
+// call runs a hook method, turning panics into errors.
+func call(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	return f()
+}
+
+// Train runs the epochs left. A cancelled ctx stops it between iterations, without saving.
+func (r *Runner) Train(ctx context.Context) error {
+	for _, h := range r.hooks {
+		if h, ok := h.(beforeTrain); ok {
+			if err := call(func() error { return h.BeforeTrain(r) }); err != nil {
+				return err
+			}
+		}
+	}
+	start, startIter := time.Now(), r.Iter
+	total := r.MaxEpochs * r.Loader.Len()
+	for ; r.Epoch < r.MaxEpochs; r.Epoch++ {
+		ipe := r.Loader.Len()
+		i := 0
+		t0 := time.Now()
+		for b, err := range r.Loader.Epoch(ctx, r.Epoch) {
+			if err != nil {
+				r.progress.clear()
+				return err
+			}
+			data := time.Since(t0)
+			lr := r.Sched.LR(r.Epoch, i)
+			loss, err := r.trainStep(b, lr)
+			if err != nil {
+				r.progress.clear()
+				return err
+			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				r.progress.clear()
+				last := "none was saved"
+				if r.lastCkpt != "" {
+					last = "the last good one is " + r.lastCkpt
+				}
+				return fmt.Errorf("the loss is %v at epoch %d, iteration %d: training stopped; %s", loss, r.Epoch+1, i+1, last)
+			}
+			r.Iter++
+			info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, Loss: loss, LR: lr, Time: time.Since(t0), Data: data}
+			for _, h := range r.hooks {
+				if h, ok := h.(afterTrainIter); ok {
+					if err := call(func() error { return h.AfterTrainIter(r, info) }); err != nil {
+						return err
+					}
+				}
+			}
+			done := r.Iter - startIter
+			eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-r.Iter))
+			r.progress.update(fmt.Sprintf("epoch %d/%d", r.Epoch+1, r.MaxEpochs), i+1, ipe, eta, fmt.Sprintf("loss %.4f", loss))
+			i++
+			t0 = time.Now()
+		}
+		if err := ctx.Err(); err != nil {
+			r.progress.clear()
+			return err
+		}
+		r.progress.clear()
+		ep := r.Epoch
+		r.Epoch++ // the hooks see the epoch as completed
+		for _, h := range r.hooks {
+			if h, ok := h.(afterTrainEpoch); ok {
+				if err := call(func() error { return h.AfterTrainEpoch(r) }); err != nil {
+					return err
+				}
+			}
+		}
+		r.Epoch = ep
+	}
+	for _, h := range r.hooks {
+		if h, ok := h.(afterTrain); ok {
+			if err := call(func() error { return h.AfterTrain(r) }); err != nil {
+				return err
+			}
+		}
+	}
+	return r.writeMetrics()
+}
+
+func (r *Runner) trainStep(b *datasets.Batch, lr float64) (loss float64, err error) {
+	images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
+	idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
+	out, err := r.step.Exec(images, idx, float32(lr))
+	if err != nil {
+		return 0, fmt.Errorf("train step: %w", err)
+	}
+	v := out[0].Value()
+	f, ok := v.(float32)
+	if !ok {
+		return 0, fmt.Errorf("train step: the loss is a %T", v)
+	}
+	return float64(f), nil
+}
+
+// Extract returns the evaluation features of every sample of a loader, in sample order,
+// and their labels.
+func (r *Runner) Extract(ctx context.Context, l *datasets.Loader, what string) ([][]float32, []int, error) {
+	n := l.Dataset.Len()
+	feats := make([][]float32, n)
+	labels := make([]int, n)
+	start := time.Now()
+	done := 0
+	for b, err := range l.Epoch(ctx, 0) {
+		if err != nil {
+			return nil, nil, err
+		}
+		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
+		out, err := r.features.Exec(images)
+		if err != nil {
+			return nil, nil, fmt.Errorf("extracting features: %w", err)
+		}
+		flat := tensors.MustCopyFlatData[float32](out[0])
+		dim := len(flat) / b.Len()
+		for i, idx := range b.Indices {
+			feats[idx] = flat[i*dim : (i+1)*dim]
+			labels[idx] = int(b.Labels[i])
+		}
+		done += b.Len()
+		eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(n-done))
+		r.progress.update(what, done, n, eta, "")
+	}
+	r.progress.clear()
+	return feats, labels, nil
+}
+
+// variables lists the run's variables by their PyTorch-style names.
+func (r *Runner) variables() map[string]*gctx.Variable {
+	out := map[string]*gctx.Variable{}
+	for v := range r.Ctx.IterVariables() {
+		out[nn.TorchName(v)] = v
+	}
+	return out
+}
+
+// Checkpoint returns the run's state.
+func (r *Runner) Checkpoint() (*Checkpoint, error) {
+	c := &Checkpoint{Tensors: map[string]*tensors.Tensor{}, Meta: CheckpointMeta{
+		Epoch: r.Epoch, Iter: r.Iter, Seed: r.Seed, Config: r.Tree.TOML(), Metrics: map[string]float64{},
+		Layouts: map[string]string{}}}
+	for k, v := range r.Metrics {
+		c.Meta.Metrics[k] = v
+	}
+	for name, v := range r.variables() {
+		t, err := v.Value()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: %s: %w", name, err)
+		}
+		lt, err := t.LocalClone()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: %s: %w", name, err)
+		}
+		c.Tensors[name] = lt
+		if v.Shape().Rank() == 4 && strings.HasSuffix(name, ".weight") {
+			c.Meta.Layouts[name] = "HWIO"
+		}
+	}
+	return c, nil
+}
+
+// restore sets the variables named in c; with weightsOnly, only the model's (not the
+// optimizer's or the random state), as load_from does.
+func (r *Runner) restore(c *Checkpoint, weightsOnly bool) error {
+	var missing []string
+	for name, v := range r.variables() {
+		if weightsOnly && !isModelVariable(name) {
+			continue
+		}
+		t, ok := c.Tensors[name]
+		if !ok {
+			missing = append(missing, name)
+			continue
+		}
+		if !t.Shape().Equal(v.Shape()) {
+			return fmt.Errorf("%s is %s in the checkpoint but %s in the model", name, t.Shape(), v.Shape())
+		}
+		if err := v.SetValue(t); err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("the checkpoint lacks %d variables of the model: %s", len(missing), strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func isModelVariable(name string) bool {
+	return !strings.HasPrefix(name, "optimizer.") && !strings.HasPrefix(name, "rng")
+}
+
+func (r *Runner) loadWeights(path string) error {
+	c, err := LoadCheckpoint(path)
+	if err != nil {
+		return fmt.Errorf("load_from: %w", err)
+	}
+	if err := r.restore(c, true); err != nil {
+		return fmt.Errorf("load_from %s: %w", path, err)
+	}
+	r.Log.Info("loaded weights", zap.String("checkpoint", path))
+	return nil
+}
+
+func (r *Runner) resume(which string) error {
+	path := which
+	if which == "auto" {
+		p, err := LatestCheckpoint(r.WorkDir)
+		if err != nil {
+			return err
+		}
+		path = p
+	}
+	c, err := LoadCheckpoint(path)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if err := r.restore(c, false); err != nil {
+		return fmt.Errorf("resume from %s: %w", path, err)
+	}
+	r.Epoch, r.Iter, r.lastCkpt, r.resumed = c.Meta.Epoch, c.Meta.Iter, path, true
+	if c.Meta.Seed != r.Seed {
+		r.Log.Warn("the checkpoint's seed differs from the run's; the data order follows the run's",
+			zap.Int64("checkpoint_seed", c.Meta.Seed), zap.Int64("seed", r.Seed))
+	}
+	for k, v := range c.Meta.Metrics {
+		r.Metrics[k] = v
+	}
+	r.Log.Info("resumed", zap.String("checkpoint", path), zap.Int("epoch", r.Epoch), zap.Int("iter", r.Iter))
+	return nil
+}
+
+// Resumed reports whether the run continues from a checkpoint.
+func (r *Runner) Resumed() bool { return r.resumed }
+
+func (r *Runner) writeMetrics() error {
+	data, err := json.MarshalIndent(r.Metrics, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(r.WorkDir, "metrics.json")
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

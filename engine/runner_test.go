@@ -1,0 +1,179 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/goselfsup/goselfsup/engine"
+	_ "github.com/goselfsup/goselfsup/evaluators"
+	_ "github.com/goselfsup/goselfsup/heads"
+	_ "github.com/goselfsup/goselfsup/losses"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// tinyConfig is NPID small enough to train in seconds on the pure-Go backend.
+func tinyConfig(t *testing.T, sets ...string) (*registry.Tree, *engine.Config) {
+	t.Helper()
+	tree, err := registry.NewTree(map[string]any{
+		"backend":    "go",
+		"randomness": map[string]any{"seed": 3},
+		"model": map[string]any{
+			"type": "NPID", "neg_num": 32,
+			"data_preprocessor": map[string]any{"mean": []float64{128, 128, 128}, "std": []float64{64, 64, 64}, "bgr_to_rgb": true},
+			"backbone":          map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stage_blocks": []int{1, 1, 1, 1}, "stem_channels": 4, "base_channels": 4},
+			"neck":              map[string]any{"type": "LinearNeck", "in_channels": 32, "out_channels": 16},
+			"head":              map[string]any{"type": "ContrastiveHead", "temperature": 0.1, "loss": map[string]any{"type": "CrossEntropyLoss"}},
+			"memory_bank":       map[string]any{"type": "SimpleMemory", "length": 96, "feat_dim": 16},
+		},
+		"train_dataloader": map[string]any{
+			"batch_size": 16, "num_workers": 2, "drop_last": true,
+			"dataset": map[string]any{"type": "DemoShapes", "num_samples": 96, "size": 8, "seed": 1, "pipeline": []any{
+				map[string]any{"type": "RandomResizedCrop", "size": 8, "scale": []float64{0.5, 1}},
+				map[string]any{"type": "RandomFlip", "prob": 0.5},
+			}},
+		},
+		"val_dataloader": map[string]any{
+			"batch_size": 20, "dataset": map[string]any{"type": "DemoShapes", "num_samples": 40, "size": 8, "seed": 2},
+		},
+		"optim_wrapper":   map[string]any{"optimizer": map[string]any{"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}},
+		"param_scheduler": []any{map[string]any{"type": "MultiStepLR", "milestones": []int{2}}},
+		"train_cfg":       map[string]any{"type": "EpochBasedTrainLoop", "max_epochs": 3},
+		"default_hooks": map[string]any{
+			"logger":     map[string]any{"type": "LoggerHook", "interval": 2},
+			"checkpoint": map[string]any{"type": "CheckpointHook", "interval": 1, "max_keep_ckpts": 2},
+		},
+		"custom_hooks": []any{map[string]any{"type": "KNNHook", "num_knn": []int{1, 5}}},
+	}, "tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		if err := tree.Set(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := new(engine.Config)
+	if err := tree.Decode(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return tree, cfg
+}
+
+func train(t *testing.T, dir string, opts engine.Options, ctx context.Context, sets ...string) (*engine.Runner, error) {
+	t.Helper()
+	tree, cfg := tinyConfig(t, sets...)
+	opts.WorkDir = dir
+	opts.Console = &strings.Builder{}
+	r, err := engine.NewRunner(tree, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r, r.Train(ctx)
+}
+
+func TestTrainLeavesAWorkDir(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := train(t, dir, engine.Options{}, context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.toml", "log.jsonl", "metrics.json", "last_checkpoint", "epoch_2.ckpt", "epoch_3.ckpt"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("work_dir lacks %s", f)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "epoch_1.ckpt")); err == nil {
+		t.Error("max_keep_ckpts = 2 kept epoch_1.ckpt")
+	}
+	var metrics map[string]float64
+	data, _ := os.ReadFile(filepath.Join(dir, "metrics.json"))
+	if err := json.Unmarshal(data, &metrics); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"knn_top1_k1", "knn_top1_k5", "random_init_knn_top1_k1", "random_init_knn_top1_k5"} {
+		if v, ok := metrics[k]; !ok || v < 0 || v > 100 {
+			t.Errorf("metrics.json: %s = %v", k, v)
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "log.jsonl"))
+	if !strings.Contains(string(log), `"msg":"Epoch(train) [3][6/6]"`) || !strings.Contains(string(log), `"lr":0.003`) {
+		t.Errorf("the log lacks the last iteration or the stepped learning rate:\n%s", log)
+	}
+}
+
+// cancelAt stops the run at an iteration, as a kill would, without saving anything.
+type cancelAt struct {
+	epoch, iter int
+	cancel      context.CancelFunc
+}
+
+func (c *cancelAt) AfterTrainIter(r *engine.Runner, it engine.IterInfo) error {
+	if it.Epoch == c.epoch && it.Iter == c.iter {
+		c.cancel()
+	}
+	return nil
+}
+
+func TestResumeAfterKillMatchesUninterruptedRun(t *testing.T) {
+	whole := t.TempDir()
+	if _, err := train(t, whole, engine.Options{}, context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	killed := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := train(t, killed, engine.Options{Hooks: []engine.Hook{&cancelAt{epoch: 2, iter: 3, cancel: cancel}}}, ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("the killed run ended with %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(killed, "epoch_3.ckpt")); err == nil {
+		t.Fatal("the killed run saved its last epoch")
+	}
+	r, err := train(t, killed, engine.Options{Resume: "auto"}, context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Resumed() {
+		t.Fatal("the run did not resume")
+	}
+
+	a, err := engine.LoadCheckpoint(filepath.Join(whole, "epoch_3.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := engine.LoadCheckpoint(filepath.Join(killed, "epoch_3.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Tensors) != len(b.Tensors) || len(a.Tensors) < 50 {
+		t.Fatalf("%d and %d tensors", len(a.Tensors), len(b.Tensors))
+	}
+	for name, ta := range a.Tensors {
+		tb, ok := b.Tensors[name]
+		if !ok || !reflect.DeepEqual(ta.Value(), tb.Value()) {
+			t.Errorf("%s differs between the uninterrupted and the resumed run", name)
+		}
+	}
+	if _, ok := b.Tensors["memory_bank.feature_bank"]; !ok {
+		t.Error("the checkpoint lacks the memory bank")
+	}
+	if a.Meta.Metrics["random_init_knn_top1_k1"] != b.Meta.Metrics["random_init_knn_top1_k1"] {
+		t.Error("the resumed run lost the random-init baseline")
+	}
+}
+
+func TestNaNLossStops(t *testing.T) {
+	dir := t.TempDir()
+	_, err := train(t, dir, engine.Options{}, context.Background(),
+		"optim_wrapper.optimizer.lr=1e30", "custom_hooks=[]")
+	if err == nil || !strings.Contains(err.Error(), "the loss is") || !strings.Contains(err.Error(), "training stopped") {
+		t.Fatalf("a diverging run ended with %v", err)
+	}
+}
