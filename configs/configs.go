@@ -7,5 +7,5 @@ import "embed"
 
 // FS holds the shipped configs, at paths relative to this folder.
 //
-//go:embed all:_base_ all:npid all:benchmarks
+//go:embed all:_base_ all:npid all:benchmarks all:demo
 var FS embed.FS

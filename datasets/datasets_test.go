@@ -38,7 +38,7 @@ func TestResizeBilinearHalves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want0 := uint8(29) // (3·0 + 3·40 + 1·80) / 7 = 28.57, rounded
+	want0 := uint8(29)  // (3·0 + 3·40 + 1·80) / 7 = 28.57, rounded
 	want1 := uint8(126) // (1·40 + 3·80 + 3·200) / 7 = 125.71, rounded
 	if got.Pix[0] != want0 || got.Pix[3] != want1 {
 		t.Errorf("Resize row = %v, want %d and %d", got.Pix, want0, want1)

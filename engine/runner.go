@@ -102,7 +102,7 @@ type IterInfo struct {
 
 // NewRunner builds everything a run needs: the work_dir and its log, the backend, the model,
 // the optimizer, the schedule, the data and the hooks.
-func NewRunner(tree *registry.Tree, cfg *Config, opts Options) (r *Runner, err error) {
+func NewRunner(tree *registry.Tree, cfg *Config, opts Options) (_ *Runner, err error) {
 	if opts.WorkDir == "" {
 		return nil, errors.New("no work_dir")
 	}
@@ -113,7 +113,7 @@ func NewRunner(tree *registry.Tree, cfg *Config, opts Options) (r *Runner, err e
 	if console == nil {
 		console = os.Stderr
 	}
-	r = &Runner{Cfg: cfg, Tree: tree, WorkDir: opts.WorkDir, Metrics: map[string]float64{}}
+	r := &Runner{Cfg: cfg, Tree: tree, WorkDir: opts.WorkDir, Metrics: map[string]float64{}}
 	r.progress = newProgress(console)
 	r.Log, r.closeLog, err = newLogger(r.progress, filepath.Join(opts.WorkDir, "log.jsonl"), cfg.LogLevel)
 	if err != nil {
