@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
@@ -150,4 +151,44 @@ func LatestCheckpoint(workDir string) (string, error) {
 		p = filepath.Join(workDir, p)
 	}
 	return p, nil
+}
+
+// ToTorch returns a tensor in PyTorch's layout: a tensor stored as HWIO
+// ([kh, kw, in, out], goselfsup's convolution kernels) becomes OIHW; others are returned
+// as they are.
+func ToTorch(t *tensors.Tensor, layout string) (*tensors.Tensor, error) {
+	if layout != "HWIO" {
+		return t, nil
+	}
+	d := t.Shape().Dimensions
+	if len(d) != 4 {
+		return nil, fmt.Errorf("an HWIO tensor of shape %v", d)
+	}
+	if t.DType() == dtypes.Float64 {
+		src, err := tensors.CopyFlatData[float64](t)
+		if err != nil {
+			return nil, err
+		}
+		return tensors.FromFlatDataAndDimensions(hwioToOIHW(src, d), d[3], d[2], d[0], d[1]), nil
+	}
+	src, err := tensors.CopyFlatData[float32](t)
+	if err != nil {
+		return nil, err
+	}
+	return tensors.FromFlatDataAndDimensions(hwioToOIHW(src, d), d[3], d[2], d[0], d[1]), nil
+}
+
+func hwioToOIHW[T float32 | float64](src []T, d []int) []T {
+	kh, kw, in, out := d[0], d[1], d[2], d[3]
+	dst := make([]T, len(src))
+	for h := 0; h < kh; h++ {
+		for w := 0; w < kw; w++ {
+			for i := 0; i < in; i++ {
+				for o := 0; o < out; o++ {
+					dst[((o*in+i)*kh+h)*kw+w] = src[((h*kw+w)*in+i)*out+o]
+				}
+			}
+		}
+	}
+	return dst
 }

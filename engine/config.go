@@ -80,11 +80,17 @@ type EnvConfig struct {
 	// batch of train_dataloader.batch_size: the "8x" of "8xb32". goselfsup's own key
 	// (mmengine reads it from the launcher).
 	NumDevices int `toml:"num_devices"`
+	// DType is the floating-point type the model computes in: "float32", or "float64" for
+	// checks that float32 rounding would blur. goselfsup's own key.
+	DType string `toml:"dtype"`
 }
 
 func (e *EnvConfig) Validate() error {
 	if e.NumDevices < 0 {
 		return registry.FieldErrorf("num_devices", "must not be negative, got %d", e.NumDevices)
+	}
+	if e.DType != "" && e.DType != "float32" && e.DType != "float64" {
+		return registry.FieldErrorf("dtype", `must be "float32" or "float64", got %q`, e.DType)
 	}
 	return nil
 }

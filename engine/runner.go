@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	gctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -163,6 +164,9 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	}
 	r.Ctx = gctx.New()
 	r.Scope = nn.NewScope(r.Ctx, uint64(r.Seed))
+	if cfg.EnvCfg.DType == "float64" {
+		r.Scope = r.Scope.WithDType(dtypes.Float64)
+	}
 	r.env = &registry.Env{Registry: registry.Default}
 	registry.Provide(r.env, r.Scope)
 	if r.Model, err = registry.Build[Algorithm](r.env, cfg.Model); err != nil {
@@ -398,16 +402,18 @@ func (r *Runner) Train(ctx context.Context) error {
 func (r *Runner) trainStep(b *datasets.Batch, lr float64) (loss float64, err error) {
 	images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
 	idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
-	out, err := r.step.Exec(images, idx, float32(lr))
+	out, err := r.step.Exec(images, idx, lr)
 	if err != nil {
 		return 0, fmt.Errorf("train step: %w", err)
 	}
-	v := out[0].Value()
-	f, ok := v.(float32)
-	if !ok {
+	switch v := out[0].Value().(type) {
+	case float32:
+		return float64(v), nil
+	case float64:
+		return v, nil
+	default:
 		return 0, fmt.Errorf("train step: the loss is a %T", v)
 	}
-	return float64(f), nil
 }
 
 // Extract returns the evaluation features of every sample of a loader, in sample order,
@@ -427,7 +433,10 @@ func (r *Runner) Extract(ctx context.Context, l *datasets.Loader, what string) (
 		if err != nil {
 			return nil, nil, fmt.Errorf("extracting features: %w", err)
 		}
-		flat := tensors.MustCopyFlatData[float32](out[0])
+		flat, err := float32s(out[0])
+		if err != nil {
+			return nil, nil, err
+		}
 		dim := len(flat) / b.Len()
 		for i, idx := range b.Indices {
 			feats[idx] = flat[i*dim : (i+1)*dim]
@@ -439,6 +448,22 @@ func (r *Runner) Extract(ctx context.Context, l *datasets.Loader, what string) (
 	}
 	r.progress.clear()
 	return feats, labels, nil
+}
+
+// float32s copies a float tensor's values as float32.
+func float32s(t *tensors.Tensor) ([]float32, error) {
+	if t.DType() == dtypes.Float64 {
+		f64, err := tensors.CopyFlatData[float64](t)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]float32, len(f64))
+		for i, v := range f64 {
+			out[i] = float32(v)
+		}
+		return out, nil
+	}
+	return tensors.CopyFlatData[float32](t)
 }
 
 // variables lists the run's variables by their PyTorch-style names.

@@ -3,9 +3,7 @@ package losses
 import (
 	"fmt"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/goselfsup/goselfsup/models"
@@ -36,11 +34,8 @@ func (l *CrossEntropy) Loss(_ *context.Context, logits, labels *Node) *Node {
 	nll := Neg(ReduceSum(Mul(LogSoftmax(logits), onehot), -1)) // [B]
 	weights := OnesLike(nll)
 	if l.ClassWeight != nil {
-		w := make([]float32, numClasses)
-		for i, v := range l.ClassWeight {
-			w[i] = float32(v)
-		}
-		weights = ReduceSum(Mul(onehot, Const(logits.Graph(), w)), -1)
+		w := ConvertDType(Const(logits.Graph(), l.ClassWeight), logits.DType())
+		weights = ReduceSum(Mul(onehot, ExpandLeftToRank(w, 2)), -1)
 		nll = Mul(nll, weights)
 	}
 	var loss *Node
@@ -90,7 +85,7 @@ func (c *NCELossConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("NCELoss needs the number of training images, which NPID provides: %w", err)
 	}
-	z := s.Context().Checked(false).VariableWithValue("Z", tensors.FromScalar(float32(-1)))
+	z := s.Context().Checked(false).VariableWithValue("Z", s.Tensor([]float64{-1}))
 	z.SetTrainable(false)
 	return &NCE{Z: z, DataSize: int(n), Eps: c.Eps}, nil
 }
@@ -103,7 +98,7 @@ func (l *NCE) Loss(_ *context.Context, logits, _ *Node) *Node {
 	out := Exp(logits)
 	zOld := l.Z.ValueGraph(g)
 	estimate := MulScalar(ReduceAllMean(StopGradient(out)), float64(l.DataSize))
-	z := StopGradient(Where(LessThan(zOld, ScalarZero(g, dtypes.Float32)), estimate, zOld))
+	z := StopGradient(Where(LessThan(zOld, ScalarZero(g, zOld.DType())), estimate, zOld))
 	l.Z.SetValueGraph(z)
 	p := Div(out, z)
 	kpn := float64(k) / float64(l.DataSize)

@@ -7,7 +7,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/goselfsup/goselfsup/models/nn"
@@ -33,22 +32,21 @@ func (c *SimpleMemoryConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := make([]float32, c.Length*c.FeatDim)
+	data := make([]float64, c.Length*c.FeatDim)
 	rng := rand.New(rand.NewPCG(s.Seed(), 0x6d656d6f7279))
 	for i := 0; i < c.Length; i++ {
 		row := data[i*c.FeatDim : (i+1)*c.FeatDim]
 		var norm float64
 		for j := range row {
-			v := rng.NormFloat64()
-			row[j] = float32(v)
-			norm += v * v
+			row[j] = rng.NormFloat64()
+			norm += row[j] * row[j]
 		}
 		norm = math.Max(math.Sqrt(norm), 1e-12)
 		for j := range row {
-			row[j] = float32(float64(row[j]) / norm)
+			row[j] /= norm
 		}
 	}
-	v := s.Context().Checked(false).VariableWithValue("feature_bank", tensors.FromFlatDataAndDimensions(data, c.Length, c.FeatDim))
+	v := s.Context().Checked(false).VariableWithValue("feature_bank", s.Tensor(data, c.Length, c.FeatDim))
 	v.SetTrainable(false)
 	return &SimpleMemory{Bank: v, Length: c.Length, FeatDim: c.FeatDim, Momentum: c.Momentum}, nil
 }

@@ -62,6 +62,7 @@ func (c *NPIDConfig) Build(env *registry.Env) (any, error) {
 	}
 	n := &NPID{NegNum: c.NegNum, EnsureNeg: c.EnsureNeg, Shared: c.NegMode == "shared", scope: s,
 		Preprocessor: NewPreprocessor(c.DataPreprocessor)}
+	n.Preprocessor.DType = s.DType()
 	sub := func(name string) *registry.Env {
 		e := *env
 		registry.Provide(&e, s.In(name))

@@ -78,7 +78,7 @@ func buildNPID(t *testing.T, feats [][]float32, loss map[string]any, negNum int)
 	}
 	n := m.(*models.NPID)
 	n.Backbone = fixedBackbone{feats}
-	n.Preprocessor = models.Preprocessor{Std: [3]float32{1, 1, 1}}
+	n.Preprocessor = models.Preprocessor{Std: [3]float64{1, 1, 1}}
 	return n, ctx
 }
 

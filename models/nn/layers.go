@@ -78,7 +78,7 @@ func NewBatchNorm2d(s *Scope, channels int, o NormOptions) *BatchNorm2d {
 	checkPositive("channels", channels)
 	bn := &BatchNorm2d{Momentum: o.Momentum, Eps: o.Eps, Channels: channels}
 	if o.Affine {
-		w := float32(1)
+		w := 1.0
 		if o.ZeroWeight {
 			w = 0
 		}

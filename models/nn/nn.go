@@ -36,17 +36,43 @@ const (
 type Scope struct {
 	ctx   *context.Context
 	seed  uint64
+	dtype dtypes.DType
 	kinds map[*context.Variable]ParamKind
 }
 
-// NewScope returns the root scope of a model whose variables live in ctx.
+// NewScope returns the root scope of a float32 model whose variables live in ctx.
 func NewScope(ctx *context.Context, seed uint64) *Scope {
-	return &Scope{ctx: ctx, seed: seed, kinds: map[*context.Variable]ParamKind{}}
+	return &Scope{ctx: ctx, seed: seed, dtype: dtypes.Float32, kinds: map[*context.Variable]ParamKind{}}
 }
+
+// WithDType returns the scope for a model computed in dtype (Float32, or Float64 for
+// checks that float32 rounding would blur).
+func (s *Scope) WithDType(dtype dtypes.DType) *Scope {
+	c := *s
+	c.dtype = dtype
+	return &c
+}
+
+// DType is the dtype of the model's floating-point values.
+func (s *Scope) DType() dtypes.DType { return s.dtype }
 
 // In returns the scope of a sub-module, such as "backbone" or "layer1" or "0".
 func (s *Scope) In(name string) *Scope {
-	return &Scope{ctx: s.ctx.In(name), seed: s.seed, kinds: s.kinds}
+	c := *s
+	c.ctx = s.ctx.In(name)
+	return &c
+}
+
+// Tensor returns values as a tensor of the scope's dtype.
+func (s *Scope) Tensor(values []float64, dims ...int) *tensors.Tensor {
+	if s.dtype == dtypes.Float64 {
+		return tensors.FromFlatDataAndDimensions(values, dims...)
+	}
+	f := make([]float32, len(values))
+	for i, v := range values {
+		f[i] = float32(v)
+	}
+	return tensors.FromFlatDataAndDimensions(f, dims...)
 }
 
 // Seed is the seed that initial values derive from.
@@ -80,15 +106,15 @@ func (s *Scope) rng(name string) *rand.Rand {
 	return rand.New(rand.NewPCG(s.seed, h.Sum64()))
 }
 
-// variable creates a float32 variable filled by init.
-func (s *Scope) variable(name string, kind ParamKind, trainable bool, dims []int, init func(rng *rand.Rand, data []float32)) *context.Variable {
+// variable creates a variable of the scope's dtype filled by init.
+func (s *Scope) variable(name string, kind ParamKind, trainable bool, dims []int, init func(rng *rand.Rand, data []float64)) *context.Variable {
 	n := 1
 	for _, d := range dims {
 		n *= d
 	}
-	data := make([]float32, n)
+	data := make([]float64, n)
 	init(s.rng(name), data)
-	v := s.ctx.Checked(false).VariableWithValue(name, tensors.FromFlatDataAndDimensions(data, dims...))
+	v := s.ctx.Checked(false).VariableWithValue(name, s.Tensor(data, dims...))
 	v.SetTrainable(trainable)
 	if trainable {
 		s.kinds[v] = kind
@@ -103,26 +129,26 @@ func (s *Scope) buffer(name string, dtype dtypes.DType, dims ...int) *context.Va
 	return v
 }
 
-func constant(v float32) func(*rand.Rand, []float32) {
-	return func(_ *rand.Rand, data []float32) {
+func constant(v float64) func(*rand.Rand, []float64) {
+	return func(_ *rand.Rand, data []float64) {
 		for i := range data {
 			data[i] = v
 		}
 	}
 }
 
-func normal(std float64) func(*rand.Rand, []float32) {
-	return func(rng *rand.Rand, data []float32) {
+func normal(std float64) func(*rand.Rand, []float64) {
+	return func(rng *rand.Rand, data []float64) {
 		for i := range data {
-			data[i] = float32(rng.NormFloat64() * std)
+			data[i] = rng.NormFloat64() * std
 		}
 	}
 }
 
-func uniform(bound float64) func(*rand.Rand, []float32) {
-	return func(rng *rand.Rand, data []float32) {
+func uniform(bound float64) func(*rand.Rand, []float64) {
+	return func(rng *rand.Rand, data []float64) {
 		for i := range data {
-			data[i] = float32((2*rng.Float64() - 1) * bound)
+			data[i] = (2*rng.Float64() - 1) * bound
 		}
 	}
 }
