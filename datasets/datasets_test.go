@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goselfsup/goselfsup/internal/shareddata"
 	"github.com/goselfsup/goselfsup/registry"
 )
 
@@ -242,5 +244,29 @@ func TestImageNetLayout(t *testing.T) {
 		map[string]any{"data_root": root, "ann_file": "meta/train.txt", "data_prefix": "train", "pipeline": load}))
 	if err == nil || !strings.Contains(err.Error(), "train.txt:2") || !strings.Contains(err.Error(), "leaves the data root") {
 		t.Errorf("a path outside the data root: %v", err)
+	}
+}
+
+func TestCIFAR10Folders(t *testing.T) {
+	dir, err := shareddata.Dir("cifar10-jpg")
+	if errors.Is(err, shareddata.ErrAbsent) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := buildDataset(t, "CIFAR10", map[string]any{"data_root": dir, "test_mode": true, "num_samples": 30})
+	if ds.Len() != 30 {
+		t.Fatalf("%d samples, want 30", ds.Len())
+	}
+	// The prefix takes the classes in turn: airplane, automobile, bird, ...
+	for i := 0; i < 30; i++ {
+		s, err := ds.Get(i, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Label != i%10 || s.Image.Width != 32 || s.Image.Height != 32 {
+			t.Fatalf("sample %d: label %d, %dx%d", i, s.Label, s.Image.Width, s.Image.Height)
+		}
 	}
 }

@@ -82,6 +82,9 @@ func SaveCheckpoint(path string, c *Checkpoint) (err error) {
 	if err := zw.Close(); err != nil {
 		return err
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
 	if err := tmp.Sync(); err != nil {
 		return err
 	}

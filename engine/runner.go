@@ -345,7 +345,7 @@ func (r *Runner) Train(ctx context.Context) error {
 			}
 			data := time.Since(t0)
 			lr := r.Sched.LR(r.Epoch, i)
-			loss, err := r.trainStep(b, lr)
+			loss, err := r.TrainStep(b, lr)
 			if err != nil {
 				r.progress.clear()
 				return err
@@ -399,7 +399,8 @@ func (r *Runner) Train(ctx context.Context) error {
 	return r.writeMetrics()
 }
 
-func (r *Runner) trainStep(b *datasets.Batch, lr float64) (loss float64, err error) {
+// TrainStep runs one training step on a batch with learning rate lr and returns the loss.
+func (r *Runner) TrainStep(b *datasets.Batch, lr float64) (loss float64, err error) {
 	images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
 	idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
 	out, err := r.step.Exec(images, idx, lr)

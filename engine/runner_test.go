@@ -177,3 +177,36 @@ func TestNaNLossStops(t *testing.T) {
 		t.Fatalf("a diverging run ended with %v", err)
 	}
 }
+
+func TestLoadFromTakesWeightsOnly(t *testing.T) {
+	first := t.TempDir()
+	if _, err := train(t, first, engine.Options{}, context.Background(), "train_cfg.max_epochs=1", "custom_hooks=[]"); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(first, "epoch_1.ckpt")
+	saved, err := engine.LoadCheckpoint(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, cfg := tinyConfig(t, "load_from="+ckpt, "randomness.seed=99")
+	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: &strings.Builder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	now, err := r.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"backbone.conv1.weight", "neck.fc.bias", "backbone.layer2.0.bn1.running_var", "memory_bank.feature_bank"} {
+		if !reflect.DeepEqual(now.Tensors[name].Value(), saved.Tensors[name].Value()) {
+			t.Errorf("%s was not loaded", name)
+		}
+	}
+	if step := now.Tensors["optimizer.step"].Value(); step != int64(0) {
+		t.Errorf("load_from restored the optimizer (step %v)", step)
+	}
+	if r.Epoch != 0 {
+		t.Errorf("load_from restored the epoch (%d)", r.Epoch)
+	}
+}

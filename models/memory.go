@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/goselfsup/goselfsup/models/nn"
@@ -32,23 +33,35 @@ func (c *SimpleMemoryConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := make([]float64, c.Length*c.FeatDim)
 	rng := rand.New(rand.NewPCG(s.Seed(), 0x6d656d6f7279))
-	for i := 0; i < c.Length; i++ {
-		row := data[i*c.FeatDim : (i+1)*c.FeatDim]
+	var bank *tensors.Tensor
+	if s.DType() == dtypes.Float64 {
+		bank = tensors.FromFlatDataAndDimensions(randomRows[float64](rng, c.Length, c.FeatDim), c.Length, c.FeatDim)
+	} else {
+		bank = tensors.FromFlatDataAndDimensions(randomRows[float32](rng, c.Length, c.FeatDim), c.Length, c.FeatDim)
+	}
+	v := s.Context().Checked(false).VariableWithValue("feature_bank", bank)
+	v.SetTrainable(false)
+	return &SimpleMemory{Bank: v, Length: c.Length, FeatDim: c.FeatDim, Momentum: c.Momentum}, nil
+}
+
+// randomRows draws n rows of dim standard normal values and normalises each; it fills the
+// target type directly, since ImageNet's bank is 164 million values.
+func randomRows[T float32 | float64](rng *rand.Rand, n, dim int) []T {
+	data := make([]T, n*dim)
+	row := make([]float64, dim)
+	for i := 0; i < n; i++ {
 		var norm float64
 		for j := range row {
 			row[j] = rng.NormFloat64()
 			norm += row[j] * row[j]
 		}
 		norm = math.Max(math.Sqrt(norm), 1e-12)
-		for j := range row {
-			row[j] /= norm
+		for j, v := range row {
+			data[i*dim+j] = T(v / norm)
 		}
 	}
-	v := s.Context().Checked(false).VariableWithValue("feature_bank", s.Tensor(data, c.Length, c.FeatDim))
-	v.SetTrainable(false)
-	return &SimpleMemory{Bank: v, Length: c.Length, FeatDim: c.FeatDim, Momentum: c.Momentum}, nil
+	return data
 }
 
 // Rows gathers the bank rows of idx ([n] integers) -> [n, feat_dim].

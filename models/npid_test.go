@@ -227,3 +227,72 @@ func TestNCELossAndZ(t *testing.T) {
 		t.Errorf("second NCE loss = %.6f, want %.6f with the first Z", got, want)
 	}
 }
+
+// With a bank of two rows and ensure_neg, every negative of sample 0 is row 1: the loss is
+// that of K equal negatives, computable by hand.
+func TestEnsureNegNeverDrawsTheSample(t *testing.T) {
+	b, err := backend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.New()
+	env := &registry.Env{}
+	registry.Provide(env, nn.NewScope(ctx, 7))
+	spec := registry.NewSpec("algorithms", "NPID", map[string]any{
+		"neg_num": 50, "ensure_neg": true,
+		"backbone":    map[string]any{"type": "ResNet", "depth": 18, "base_channels": 1, "stem_channels": 1},
+		"head":        map[string]any{"type": "ContrastiveHead", "temperature": 0.5, "loss": map[string]any{"type": "CrossEntropyLoss"}},
+		"memory_bank": map[string]any{"type": "SimpleMemory", "length": 2, "feat_dim": 3},
+	})
+	n, err := registry.Build[*models.NPID](env, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Backbone = fixedBackbone{[][]float32{{1, 2, 2}}}
+	n.Preprocessor = models.Preprocessor{Std: [3]float64{1, 1, 1}}
+	bank := [][]float32{{1, 0, 0}, {0, 0.6, 0.8}}
+	n.Memory.(*models.SimpleMemory).Bank.MustSetValue(tensors.FromValue(bank))
+	if err := ctx.SetRNGStateFromSeed(3); err != nil {
+		t.Fatal(err)
+	}
+	got := context.MustExecOnce(b, ctx, func(ctx *context.Context, images, idx *Node) *Node {
+		return n.Loss(ctx, models.Batch{Images: images, Indices: idx})
+	}, tensors.FromShape(shapesU8(1, 1, 1, 3)), []int32{0})
+	f := normalize([]float64{1, 2, 2})
+	pos, neg := dot(to64(bank[0]), f)/0.5, dot(to64(bank[1]), f)/0.5
+	want := -(pos - math.Log(math.Exp(pos)+50*math.Exp(neg)))
+	if l := float64(got.Value().(float32)); math.Abs(l-want) > 1e-5 {
+		t.Errorf("loss %.6f, want %.6f: some negative was the sample itself", l, want)
+	}
+}
+
+// In the shared mode the negatives [K] serve the whole batch.
+func TestSharedNegatives(t *testing.T) {
+	b, err := backend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ctx := buildNPID(t, testFeats, map[string]any{"type": "CrossEntropyLoss"}, 2)
+	n.Shared = true
+	n.Memory.(*models.SimpleMemory).Bank.MustSetValue(tensors.FromValue(testBank))
+	idx, negs := []int32{2, 0}, []int32{1, 3}
+	out := context.MustExecOnce(b, ctx, func(ctx *context.Context, images, idx, negs *Node) *Node {
+		return n.Loss(ctx, models.Batch{Images: images, Indices: idx, Negatives: negs})
+	}, tensors.FromShape(shapesU8(2, 1, 1, 3)), idx, negs)
+	var want float64
+	for i, f32 := range testFeats {
+		f := normalize(to64(f32))
+		logits := []float64{dot(to64(testBank[idx[i]]), f) / 0.5}
+		for _, k := range negs {
+			logits = append(logits, dot(to64(testBank[k]), f)/0.5)
+		}
+		var z float64
+		for _, l := range logits {
+			z += math.Exp(l)
+		}
+		want += -(logits[0] - math.Log(z)) / 2
+	}
+	if got := float64(out.Value().(float32)); math.Abs(got-want) > 1e-5 {
+		t.Errorf("loss = %.7f, want %.7f", got, want)
+	}
+}

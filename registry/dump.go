@@ -42,6 +42,10 @@ func (t *Tree) WriteFile(name string) error {
 		tmp.Close()
 		return fmt.Errorf("writing config %s: %w", name, err)
 	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing config %s: %w", name, err)
+	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("writing config %s: %w", name, err)
 	}

@@ -3,6 +3,7 @@ package backend
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -262,5 +263,27 @@ func TestNewErrors(t *testing.T) {
 	t.Setenv("GOMLX_BACKEND", "go")
 	if b, err := New(""); err != nil || !IsPureGo(b) {
 		t.Fatalf("New(\"\") with GOMLX_BACKEND=go = %v, %v", b, err)
+	}
+}
+
+// Reverse and Pad have no gradients of their own in GoMLX: training uses them inside the
+// gradients of convolutions (Reverse) and slices (Pad), which are not differentiated again;
+// TestConvGradients and TestSliceGradient check them there, and TestPadAndReverse their values.
+
+func TestXLAWithoutPlugin(t *testing.T) {
+	if !xlaCompiledIn {
+		t.Skip("built without XLA")
+	}
+	t.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
+	t.Setenv("PJRT_PLUGIN_LIBRARY_PATH", t.TempDir())
+	t.Setenv("LD_LIBRARY_PATH", "")
+	_, err := New("xla:cuda")
+	if err == nil {
+		t.Skip("this machine has a CUDA PJRT plugin")
+	}
+	for _, want := range []string{`backend "xla:cuda"`, "PJRT plugin", "GOMLX_NO_AUTO_INSTALL", `backend = "go"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error %q does not mention %q", err, want)
+		}
 	}
 }

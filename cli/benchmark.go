@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goselfsup/goselfsup/datasets"
+	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/internal/pyref"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+const benchmarkUsage = `usage: benchmark SUBCOMMAND [flags]
+
+Times goselfsup against a reference implementation on this machine, in one run, and prints a
+table and, as its last line, one JSON object: {"benchmark", "ours", "reference", "ratio",
+"unit", ...}, where ratio = ours / reference.
+
+subcommands:
+  train-step   one NPID training step (small CIFAR ResNet, widths 16/32/64/128, batch 64,
+               32x32 images, 4096 negatives) against PyTorch on the CPU
+               (benchmarks/npid_reference.py, Debian's python3-torch)
+`
+
+// benchmarks are the subcommands of tools/benchmark.
+var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"train-step": benchTrainStep,
+}
+
+// Benchmark is the entry point of tools/benchmark.
+func Benchmark(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || benchmarks[args[0]] == nil {
+		fmt.Fprint(stderr, benchmarkUsage)
+		return exitUsage
+	}
+	return benchmarks[args[0]](args[1:], stdout, stderr)
+}
+
+// benchResult is the last line of every benchmark.
+type benchResult struct {
+	Benchmark string            `json:"benchmark"`
+	Ours      float64           `json:"ours"`
+	Reference float64           `json:"reference"`
+	Ratio     float64           `json:"ratio"`
+	Unit      string            `json:"unit"`
+	Details   map[string]string `json:"details"`
+}
+
+func benchTrainStep(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("benchmark train-step", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	steps := fs.Int("steps", 5, "timed steps on each side")
+	warmup := fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)")
+	batch := fs.Int("batch", 64, "images per step")
+	size := fs.Int("size", 32, "image side")
+	negs := fs.Int("negs", 4096, "negatives per image")
+	bk := fs.String("backend", "go", "goselfsup's backend")
+	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
+	if _, err := parseArgs(fs, args); err != nil {
+		return exitUsage
+	}
+	const bank, base = 50000, 16
+	python, err := pyref.Python("torch", "numpy")
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	script, err := findScript("benchmarks/npid_reference.py")
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+
+	ours, err := timeOurStep(*bk, *batch, *size, *negs, bank, base, *steps, *warmup, stderr)
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "running the PyTorch reference...\n")
+	out, err := exec.Command(python, script, "bench", "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
+		"--negs", fmt.Sprint(*negs), "--bank", fmt.Sprint(bank), "--base", fmt.Sprint(base), "--blocks", "2",
+		"--steps", fmt.Sprint(*steps), "--warmup", fmt.Sprint(*warmup), "--threads", fmt.Sprint(*threads)).Output()
+	if err != nil {
+		report(stderr, fmt.Errorf("the PyTorch reference: %w", err))
+		return exitFailed
+	}
+	var ref struct {
+		Seconds float64 `json:"seconds_per_step"`
+		Torch   string  `json:"torch"`
+		Threads int     `json:"threads"`
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ref); err != nil {
+		report(stderr, fmt.Errorf("the PyTorch reference printed %q", out))
+		return exitFailed
+	}
+
+	fmt.Fprintf(stdout, "NPID train step: small CIFAR ResNet (widths 16/32/64/128), batch %d, %dx%d, %d negatives, bank %d; %d timed steps each\n\n",
+		*batch, *size, *size, *negs, bank, *steps)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "implementation\ts/step\timages/s")
+	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\n", *bk, ours.seconds, float64(*batch)/ours.seconds)
+	fmt.Fprintf(tw, "PyTorch %s (CPU, %d threads)\t%.3f\t%.1f\n", ref.Torch, ref.Threads, ref.Seconds, float64(*batch)/ref.Seconds)
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nratio (our time / PyTorch's): %.2f\n", ours.seconds/ref.Seconds)
+	res := benchResult{Benchmark: "train-step", Ours: ours.seconds, Reference: ref.Seconds, Ratio: ours.seconds / ref.Seconds,
+		Unit: "s/step", Details: map[string]string{"backend": ours.backend, "reference": "PyTorch " + ref.Torch,
+			"threads": fmt.Sprint(ref.Threads), "batch": fmt.Sprint(*batch), "negatives": fmt.Sprint(*negs)}}
+	line, _ := json.Marshal(res)
+	fmt.Fprintln(stdout, string(line))
+	return exitOK
+}
+
+type stepTiming struct {
+	seconds float64
+	backend string
+}
+
+// timeOurStep builds the benchmark's NPID and times TrainStep on one random batch.
+func timeOurStep(bk string, batch, size, negs, bank, base, steps, warmup int, stderr io.Writer) (stepTiming, error) {
+	tree, err := registry.NewTree(map[string]any{
+		"backend":    bk,
+		"randomness": map[string]any{"seed": 0},
+		"model": map[string]any{
+			"type": "NPID", "neg_num": negs,
+			"data_preprocessor": map[string]any{"mean": []float64{123.675, 116.28, 103.53}, "std": []float64{58.395, 57.12, 57.375}, "bgr_to_rgb": true},
+			"backbone":          map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": base, "base_channels": base},
+			"neck":              map[string]any{"type": "LinearNeck", "in_channels": base * 8, "out_channels": 128},
+			"head":              map[string]any{"type": "ContrastiveHead", "temperature": 0.07, "loss": map[string]any{"type": "CrossEntropyLoss"}},
+			"memory_bank":       map[string]any{"type": "SimpleMemory", "length": bank, "feat_dim": 128},
+		},
+		"train_dataloader": map[string]any{"batch_size": batch,
+			"dataset": map[string]any{"type": "DemoShapes", "num_samples": batch, "size": size}},
+		"optim_wrapper": map[string]any{"optimizer": map[string]any{"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}},
+		"train_cfg":     map[string]any{"type": "EpochBasedTrainLoop", "max_epochs": 1},
+	}, "benchmark train-step")
+	if err != nil {
+		return stepTiming{}, err
+	}
+	cfg := new(engine.Config)
+	if err := tree.Decode(cfg); err != nil {
+		return stepTiming{}, err
+	}
+	dir, err := os.MkdirTemp("", "goselfsup-bench")
+	if err != nil {
+		return stepTiming{}, err
+	}
+	defer os.RemoveAll(dir)
+	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: dir, Console: io.Discard})
+	if err != nil {
+		return stepTiming{}, err
+	}
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := &datasets.Batch{Images: make([]uint8, batch*size*size*3), Height: size, Width: size,
+		Indices: make([]int32, batch), Labels: make([]int32, batch)}
+	for i := range b.Images {
+		b.Images[i] = uint8(rng.IntN(256))
+	}
+	perm := rng.Perm(bank)
+	for i := range b.Indices {
+		b.Indices[i] = int32(perm[i])
+	}
+	fmt.Fprintf(stderr, "timing goselfsup's step (%s)...\n", r.Backend.Name())
+	for range warmup {
+		if _, err := r.TrainStep(b, 0.03); err != nil {
+			return stepTiming{}, err
+		}
+	}
+	times := make([]float64, steps)
+	for i := range times {
+		t0 := time.Now()
+		if _, err := r.TrainStep(b, 0.03); err != nil {
+			return stepTiming{}, err
+		}
+		times[i] = time.Since(t0).Seconds()
+	}
+	return stepTiming{seconds: mean(times), backend: r.Backend.Description()}, nil
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// findScript finds a file of the repository from the working directory or its parents.
+func findScript(rel string) (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("%s not found: run the benchmark from the goselfsup repository", rel)
+		}
+		dir = parent
+	}
+}
