@@ -47,9 +47,6 @@ type source struct {
 	DataPrefix DataPrefix      `toml:"data_prefix"`
 	Pipeline   []registry.Spec `toml:"pipeline" registry:"transforms"`
 	TestMode   bool            `toml:"test_mode"`
-	// SkipCorrupt skips unreadable images (counted and logged) instead of failing.
-	// goselfsup's own key.
-	SkipCorrupt bool `toml:"skip_corrupt"`
 }
 
 func (s *source) validate() error {

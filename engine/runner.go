@@ -220,7 +220,7 @@ func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error
 	if err != nil {
 		return nil, err
 	}
-	shuffle := train
+	shuffle, seed := train, uint64(r.Seed)
 	if !d.Sampler.IsZero() {
 		sc, err := registry.Default.Decode(d.Sampler)
 		if err != nil {
@@ -231,9 +231,12 @@ func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error
 			return nil, fmt.Errorf("%s: %s is not supported; use DefaultSampler", d.Sampler.Path, d.Sampler.Type)
 		}
 		shuffle = s.Shuffle
+		if s.Seed != nil {
+			seed = uint64(*s.Seed)
+		}
 	}
 	return &datasets.Loader{Dataset: ds, BatchSize: d.BatchSize, Workers: d.NumWorkers, DropLast: d.DropLast && train,
-		Shuffle: shuffle, Seed: uint64(r.Seed), Prefetch: 2}, nil
+		Shuffle: shuffle, Seed: seed, Prefetch: 2}, nil
 }
 
 func (r *Runner) buildOptimizer(cfg *Config) error {
