@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -54,6 +55,35 @@ func to64(v []float32) []float64 {
 	return out
 }
 
+func pureGo(t *testing.T) backends.Backend {
+	t.Helper()
+	b, err := backend.New("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// crossEntropyLoss is NPID's loss from its definition: f = normalise(feature), logits =
+// [<bank[idx], f> | <bank[neg_k], f>] / T, the mean cross-entropy with the positive as
+// class 0.
+func crossEntropyLoss(feats, bank [][]float32, idx []int32, negs [][]int32, temperature float64) float64 {
+	var loss float64
+	for i, f32 := range feats {
+		f := normalize(to64(f32))
+		logits := []float64{dot(to64(bank[idx[i]]), f) / temperature}
+		for _, k := range negs[i] {
+			logits = append(logits, dot(to64(bank[k]), f)/temperature)
+		}
+		var z float64
+		for _, l := range logits {
+			z += math.Exp(l)
+		}
+		loss += -(logits[0] - math.Log(z))
+	}
+	return loss / float64(len(feats))
+}
+
 // buildNPID builds NPID around fixed features, with a 4-row bank of 3 dimensions.
 func buildNPID(t *testing.T, feats [][]float32, loss map[string]any, negNum int) (*models.NPID, *context.Context) {
 	t.Helper()
@@ -88,10 +118,7 @@ var (
 )
 
 func TestNPIDLossAndBankUpdate(t *testing.T) {
-	b, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := pureGo(t)
 	n, ctx := buildNPID(t, testFeats, map[string]any{"type": "CrossEntropyLoss"}, 3)
 	bank := n.Memory.(*models.SimpleMemory).Bank
 	bank.MustSetValue(tensors.FromValue(testBank))
@@ -101,22 +128,7 @@ func TestNPIDLossAndBankUpdate(t *testing.T) {
 		return n.Loss(ctx, models.Batch{Images: images, Indices: idx, Negatives: negs})
 	}, tensors.FromShape(shapesU8(2, 1, 1, 3)), idx, negs)
 
-	// The loss, computed here from the definition: f = normalise(feature), logits =
-	// [<bank[idx], f> | <bank[neg_k], f>] / T, cross-entropy with the positive as class 0.
-	var want float64
-	for i, f32 := range testFeats {
-		f := normalize(to64(f32))
-		logits := []float64{dot(to64(testBank[idx[i]]), f) / 0.5}
-		for _, k := range negs[i] {
-			logits = append(logits, dot(to64(testBank[k]), f)/0.5)
-		}
-		var z float64
-		for _, l := range logits {
-			z += math.Exp(l)
-		}
-		want += -(logits[0] - math.Log(z))
-	}
-	want /= 2
+	want := crossEntropyLoss(testFeats, testBank, idx, negs, 0.5)
 	if got := float64(out.Value().(float32)); math.Abs(got-want) > 1e-5 {
 		t.Errorf("loss = %.7f, want %.7f", got, want)
 	}
@@ -144,10 +156,7 @@ func TestNPIDLossAndBankUpdate(t *testing.T) {
 }
 
 func TestBankUpdateDuplicateIndices(t *testing.T) {
-	b, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := pureGo(t)
 	n, ctx := buildNPID(t, testFeats, map[string]any{"type": "CrossEntropyLoss"}, 1)
 	bank := n.Memory.(*models.SimpleMemory).Bank
 	bank.MustSetValue(tensors.FromValue(testBank))
@@ -168,10 +177,7 @@ func TestBankUpdateDuplicateIndices(t *testing.T) {
 }
 
 func TestNCELossAndZ(t *testing.T) {
-	b, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := pureGo(t)
 	n, ctx := buildNPID(t, testFeats, map[string]any{"type": "NCELoss"}, 3)
 	bank := n.Memory.(*models.SimpleMemory).Bank
 	negs := [][]int32{{0, 1, 3}, {1, 1, 2}}
@@ -231,10 +237,7 @@ func TestNCELossAndZ(t *testing.T) {
 // With a bank of two rows and ensure_neg, every negative of sample 0 is row 1: the loss is
 // that of K equal negatives, computable by hand.
 func TestEnsureNegNeverDrawsTheSample(t *testing.T) {
-	b, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := pureGo(t)
 	ctx := context.New()
 	env := &registry.Env{}
 	registry.Provide(env, nn.NewScope(ctx, 7))
@@ -268,10 +271,7 @@ func TestEnsureNegNeverDrawsTheSample(t *testing.T) {
 
 // In the shared mode the negatives [K] serve the whole batch.
 func TestSharedNegatives(t *testing.T) {
-	b, err := backend.New("go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := pureGo(t)
 	n, ctx := buildNPID(t, testFeats, map[string]any{"type": "CrossEntropyLoss"}, 2)
 	n.Shared = true
 	n.Memory.(*models.SimpleMemory).Bank.MustSetValue(tensors.FromValue(testBank))
@@ -279,19 +279,7 @@ func TestSharedNegatives(t *testing.T) {
 	out := context.MustExecOnce(b, ctx, func(ctx *context.Context, images, idx, negs *Node) *Node {
 		return n.Loss(ctx, models.Batch{Images: images, Indices: idx, Negatives: negs})
 	}, tensors.FromShape(shapesU8(2, 1, 1, 3)), idx, negs)
-	var want float64
-	for i, f32 := range testFeats {
-		f := normalize(to64(f32))
-		logits := []float64{dot(to64(testBank[idx[i]]), f) / 0.5}
-		for _, k := range negs {
-			logits = append(logits, dot(to64(testBank[k]), f)/0.5)
-		}
-		var z float64
-		for _, l := range logits {
-			z += math.Exp(l)
-		}
-		want += -(logits[0] - math.Log(z)) / 2
-	}
+	want := crossEntropyLoss(testFeats, testBank, idx, [][]int32{negs, negs}, 0.5)
 	if got := float64(out.Value().(float32)); math.Abs(got-want) > 1e-5 {
 		t.Errorf("loss = %.7f, want %.7f", got, want)
 	}
