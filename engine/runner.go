@@ -328,78 +328,97 @@ func call(f func() error) (err error) {
 
 // Train runs the epochs left. A cancelled ctx stops it between iterations, without saving.
 func (r *Runner) Train(ctx context.Context) error {
-	for _, h := range r.hooks {
+	err := r.eachHook(func(h Hook) error {
 		if h, ok := h.(beforeTrain); ok {
-			if err := call(func() error { return h.BeforeTrain(r) }); err != nil {
-				return err
-			}
+			return h.BeforeTrain(r)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	start, startIter := time.Now(), r.Iter
 	total := r.MaxEpochs * r.Loader.Len()
-	for ; r.Epoch < r.MaxEpochs; r.Epoch++ {
-		ipe := r.Loader.Len()
-		i := 0
-		t0 := time.Now()
-		for b, err := range r.Loader.Epoch(ctx, r.Epoch) {
-			if err != nil {
-				r.progress.clear()
-				return err
-			}
-			data := time.Since(t0)
-			lr := r.Sched.LR(r.Epoch, i)
-			loss, err := r.TrainStep(b, lr)
-			if err != nil {
-				r.progress.clear()
-				return err
-			}
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				r.progress.clear()
-				last := "none was saved"
-				if r.lastCkpt != "" {
-					last = "the last good one is " + r.lastCkpt
-				}
-				return fmt.Errorf("the loss is %v at epoch %d, iteration %d: training stopped; %s", loss, r.Epoch+1, i+1, last)
-			}
-			r.Iter++
-			info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, Loss: loss, LR: lr, Time: time.Since(t0), Data: data}
-			for _, h := range r.hooks {
-				if h, ok := h.(afterTrainIter); ok {
-					if err := call(func() error { return h.AfterTrainIter(r, info) }); err != nil {
-						return err
-					}
-				}
-			}
-			done := r.Iter - startIter
-			eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(total-r.Iter))
-			r.progress.update(fmt.Sprintf("epoch %d/%d", r.Epoch+1, r.MaxEpochs), i+1, ipe, eta, fmt.Sprintf("loss %.4f", loss))
-			i++
-			t0 = time.Now()
-		}
-		if err := ctx.Err(); err != nil {
-			r.progress.clear()
+	for r.Epoch < r.MaxEpochs {
+		err := r.trainEpoch(ctx, func(done int) time.Duration {
+			return time.Duration(float64(time.Since(start)) / float64(done-startIter) * float64(total-done))
+		})
+		r.progress.clear()
+		if err != nil {
 			return err
 		}
-		r.progress.clear()
-		ep := r.Epoch
 		r.Epoch++ // the hooks see the epoch as completed
-		for _, h := range r.hooks {
+		err = r.eachHook(func(h Hook) error {
 			if h, ok := h.(afterTrainEpoch); ok {
-				if err := call(func() error { return h.AfterTrainEpoch(r) }); err != nil {
-					return err
-				}
+				return h.AfterTrainEpoch(r)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		r.Epoch = ep
 	}
-	for _, h := range r.hooks {
+	err = r.eachHook(func(h Hook) error {
 		if h, ok := h.(afterTrain); ok {
-			if err := call(func() error { return h.AfterTrain(r) }); err != nil {
-				return err
-			}
+			return h.AfterTrain(r)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return r.writeMetrics()
+}
+
+// trainEpoch runs the iterations of epoch r.Epoch; eta estimates the time left after a
+// number of iterations done.
+func (r *Runner) trainEpoch(ctx context.Context, eta func(done int) time.Duration) error {
+	ipe := r.Loader.Len()
+	i := 0
+	t0 := time.Now()
+	for b, err := range r.Loader.Epoch(ctx, r.Epoch) {
+		if err != nil {
+			return err
+		}
+		data := time.Since(t0)
+		lr := r.Sched.LR(r.Epoch, i)
+		loss, err := r.TrainStep(b, lr)
+		if err != nil {
+			return err
+		}
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			last := "none was saved"
+			if r.lastCkpt != "" {
+				last = "the last good one is " + r.lastCkpt
+			}
+			return fmt.Errorf("the loss is %v at epoch %d, iteration %d: training stopped; %s", loss, r.Epoch+1, i+1, last)
+		}
+		r.Iter++
+		info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, Loss: loss, LR: lr, Time: time.Since(t0), Data: data}
+		err = r.eachHook(func(h Hook) error {
+			if h, ok := h.(afterTrainIter); ok {
+				return h.AfterTrainIter(r, info)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		r.progress.update(fmt.Sprintf("epoch %d/%d", r.Epoch+1, r.MaxEpochs), i+1, ipe, eta(r.Iter), fmt.Sprintf("loss %.4f", loss))
+		i++
+		t0 = time.Now()
+	}
+	return ctx.Err()
+}
+
+// eachHook calls f on every hook, turning panics into errors, and stops at the first error.
+func (r *Runner) eachHook(f func(h Hook) error) error {
+	for _, h := range r.hooks {
+		if err := call(func() error { return f(h) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TrainStep runs one training step on a batch with learning rate lr and returns the loss.
