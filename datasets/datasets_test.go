@@ -100,7 +100,7 @@ func TestColorOps(t *testing.T) {
 	if !reflect.DeepEqual(pix, []uint8{110, 160, 85}) {
 		t.Errorf("contrast = %v", pix)
 	}
-	g := &randomGrayscale{prob: 1, weights: [3]float64{0.2989, 0.587, 0.114}}
+	g := &randomGrayscale{prob: 1, weights: [3]float64{0.2989, 0.587, 0.114}, order: [3]int{0, 1, 2}}
 	s := Sample{Image: Image{Width: 1, Height: 1, Pix: []uint8{200, 100, 50}}}
 	if err := g.Apply(&s, rand.New(rand.NewPCG(1, 1))); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package datasets
 
 import (
 	"fmt"
-	"image"
 	"math"
 )
 
@@ -14,21 +13,6 @@ type Image struct {
 
 // NewImage returns a black image.
 func NewImage(w, h int) Image { return Image{Width: w, Height: h, Pix: make([]uint8, w*h*3)} }
-
-// FromStd converts a decoded image.
-func FromStd(src image.Image) Image {
-	b := src.Bounds()
-	m := NewImage(b.Dx(), b.Dy())
-	i := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, _ := src.At(x, y).RGBA()
-			m.Pix[i], m.Pix[i+1], m.Pix[i+2] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
-			i += 3
-		}
-	}
-	return m
-}
 
 // Clone returns a copy.
 func (m Image) Clone() Image {
@@ -117,58 +101,82 @@ var filters = map[Interpolation]filter{
 			x *= math.Pi
 			return math.Sin(x) / x
 		}
-		if x > -3 && x < 3 {
+		if x >= -3 && x < 3 {
 			return sinc(x) * sinc(x/3)
 		}
 		return 0
 	}},
 }
 
-// coefficients are the taps of one output position of a separable resampling pass.
+// The resampling below is Pillow's (Resample.c, 8 bits per channel): per output position,
+// the filter's weights over the input taps, widened by the scale when shrinking (which
+// antialiases), normalised, turned into fixed point with 22 fraction bits, accumulated in
+// integers from a half, and clipped; a horizontal pass, then a vertical one.
+
+const precisionBits = 32 - 8 - 2
+
+// coefficients holds a pass's weights: for output i, weights[i*size:] over the inputs from
+// start[i] on.
 type coefficients struct {
-	start   int
-	weights []float64
+	size    int
+	start   []int
+	count   []int
+	weights []int32
 }
 
-// resampleCoefficients follows Pillow's ImagingResample: when shrinking, the filter widens
-// by the scale, which antialiases.
-func resampleCoefficients(in, out int, f filter) []coefficients {
+func resampleCoefficients(in, out int, f filter) coefficients {
 	scale := float64(in) / float64(out)
 	filterScale := math.Max(scale, 1)
 	support := f.support * filterScale
-	cs := make([]coefficients, out)
-	for i := range cs {
+	size := int(math.Ceil(support))*2 + 1
+	c := coefficients{size: size, start: make([]int, out), count: make([]int, out), weights: make([]int32, out*size)}
+	k := make([]float64, size)
+	for i := 0; i < out; i++ {
 		center := (float64(i) + 0.5) * scale
-		lo := max(int(center-support+0.5), 0)
-		hi := min(int(center+support+0.5), in)
-		w := make([]float64, hi-lo)
-		var sum float64
-		for j := range w {
-			w[j] = f.f((float64(j+lo) - center + 0.5) / filterScale)
-			sum += w[j]
+		ss := 1 / filterScale
+		lo := int(center - support + 0.5) // truncation, as C's (int)
+		if lo < 0 {
+			lo = 0
 		}
-		if sum != 0 {
-			for j := range w {
-				w[j] /= sum
+		hi := int(center + support + 0.5)
+		if hi > in {
+			hi = in
+		}
+		n := hi - lo
+		var ww float64
+		for x := 0; x < n; x++ {
+			k[x] = f.f((float64(x+lo) - center + 0.5) * ss)
+			ww += k[x]
+		}
+		for x := 0; x < n; x++ {
+			if ww != 0 {
+				k[x] /= ww
+			}
+			w := k[x] * (1 << precisionBits)
+			if w < 0 {
+				c.weights[i*size+x] = int32(-0.5 + w)
+			} else {
+				c.weights[i*size+x] = int32(0.5 + w)
 			}
 		}
-		cs[i] = coefficients{start: lo, weights: w}
+		c.start[i], c.count[i] = lo, n
 	}
-	return cs
+	return c
 }
 
-func clampByte(v float64) uint8 {
+// fixedToByte takes a fixed-point accumulator back to 8 bits.
+func fixedToByte(v int32) uint8 {
+	v >>= precisionBits
 	switch {
-	case v <= 0:
+	case v < 0:
 		return 0
-	case v >= 255:
+	case v > 255:
 		return 255
 	}
-	return uint8(v + 0.5)
+	return uint8(v)
 }
 
-// Resize resamples to w x h with Pillow's algorithm: a horizontal then a vertical pass,
-// rounded to 8 bits in between.
+// Resize resamples to w x h with Pillow's algorithm and results.
 func (m Image) Resize(w, h int, interp Interpolation) (Image, error) {
 	if w < 1 || h < 1 {
 		return Image{}, fmt.Errorf("resize to %dx%d", w, h)
@@ -186,19 +194,22 @@ func (m Image) Resize(w, h int, interp Interpolation) (Image, error) {
 	tmp := m
 	if w != m.Width {
 		tmp = NewImage(w, m.Height)
-		cs := resampleCoefficients(m.Width, w, f)
+		c := resampleCoefficients(m.Width, w, f)
+		const half = 1 << (precisionBits - 1)
 		for y := 0; y < m.Height; y++ {
-			row := m.Pix[y*m.Width*3:]
-			for x, c := range cs {
-				var r, g, b float64
-				for j, wt := range c.weights {
-					p := (c.start + j) * 3
-					r += wt * float64(row[p])
-					g += wt * float64(row[p+1])
-					b += wt * float64(row[p+2])
+			row := m.Pix[y*m.Width*3 : (y+1)*m.Width*3]
+			out := tmp.Pix[y*w*3 : (y+1)*w*3]
+			for x := 0; x < w; x++ {
+				k := c.weights[x*c.size : x*c.size+c.count[x]]
+				src := row[c.start[x]*3 : (c.start[x]+len(k))*3]
+				r, g, b := int32(half), int32(half), int32(half)
+				for j, wt := range k {
+					p := src[3*j : 3*j+3]
+					r += int32(p[0]) * wt
+					g += int32(p[1]) * wt
+					b += int32(p[2]) * wt
 				}
-				o := (y*w + x) * 3
-				tmp.Pix[o], tmp.Pix[o+1], tmp.Pix[o+2] = clampByte(r), clampByte(g), clampByte(b)
+				out[3*x], out[3*x+1], out[3*x+2] = fixedToByte(r), fixedToByte(g), fixedToByte(b)
 			}
 		}
 	}
@@ -206,30 +217,48 @@ func (m Image) Resize(w, h int, interp Interpolation) (Image, error) {
 		return tmp, nil
 	}
 	out := NewImage(w, h)
-	cs := resampleCoefficients(tmp.Height, h, f)
-	for y, c := range cs {
-		for x := 0; x < w; x++ {
-			var r, g, b float64
-			for j, wt := range c.weights {
-				p := ((c.start+j)*w + x) * 3
-				r += wt * float64(tmp.Pix[p])
-				g += wt * float64(tmp.Pix[p+1])
-				b += wt * float64(tmp.Pix[p+2])
+	c := resampleCoefficients(tmp.Height, h, f)
+	stride := w * 3
+	acc := make([]int32, stride)
+	for y := 0; y < h; y++ {
+		for i := range acc {
+			acc[i] = 1 << (precisionBits - 1)
+		}
+		k := c.weights[y*c.size : y*c.size+c.count[y]]
+		for j, wt := range k {
+			src := tmp.Pix[(c.start[y]+j)*stride : (c.start[y]+j+1)*stride]
+			for i, v := range src {
+				acc[i] += int32(v) * wt
 			}
-			o := (y*w + x) * 3
-			out.Pix[o], out.Pix[o+1], out.Pix[o+2] = clampByte(r), clampByte(g), clampByte(b)
+		}
+		dst := out.Pix[y*stride : (y+1)*stride]
+		for i, v := range acc {
+			dst[i] = fixedToByte(v)
 		}
 	}
 	return out, nil
 }
 
+// resizeNearest is Pillow's nearest-neighbour resize (an affine transform): the source
+// position of each output pixel advances by the scale, summed from half a step, as Pillow
+// sums it.
 func (m Image) resizeNearest(w, h int) Image {
 	out := NewImage(w, h)
+	xs := make([]int, w)
+	sx := float64(m.Width) / float64(w)
+	xo := sx * 0.5
+	for x := range xs {
+		xs[x] = min(int(xo), m.Width-1)
+		xo += sx
+	}
+	sy := float64(m.Height) / float64(h)
+	yo := sy * 0.5
 	for y := 0; y < h; y++ {
-		sy := min(int((float64(y)+0.5)*float64(m.Height)/float64(h)), m.Height-1)
-		for x := 0; x < w; x++ {
-			sx := min(int((float64(x)+0.5)*float64(m.Width)/float64(w)), m.Width-1)
-			copy(out.Pix[(y*w+x)*3:(y*w+x)*3+3], m.Pix[(sy*m.Width+sx)*3:(sy*m.Width+sx)*3+3])
+		src := min(int(yo), m.Height-1) * m.Width * 3
+		yo += sy
+		row := out.Pix[y*w*3:]
+		for x, sx := range xs {
+			copy(row[3*x:3*x+3], m.Pix[src+3*sx:src+3*sx+3])
 		}
 	}
 	return out
@@ -244,4 +273,15 @@ func (m Image) Gray() []uint8 {
 		out[i] = uint8((uint32(p[0])*19595 + uint32(p[1])*38470 + uint32(p[2])*7471 + 0x8000) >> 16)
 	}
 	return out
+}
+
+// clampByte rounds v to the nearest byte value, clipped to [0, 255].
+func clampByte(v float64) uint8 {
+	switch {
+	case v <= 0:
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return uint8(v + 0.5)
 }

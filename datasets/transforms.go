@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -100,23 +99,33 @@ func (t *randomResizedCrop) Apply(s *Sample, rng *rand.Rand) error {
 	return err
 }
 
-// randomGrayscale is mmselfsup's RandomGrayscale: with probability prob, the weighted sum of
-// the channels (weights in the config's colour order, BGR by default).
+// randomGrayscale is mmcv's RandomGrayscale, as mmselfsup uses it: with probability prob,
+// the sum of the channels weighted by channel_weights / sum(channel_weights) (given in the
+// config's colour order, BGR by default), on every channel. mmcv keeps that sum as floats;
+// here it is truncated to 8 bits, as the next step of a Pillow pipeline truncates it.
 type randomGrayscale struct {
 	prob    float64
-	weights [3]float64 // in R, G, B order
+	weights [3]float64 // normalised, in the order of the config's channels
+	order   [3]int     // where each of those channels is in an RGB pixel
 	keep    bool
 }
 
 func (c *RandomGrayscaleConfig) Build(*registry.Env) (any, error) {
-	w := c.ChannelWeights
-	if c.ColorFormat == "bgr" {
-		w[0], w[2] = w[2], w[0]
-	}
 	if !c.KeepChannels {
 		return nil, errors.New("keep_channels = false (one-channel output) is not supported: models take three channels")
 	}
-	return &randomGrayscale{prob: c.Prob, weights: w, keep: c.KeepChannels}, nil
+	sum := c.ChannelWeights[0] + c.ChannelWeights[1] + c.ChannelWeights[2]
+	if sum <= 0 {
+		return nil, errors.New("channel_weights must have a positive sum")
+	}
+	t := &randomGrayscale{prob: c.Prob, keep: c.KeepChannels, order: [3]int{0, 1, 2}}
+	if c.ColorFormat == "bgr" {
+		t.order = [3]int{2, 1, 0}
+	}
+	for i, w := range c.ChannelWeights {
+		t.weights[i] = w / sum
+	}
+	return t, nil
 }
 
 func (t *randomGrayscale) Apply(s *Sample, rng *rand.Rand) error {
@@ -124,8 +133,10 @@ func (t *randomGrayscale) Apply(s *Sample, rng *rand.Rand) error {
 		return nil
 	}
 	p := s.Image.Pix
+	w, o := t.weights, t.order
 	for i := 0; i < len(p); i += 3 {
-		v := t.weights[0]*float64(p[i]) + t.weights[1]*float64(p[i+1]) + t.weights[2]*float64(p[i+2])
+		// Summed in the config's channel order, as NumPy sums them.
+		v := w[0]*float64(p[i+o[0]]) + w[1]*float64(p[i+o[1]]) + w[2]*float64(p[i+o[2]])
 		g := uint8(math.Min(math.Max(v, 0), 255))
 		p[i], p[i+1], p[i+2] = g, g, g
 	}
@@ -174,24 +185,33 @@ func (t *colorJitter) Apply(s *Sample, rng *rand.Rand) error {
 		}
 		switch op {
 		case 0:
-			blend(s.Image.Pix, nil, 0, f[0])
+			adjustBrightness(s.Image, f[0])
 		case 1:
-			gray := s.Image.Gray()
-			var sum float64
-			for _, g := range gray {
-				sum += float64(g)
-			}
-			mean := math.Floor(sum/float64(len(gray)) + 0.5)
-			blend(s.Image.Pix, nil, mean, f[1])
+			adjustContrast(s.Image, f[1])
 		case 2:
-			gray := s.Image.Gray()
-			blend(s.Image.Pix, gray, 0, f[2])
+			adjustSaturation(s.Image, f[2])
 		case 3:
 			adjustHue(s.Image.Pix, f[3])
 		}
 	}
 	return nil
 }
+
+// adjustBrightness is Pillow's ImageEnhance.Brightness: a blend with black.
+func adjustBrightness(img Image, factor float64) { blend(img.Pix, nil, 0, factor) }
+
+// adjustContrast is Pillow's ImageEnhance.Contrast: a blend with the image's mean gray
+// level, rounded.
+func adjustContrast(img Image, factor float64) {
+	var sum float64
+	for _, g := range img.Gray() {
+		sum += float64(g)
+	}
+	blend(img.Pix, nil, math.Floor(sum/float64(img.Width*img.Height)+0.5), factor)
+}
+
+// adjustSaturation is Pillow's ImageEnhance.Color: a blend with the image's gray version.
+func adjustSaturation(img Image, factor float64) { blend(img.Pix, img.Gray(), 0, factor) }
 
 // blend is Pillow's Image.blend(degenerate, img, factor), in place: the degenerate image is
 // the gray levels gray (repeated on each channel), or the constant level when gray is nil.
@@ -233,7 +253,7 @@ func clip8(v int) uint8 {
 	return uint8(v)
 }
 
-// rgbToHSV is Pillow's rgb2hsv.
+// rgbToHSV is Pillow's rgb2hsv, with C's float and double promotions.
 func rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
 	maxc := max(r, g, b)
 	minc := min(r, g, b)
@@ -246,31 +266,32 @@ func rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
 	gc := float32(maxc-g) / cr
 	bc := float32(maxc-b) / cr
 	var h float32
-	switch {
+	switch { // 2.0 and 4.0 are doubles in C: those sums are computed in double
 	case r == maxc:
 		h = bc - gc
 	case g == maxc:
-		h = 2 + rc - bc
+		h = float32(2 + float64(rc) - float64(bc))
 	default:
-		h = 4 + gc - rc
+		h = float32(4 + float64(gc) - float64(rc))
 	}
-	h = float32(math.Mod(float64(h/6+1), 1))
-	return clip8(int(h * 255)), clip8(int(s * 255)), maxc
+	h = float32(math.Mod(float64(h)/6+1, 1)) // fmod in double, stored in a float
+	return clip8(int(float64(h) * 255)), clip8(int(float64(s) * 255)), maxc
 }
 
-// hsvToRGB is Pillow's hsv2rgb.
+// hsvToRGB is Pillow's hsv2rgb, with C's float and double promotions; C's round is half
+// away from zero, as Go's math.Round.
 func hsvToRGB(h8, s8, v8 uint8) (uint8, uint8, uint8) {
-	h := float32(h8) * 6 / 255
-	s := float32(s8) / 255
-	v := float32(v8)
 	if s8 == 0 {
 		return v8, v8, v8
 	}
-	i := int(math.Floor(float64(h)))
-	f := h - float32(i)
-	p := clip8(int(math.Round(float64(v * (1 - s)))))
-	q := clip8(int(math.Round(float64(v * (1 - s*f)))))
-	t := clip8(int(math.Round(float64(v * (1 - s*(1-f))))))
+	hd := float64(float32(h8)) * 6 / 255
+	i := int(math.Floor(hd))
+	f := float32(hd - float64(i))
+	fs := float32(float64(s8) / 255)
+	v := float64(float32(v8))
+	p := clip8(int(math.Round(v * (1 - float64(fs)))))
+	q := clip8(int(math.Round(v * (1 - float64(fs*f)))))
+	t := clip8(int(math.Round(v * (1 - float64(fs)*(1-float64(f))))))
 	switch i % 6 {
 	case 0:
 		return v8, t, p
@@ -480,18 +501,4 @@ func BuildPipeline(env *registry.Env, specs []registry.Spec) ([]Transform, error
 		out = append(out, t)
 	}
 	return out, nil
-}
-
-// DecodeFile decodes a JPEG or PNG file.
-func DecodeFile(path string) (Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Image{}, err
-	}
-	defer f.Close()
-	img, err := decode(f)
-	if err != nil {
-		return Image{}, fmt.Errorf("decoding %s: %w", path, err)
-	}
-	return img, nil
 }
