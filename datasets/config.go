@@ -47,6 +47,10 @@ type source struct {
 	DataPrefix DataPrefix      `toml:"data_prefix"`
 	Pipeline   []registry.Spec `toml:"pipeline" registry:"transforms"`
 	TestMode   bool            `toml:"test_mode"`
+	// SkipCorrupt replaces an image that cannot be read by another sample (chosen from the
+	// sample's own random stream, so runs stay reproducible), and counts and logs it;
+	// otherwise such an image stops the run with its path. goselfsup's own key.
+	SkipCorrupt bool `toml:"skip_corrupt"`
 }
 
 func (s *source) validate() error {

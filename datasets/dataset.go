@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 )
@@ -17,7 +18,18 @@ type Source interface {
 type Dataset struct {
 	Source   Source
 	Pipeline []Transform
+	// SkipCorrupt lets the loader replace samples whose image cannot be read.
+	SkipCorrupt bool
 }
+
+// LoadError is an image that could not be read or decoded.
+type LoadError struct {
+	Path string
+	Err  error
+}
+
+func (e *LoadError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *LoadError) Unwrap() error { return e.Err }
 
 // Len is the number of samples.
 func (d *Dataset) Len() int { return d.Source.Len() }
@@ -31,7 +43,11 @@ func (d *Dataset) Get(i int, rng *rand.Rand) (Sample, error) {
 	s.Index = i
 	for _, t := range d.Pipeline {
 		if err := t.Apply(&s, rng); err != nil {
-			if s.Path != "" {
+			var le *LoadError
+			switch {
+			case errors.As(err, &le):
+				return Sample{}, err
+			case s.Path != "":
 				return Sample{}, fmt.Errorf("%s: %w", s.Path, err)
 			}
 			return Sample{}, fmt.Errorf("sample %d: %w", i, err)

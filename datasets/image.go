@@ -201,15 +201,17 @@ func (m Image) Resize(w, h int, interp Interpolation) (Image, error) {
 			out := tmp.Pix[y*w*3 : (y+1)*w*3]
 			for x := 0; x < w; x++ {
 				k := c.weights[x*c.size : x*c.size+c.count[x]]
-				src := row[c.start[x]*3 : (c.start[x]+len(k))*3]
+				src := row[c.start[x]*3:]
+				src = src[:len(k)*3]
 				r, g, b := int32(half), int32(half), int32(half)
 				for j, wt := range k {
-					p := src[3*j : 3*j+3]
+					p := src[3*j : 3*j+3 : 3*j+3]
 					r += int32(p[0]) * wt
 					g += int32(p[1]) * wt
 					b += int32(p[2]) * wt
 				}
-				out[3*x], out[3*x+1], out[3*x+2] = fixedToByte(r), fixedToByte(g), fixedToByte(b)
+				o := out[3*x : 3*x+3]
+				o[0], o[1], o[2] = fixedToByte(r), fixedToByte(g), fixedToByte(b)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"math/rand/v2"
@@ -14,6 +15,8 @@ type Batch struct {
 	Height, Width int
 	Indices       []int32 // each sample's index in the dataset
 	Labels        []int32 // -1 for unlabelled samples
+	// Targets are the samples' per-class labels, [N, classes], for multi-label datasets.
+	Targets []int8
 }
 
 // Len is the number of samples.
@@ -32,29 +35,55 @@ type Loader struct {
 	Shuffle   bool
 	Seed      uint64
 	Prefetch  int
+	// Rank and WorldSize split each epoch among several processes or devices, as PyTorch's
+	// DistributedSampler: the order is padded to a multiple of WorldSize by repeating its
+	// start, and rank r takes every WorldSize-th sample from r. WorldSize 0 or 1: all.
+	Rank, WorldSize int
+	// OnSkip, if set, hears of every unreadable image that SkipCorrupt replaced. It is called
+	// from the worker goroutines.
+	OnSkip func(path string, err error)
 }
 
 // Len is the number of batches in an epoch.
 func (l *Loader) Len() int {
-	n := l.Dataset.Len()
+	n := l.samplesPerRank()
 	if l.DropLast {
 		return n / l.BatchSize
 	}
 	return (n + l.BatchSize - 1) / l.BatchSize
 }
 
-// Order returns the sample order of an epoch: a permutation seeded by (Seed, epoch) when
-// shuffling, else the dataset order.
+func (l *Loader) samplesPerRank() int {
+	n, w := l.Dataset.Len(), max(l.WorldSize, 1)
+	return (n + w - 1) / w
+}
+
+// Order returns this rank's sample order for an epoch: a permutation seeded by (Seed,
+// epoch) when shuffling, else the dataset order; the same permutation on every rank.
 func (l *Loader) Order(epoch int) []int {
 	n := l.Dataset.Len()
-	if !l.Shuffle {
-		order := make([]int, n)
+	var order []int
+	if l.Shuffle {
+		order = rand.New(rand.NewPCG(l.Seed^0x73616d706c6572, uint64(epoch))).Perm(n)
+	} else {
+		order = make([]int, n)
 		for i := range order {
 			order[i] = i
 		}
+	}
+	w := max(l.WorldSize, 1)
+	if w == 1 {
 		return order
 	}
-	return rand.New(rand.NewPCG(l.Seed^0x73616d706c6572, uint64(epoch))).Perm(n)
+	total := l.samplesPerRank() * w
+	for i := 0; len(order) < total; i++ {
+		order = append(order, order[i%n])
+	}
+	mine := make([]int, 0, total/w)
+	for i := l.Rank; i < total; i += w {
+		mine = append(mine, order[i])
+	}
+	return mine
 }
 
 // SampleRNG returns the random source of sample index in epoch.
@@ -121,7 +150,7 @@ func (l *Loader) load(ctx context.Context, epoch int, idx []int, workers int) (B
 		go func() {
 			defer wg.Done()
 			for j := range next {
-				samples[j], errs[j] = l.Dataset.Get(idx[j], SampleRNG(l.Seed, epoch, idx[j]))
+				samples[j], errs[j] = l.get(epoch, idx[j])
 			}
 		}()
 	}
@@ -144,6 +173,27 @@ func (l *Loader) load(ctx context.Context, epoch int, idx []int, workers int) (B
 	return pack(samples)
 }
 
+// get returns sample i of an epoch; with SkipCorrupt, an unreadable image is replaced by
+// another sample drawn from i's own random stream.
+func (l *Loader) get(epoch, i int) (Sample, error) {
+	s, err := l.Dataset.Get(i, SampleRNG(l.Seed, epoch, i))
+	var le *LoadError
+	if err == nil || !l.Dataset.SkipCorrupt || !errors.As(err, &le) {
+		return s, err
+	}
+	pick := SampleRNG(l.Seed^0x736b6970, epoch, i)
+	for range 10 {
+		if l.OnSkip != nil {
+			l.OnSkip(le.Path, le.Err)
+		}
+		j := pick.IntN(l.Dataset.Len())
+		if s, err = l.Dataset.Get(j, SampleRNG(l.Seed, epoch, j)); err == nil || !errors.As(err, &le) {
+			return s, err
+		}
+	}
+	return Sample{}, fmt.Errorf("%w (and ten replacements could not be read either)", err)
+}
+
 func pack(samples []Sample) (Batch, error) {
 	first := samples[0].Image
 	b := Batch{Height: first.Height, Width: first.Width,
@@ -155,6 +205,7 @@ func pack(samples []Sample) (Batch, error) {
 				s.Index, s.Image.Width, s.Image.Height, samples[0].Index, b.Width, b.Height)
 		}
 		b.Images = append(b.Images, s.Image.Pix...)
+		b.Targets = append(b.Targets, s.Targets...)
 		b.Indices[i] = int32(s.Index)
 		b.Labels[i] = int32(s.Label)
 	}

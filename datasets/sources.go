@@ -1,7 +1,6 @@
 package datasets
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/goselfsup/goselfsup/registry"
@@ -268,124 +266,6 @@ func readImageFolders(dir string, classes []string, limit int) (*memorySource, e
 			return src, nil
 		}
 	}
-}
-
-func isImageFile(name string) bool {
-	switch strings.ToLower(filepath.Ext(name)) {
-	case ".jpg", ".jpeg", ".png":
-		return true
-	}
-	return false
-}
-
-// fileSource is a list of image files under a root, with labels.
-type fileSource struct {
-	paths   []string
-	labels  []int
-	classes []string
-}
-
-func (f *fileSource) Len() int          { return len(f.paths) }
-func (f *fileSource) Classes() []string { return f.classes }
-func (f *fileSource) Sample(i int) (Sample, error) {
-	if i < 0 || i >= len(f.paths) {
-		return Sample{}, fmt.Errorf("sample %d out of range [0, %d)", i, len(f.paths))
-	}
-	return Sample{Path: f.paths[i], Label: f.labels[i], Index: i}, nil
-}
-
-// within joins rel to root and refuses paths that leave root.
-func within(root, rel string) (string, error) {
-	if filepath.IsAbs(rel) || !filepath.IsLocal(filepath.FromSlash(rel)) {
-		return "", fmt.Errorf("%q leaves the data root %s", rel, root)
-	}
-	return filepath.Join(root, filepath.FromSlash(rel)), nil
-}
-
-// Build reads mmselfsup's ImageNet layout: ann_file lines "relative/path.JPEG label" under
-// data_root/data_prefix; with no ann_file, one folder per class.
-func (c *ImageNetConfig) Build(env *registry.Env) (any, error) {
-	pipeline, err := BuildPipeline(env, c.Pipeline)
-	if err != nil {
-		return nil, err
-	}
-	if len(pipeline) == 0 {
-		return nil, errors.New("the pipeline must start with LoadImageFromFile")
-	}
-	if _, ok := pipeline[0].(loadImage); !ok {
-		return nil, errors.New("the pipeline must start with LoadImageFromFile")
-	}
-	imgRoot := filepath.Join(c.DataRoot, c.DataPrefix.ImgPath)
-	src := &fileSource{}
-	if c.AnnFile == "" {
-		if src, err = listClassFolders(imgRoot); err != nil {
-			return nil, err
-		}
-		return &Dataset{Source: src, Pipeline: pipeline}, nil
-	}
-	ann := filepath.Join(c.DataRoot, c.AnnFile)
-	f, err := os.Open(ann)
-	if err != nil {
-		return nil, missing("annotation file", ann)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	maxLabel := -1
-	for line := 1; sc.Scan(); line++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		path, err := within(imgRoot, fields[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", ann, line, err)
-		}
-		label := -1
-		if len(fields) > 1 {
-			if label, err = strconv.Atoi(fields[1]); err != nil || label < 0 {
-				return nil, fmt.Errorf("%s:%d: bad label %q", ann, line, fields[1])
-			}
-		}
-		maxLabel = max(maxLabel, label)
-		src.paths = append(src.paths, path)
-		src.labels = append(src.labels, label)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", ann, err)
-	}
-	for i := 0; i <= maxLabel; i++ {
-		src.classes = append(src.classes, strconv.Itoa(i))
-	}
-	return &Dataset{Source: src, Pipeline: pipeline}, nil
-}
-
-func listClassFolders(root string) (*fileSource, error) {
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return nil, missing("image folder", root)
-	}
-	src := &fileSource{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		label := len(src.classes)
-		src.classes = append(src.classes, e.Name())
-		files, err := os.ReadDir(filepath.Join(root, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			if !f.IsDir() && isImageFile(f.Name()) {
-				src.paths = append(src.paths, filepath.Join(root, e.Name(), f.Name()))
-				src.labels = append(src.labels, label)
-			}
-		}
-	}
-	if len(src.paths) == 0 {
-		return nil, missing("class folders with images in", root)
-	}
-	return src, nil
 }
 
 func init() {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"sync"
 
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -15,6 +17,9 @@ type Sample struct {
 	Label int    // -1 when the dataset has no labels
 	Index int    // the sample's position in its dataset: mmengine's sample_idx
 	Path  string // the image file, for datasets of files
+	// Targets are per-class labels of multi-label datasets (VOC: 1 present, 0 difficult
+	// only, -1 absent); nil otherwise.
+	Targets []int8
 }
 
 // Transform changes a sample. rng is the sample's own random source, derived from the run's
@@ -34,25 +39,36 @@ func pyRound(x float64) int { return int(math.RoundToEven(x)) }
 
 func uniform(rng *rand.Rand, lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
 
-// LoadImageFromFile decodes the sample's file when the dataset did not load the image.
-type loadImage struct{}
+// loadImage is LoadImageFromFile: it decodes the sample's file when the dataset did not load
+// the image. JPEG goes to libjpeg-turbo when the machine has it (as Pillow's and OpenCV's
+// decoders, which use it too) unless imdecode_backend is "go".
+type loadImage struct{ goOnly bool }
 
-func (loadImage) Apply(s *Sample, _ *rand.Rand) error {
+func (l *loadImage) Apply(s *Sample, _ *rand.Rand) error {
 	if s.Image.Pix != nil {
 		return nil
 	}
 	if s.Path == "" {
 		return errors.New("LoadImageFromFile: the sample has neither an image nor a path")
 	}
-	img, err := DecodeFile(s.Path)
+	data, err := os.ReadFile(s.Path)
 	if err != nil {
-		return err
+		return &LoadError{Path: s.Path, Err: err}
+	}
+	img, _, err := decodeBytes(data, 1, l.goOnly)
+	if err != nil {
+		return &LoadError{Path: s.Path, Err: fmt.Errorf("decoding: %w", err)}
 	}
 	s.Image = img
 	return nil
 }
 
-func (c *LoadImageFromFileConfig) Build(*registry.Env) (any, error) { return loadImage{}, nil }
+func (c *LoadImageFromFileConfig) Build(*registry.Env) (any, error) {
+	if c.ColorType != "color" {
+		return nil, fmt.Errorf("color_type %q: only \"color\" (three channels) is supported", c.ColorType)
+	}
+	return &loadImage{goOnly: c.ImdecodeBackend == "go"}, nil
+}
 
 // randomResizedCrop is mmselfsup's RandomResizedCrop (torchvision's get_params).
 type randomResizedCrop struct {
@@ -213,33 +229,53 @@ func adjustContrast(img Image, factor float64) {
 // adjustSaturation is Pillow's ImageEnhance.Color: a blend with the image's gray version.
 func adjustSaturation(img Image, factor float64) { blend(img.Pix, img.Gray(), 0, factor) }
 
+// blendValue is one value of Pillow's Image.blend(degenerate, img, factor): computed in
+// float32, clipped, truncated.
+func blendValue(d, v, a float32) uint8 {
+	x := d + a*(v-d)
+	switch {
+	case x <= 0:
+		return 0
+	case x >= 255:
+		return 255
+	}
+	return uint8(x)
+}
+
 // blend is Pillow's Image.blend(degenerate, img, factor), in place: the degenerate image is
 // the gray levels gray (repeated on each channel), or the constant level when gray is nil.
 func blend(pix []uint8, gray []uint8, level, factor float64) {
 	a := float32(factor)
-	for i := range pix {
-		d := float32(level)
-		if gray != nil {
-			d = float32(gray[i/3])
+	if gray == nil {
+		// One degenerate level: a table of the 256 results.
+		var lut [256]uint8
+		for v := range lut {
+			lut[v] = blendValue(float32(level), float32(v), a)
 		}
-		v := d + a*(float32(pix[i])-d)
-		switch {
-		case v <= 0:
-			pix[i] = 0
-		case v >= 255:
-			pix[i] = 255
-		default:
-			pix[i] = uint8(v)
+		for i, v := range pix {
+			pix[i] = lut[v]
 		}
+		return
+	}
+	for j, g := range gray {
+		d := float32(g)
+		p := pix[3*j : 3*j+3]
+		p[0], p[1], p[2] = blendValue(d, float32(p[0]), a), blendValue(d, float32(p[1]), a), blendValue(d, float32(p[2]), a)
 	}
 }
 
-// adjustHue shifts the hue by factor (in turns), through Pillow's 8-bit HSV.
+// adjustHue shifts the hue by factor (in turns), through Pillow's 8-bit HSV, as torchvision's
+// adjust_hue: the 8-bit hue plus uint8(factor * 255), wrapping around.
 func adjustHue(pix []uint8, factor float64) {
-	shift := uint8(int(factor * 255)) // wraps around, as numpy's uint8 addition does
+	shift := uint8(int(factor * 255)) // wraps around, as NumPy's uint8 addition does
+	t := hsvTables()
 	for i := 0; i < len(pix); i += 3 {
-		h, s, v := rgbToHSV(pix[i], pix[i+1], pix[i+2])
-		pix[i], pix[i+1], pix[i+2] = hsvToRGB(h+shift, s, v)
+		p := pix[i : i+3 : i+3]
+		if p[0] == p[1] && p[1] == p[2] {
+			continue // gray: no saturation, the hue changes nothing
+		}
+		h, s, v := t.rgbToHSV(p[0], p[1], p[2])
+		p[0], p[1], p[2] = t.hsvToRGB(h+shift, s, v)
 	}
 }
 
@@ -253,18 +289,56 @@ func clip8(v int) uint8 {
 	return uint8(v)
 }
 
+// hsv holds the parts of Pillow's HSV conversions that depend on two bytes only, computed
+// with the same float and double operations, so that the per-pixel work is a few lookups
+// and multiplications and the results stay Pillow's to the bit.
+type hsv struct {
+	div [256 * 256]float32 // div[n<<8|d] = float32(n) / float32(d)
+	// For hsv2rgb, by saturation s and hue h: the factors of v in p, q and t.
+	p    [256]float64
+	q, t [256 * 256]float64
+	i    [256]int // floor(h * 6 / 255)
+}
+
+var hsvTables = sync.OnceValue(func() *hsv {
+	t := new(hsv)
+	for n := 0; n < 256; n++ {
+		for d := 1; d < 256; d++ {
+			t.div[n<<8|d] = float32(n) / float32(d)
+		}
+	}
+	for s := 0; s < 256; s++ {
+		fs := float32(float64(s) / 255)
+		t.p[s] = 1 - float64(fs)
+		for h := 0; h < 256; h++ {
+			hd := float64(float32(h)) * 6 / 255
+			i := int(math.Floor(hd))
+			f := float32(hd - float64(i))
+			t.q[s<<8|h] = 1 - float64(fs*f)
+			t.t[s<<8|h] = 1 - float64(fs)*(1-float64(f))
+			t.i[h] = i
+		}
+	}
+	return t
+})
+
 // rgbToHSV is Pillow's rgb2hsv, with C's float and double promotions.
-func rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
+func rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) { return hsvTables().rgbToHSV(r, g, b) }
+
+// hsvToRGB is Pillow's hsv2rgb.
+func hsvToRGB(h, s, v uint8) (uint8, uint8, uint8) { return hsvTables().hsvToRGB(h, s, v) }
+
+func (t *hsv) rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
 	maxc := max(r, g, b)
 	minc := min(r, g, b)
 	if maxc == minc {
 		return 0, 0, maxc
 	}
-	cr := float32(maxc - minc)
-	s := cr / float32(maxc)
-	rc := float32(maxc-r) / cr
-	gc := float32(maxc-g) / cr
-	bc := float32(maxc-b) / cr
+	cr := int(maxc - minc)
+	s := t.div[cr<<8|int(maxc)]
+	rc := t.div[int(maxc-r)<<8|cr]
+	gc := t.div[int(maxc-g)<<8|cr]
+	bc := t.div[int(maxc-b)<<8|cr]
 	var h float32
 	switch { // 2.0 and 4.0 are doubles in C: those sums are computed in double
 	case r == maxc:
@@ -274,35 +348,36 @@ func rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
 	default:
 		h = float32(4 + float64(gc) - float64(rc))
 	}
-	h = float32(math.Mod(float64(h)/6+1, 1)) // fmod in double, stored in a float
-	return clip8(int(float64(h) * 255)), clip8(int(float64(s) * 255)), maxc
+	// fmod(h/6 + 1, 1) in double, stored in a float; h/6 + 1 lies in [5/6, 11/6), where
+	// subtracting 1 is exact.
+	x := float64(h)/6 + 1
+	if x >= 1 {
+		x--
+	}
+	return clip8(int(float64(float32(x)) * 255)), clip8(int(float64(s) * 255)), maxc
 }
 
-// hsvToRGB is Pillow's hsv2rgb, with C's float and double promotions; C's round is half
-// away from zero, as Go's math.Round.
-func hsvToRGB(h8, s8, v8 uint8) (uint8, uint8, uint8) {
+// hsvToRGB is Pillow's hsv2rgb: C's round is half away from zero, as Go's math.Round.
+func (t *hsv) hsvToRGB(h8, s8, v8 uint8) (uint8, uint8, uint8) {
 	if s8 == 0 {
 		return v8, v8, v8
 	}
-	hd := float64(float32(h8)) * 6 / 255
-	i := int(math.Floor(hd))
-	f := float32(hd - float64(i))
-	fs := float32(float64(s8) / 255)
-	v := float64(float32(v8))
-	p := clip8(int(math.Round(v * (1 - float64(fs)))))
-	q := clip8(int(math.Round(v * (1 - float64(fs*f)))))
-	t := clip8(int(math.Round(v * (1 - float64(fs)*(1-float64(f))))))
-	switch i % 6 {
+	v := float64(v8)
+	k := int(s8)<<8 | int(h8)
+	p := clip8(int(math.Round(v * t.p[s8])))
+	q := clip8(int(math.Round(v * t.q[k])))
+	tt := clip8(int(math.Round(v * t.t[k])))
+	switch t.i[h8] % 6 {
 	case 0:
-		return v8, t, p
+		return v8, tt, p
 	case 1:
 		return q, v8, p
 	case 2:
-		return p, v8, t
+		return p, v8, tt
 	case 3:
 		return p, q, v8
 	case 4:
-		return t, p, v8
+		return tt, p, v8
 	default:
 		return v8, p, q
 	}

@@ -100,7 +100,9 @@ func oneOf(key, v string, allowed ...string) error {
 
 var interpolations = []string{"nearest", "bilinear", "bicubic", "area", "lanczos"}
 
-// LoadImageFromFileConfig decodes the image file of a sample.
+// LoadImageFromFileConfig decodes the image file of a sample. imdecode_backend "cv2",
+// "pillow" and "turbojpeg" all mean libjpeg-turbo when the machine has it (their decoders use
+// it; the pixels are the same), else Go's decoder; "go" (goselfsup's own) forces Go's.
 type LoadImageFromFileConfig struct {
 	ToFloat32       bool   `toml:"to_float32"`
 	ColorType       string `toml:"color_type"`
@@ -110,7 +112,7 @@ type LoadImageFromFileConfig struct {
 
 func (c *LoadImageFromFileConfig) Validate() error {
 	return errors.Join(oneOf("color_type", c.ColorType, "color", "grayscale", "unchanged"),
-		oneOf("imdecode_backend", c.ImdecodeBackend, "cv2", "pillow", "turbojpeg"))
+		oneOf("imdecode_backend", c.ImdecodeBackend, "cv2", "pillow", "turbojpeg", "go"))
 }
 
 // RandomResizedCropConfig is mmselfsup's RandomResizedCrop: a crop of random area (scale,

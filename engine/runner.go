@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -78,6 +79,7 @@ type Runner struct {
 	lastCkpt string
 	resumed  bool
 	env      *registry.Env
+	skipped  atomic.Int64 // unreadable images replaced (skip_corrupt)
 }
 
 // Hook is anything with some of the methods BeforeTrain, AfterTrainIter, AfterTrainEpoch
@@ -236,7 +238,10 @@ func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error
 		}
 	}
 	return &datasets.Loader{Dataset: ds, BatchSize: d.BatchSize, Workers: d.NumWorkers, DropLast: d.DropLast && train,
-		Shuffle: shuffle, Seed: seed, Prefetch: 2}, nil
+		Shuffle: shuffle, Seed: seed, Prefetch: 2, OnSkip: func(path string, err error) {
+			r.skipped.Add(1)
+			r.Log.Warn("replaced an unreadable image (skip_corrupt)", zap.String("path", path), zap.Error(err))
+		}}, nil
 }
 
 func (r *Runner) buildOptimizer(cfg *Config) error {
@@ -598,6 +603,9 @@ func (r *Runner) resume(which string) error {
 func (r *Runner) Resumed() bool { return r.resumed }
 
 func (r *Runner) writeMetrics() error {
+	if n := r.skipped.Load(); n > 0 {
+		r.Metrics["skipped_images"] = float64(n)
+	}
 	data, err := json.MarshalIndent(r.Metrics, "", "  ")
 	if err != nil {
 		return err
