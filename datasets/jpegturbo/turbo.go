@@ -94,6 +94,28 @@ func get() (*handle, error) {
 
 func (h *handle) err() error { return errors.New(C.GoString(C.gs_err(h.h))) }
 
+// put returns a handle to the pool, or frees it after an error: TurboJPEG can leave a
+// handle that failed on damaged data in a state where its next header read reports 0x0.
+func put(h *handle, failed bool) {
+	if failed {
+		C.gs_free(h.h)
+		return
+	}
+	handles.Put(h)
+}
+
+// size reads a JPEG's width and height with a handle from get.
+func (h *handle) size(data []byte) (int, int, error) {
+	var cw, ch C.int
+	if C.gs_size(h.h, (*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), &cw, &ch) != 0 {
+		return 0, 0, h.err()
+	}
+	if cw <= 0 || ch <= 0 || int64(cw)*int64(ch) > 1<<30 {
+		return 0, 0, fmt.Errorf("a JPEG of %dx%d pixels", int(cw), int(ch))
+	}
+	return int(cw), int(ch), nil
+}
+
 // Size reads the width and height from a JPEG's header.
 func Size(data []byte) (w, h int, err error) {
 	if len(data) == 0 {
@@ -103,12 +125,9 @@ func Size(data []byte) (w, h int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer handles.Put(hd)
-	var cw, ch C.int
-	if C.gs_size(hd.h, (*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), &cw, &ch) != 0 {
-		return 0, 0, hd.err()
-	}
-	return int(cw), int(ch), nil
+	w, h, err = hd.size(data)
+	put(hd, err != nil)
+	return w, h, err
 }
 
 // Decode decodes a JPEG to RGB pixels, at 1/denom of its size (denom 1, 2, 4 or 8; the
@@ -117,15 +136,19 @@ func Decode(data []byte, denom int) (pix []byte, w, h int, err error) {
 	if denom != 1 && denom != 2 && denom != 4 && denom != 8 {
 		return nil, 0, 0, fmt.Errorf("scale 1/%d: use 1, 2, 4 or 8", denom)
 	}
-	fw, fh, err := Size(data)
-	if err != nil {
-		return nil, 0, 0, err
+	if len(data) == 0 {
+		return nil, 0, 0, errors.New("empty JPEG")
 	}
 	hd, err := get()
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	defer handles.Put(hd)
+	failed := true
+	defer func() { put(hd, failed) }()
+	fw, fh, err := hd.size(data)
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	w, h = (fw+denom-1)/denom, (fh+denom-1)/denom
 	pix = make([]byte, w*h*3)
 	if C.gs_rgb(hd.h, (*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), (*C.uchar)(unsafe.Pointer(&pix[0])), C.int(w), C.int(h)) != 0 {
@@ -134,6 +157,8 @@ func Decode(data []byte, denom int) (pix []byte, w, h int, err error) {
 		if err := hd.err(); C.gs_fatal(hd.h) != 0 || strings.Contains(err.Error(), "Premature end") {
 			return nil, 0, 0, err
 		}
+		return pix, w, h, nil // the handle saw damaged data: free it
 	}
+	failed = false
 	return pix, w, h, nil
 }
