@@ -30,11 +30,15 @@ subcommands:
   train-step   one NPID training step (small CIFAR ResNet, widths 16/32/64/128, batch 64,
                32x32 images, 4096 negatives) against PyTorch on the CPU
                (benchmarks/npid_reference.py, Debian's python3-torch)
+  data         NPID's data pipeline against torchvision's, one core each: at 224 on the
+               COCO128 photos and at 32 on CIFAR-10's JPEGs (../shared/data), decoding
+               alone too, and our loader with 1 and 2 workers
 `
 
 // benchmarks are the subcommands of tools/benchmark.
 var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"train-step": benchTrainStep,
+	"data":       benchData,
 }
 
 // Benchmark is the entry point of tools/benchmark.

@@ -52,6 +52,12 @@ func imageSize(data []byte, goOnly bool) (int, int, error) {
 	return cfg.Width, cfg.Height, err
 }
 
+// DecodeBytes decodes a JPEG or PNG file's bytes.
+func DecodeBytes(data []byte) (Image, error) {
+	img, _, err := decodeBytes(data, 1, false)
+	return img, err
+}
+
 // DecodeFile decodes a JPEG or PNG file.
 func DecodeFile(path string) (Image, error) {
 	data, err := os.ReadFile(path)

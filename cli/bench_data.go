@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goselfsup/goselfsup/datasets"
+	"github.com/goselfsup/goselfsup/internal/pyref"
+	"github.com/goselfsup/goselfsup/internal/shareddata"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// benchData times NPID's training pipeline here and in torchvision, on the same JPEGs, one
+// core each: at 224 on the COCO128 photos and at 32 on CIFAR-10's JPEGs; decoding alone too;
+// and our loader with one and two workers.
+func benchData(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("benchmark data", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	repeat := fs.Int("repeat", 4, "passes over the COCO128 photos")
+	cifar := fs.Int("cifar", 5000, "CIFAR-10 JPEGs to use")
+	if _, err := parseArgs(fs, args); err != nil {
+		return exitUsage
+	}
+	python, err := pyref.Python("torchvision", "PIL", "numpy")
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	script, err := findScript("benchmarks/pipeline_reference.py")
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	coco, err := shareddata.Dir("coco128-lightly")
+	if err != nil {
+		report(stderr, fmt.Errorf("the COCO128 photos: %w", err))
+		return exitFailed
+	}
+	cifarDir, err := shareddata.Dir("cifar10-jpg")
+	if err != nil {
+		report(stderr, fmt.Errorf("the CIFAR-10 JPEGs: %w", err))
+		return exitFailed
+	}
+	photos, err := filepath.Glob(filepath.Join(coco, "images", "train2017", "*.jpg"))
+	if err != nil || len(photos) == 0 {
+		report(stderr, errors.New("no COCO128 photos"))
+		return exitFailed
+	}
+	small, err := cifarFiles(filepath.Join(cifarDir, "train"), *cifar)
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+
+	type row struct {
+		what        string
+		ours, torch float64
+	}
+	var rows []row
+	for _, set := range []struct {
+		name   string
+		files  []string
+		size   int
+		repeat int
+	}{{"224, COCO128 photos", photos, 224, *repeat}, {"32, CIFAR-10 JPEGs", small, 32, 1}} {
+		fmt.Fprintf(stderr, "timing the pipelines at %s...\n", set.name)
+		full, decode, err := timeOurPipeline(set.files, set.size, set.repeat)
+		if err != nil {
+			report(stderr, err)
+			return exitFailed
+		}
+		ref, err := runTorchvision(python, script, set.files, set.size, set.repeat)
+		if err != nil {
+			report(stderr, err)
+			return exitFailed
+		}
+		rows = append(rows, row{"pipeline " + set.name, full, ref.Full}, row{"decoding " + set.name, decode, ref.Decode})
+	}
+	fmt.Fprintf(stderr, "timing the loader with 1 and 2 workers...\n")
+	scaling, err := timeWorkers(photos, 224, *repeat)
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+
+	fmt.Fprintf(stdout, "NPID's training pipeline (RandomResizedCrop, RandomGrayscale, ColorJitter, RandomFlip; uint8 out),\n")
+	fmt.Fprintf(stdout, "one core each; JPEG decoding: %s here, Pillow in torchvision\n\n", datasets.DecoderName(false))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "images/s per core\tgoselfsup\ttorchvision\tratio")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\n", r.what, r.ours, r.torch, r.ours/r.torch)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nour loader at 224, batches of 64: %.1f images/s with 1 worker, %.1f with 2 (%.2fx)\n",
+		scaling[0], scaling[1], scaling[1]/scaling[0])
+	res := benchResult{Benchmark: "data", Ours: rows[0].ours, Reference: rows[0].torch, Ratio: rows[0].ours / rows[0].torch,
+		Unit: "images/s per core at 224", Details: map[string]string{
+			"decoder": datasets.DecoderName(false), "ratio_32": fmt.Sprintf("%.2f", rows[2].ours/rows[2].torch),
+			"decode_ratio_224": fmt.Sprintf("%.2f", rows[1].ours/rows[1].torch),
+			"workers_1":        fmt.Sprintf("%.1f", scaling[0]), "workers_2": fmt.Sprintf("%.1f", scaling[1])}}
+	line, _ := json.Marshal(res)
+	fmt.Fprintln(stdout, string(line))
+	return exitOK
+}
+
+// cifarFiles takes n JPEGs from the class folders, the classes in turn.
+func cifarFiles(dir string, n int) ([]string, error) {
+	classes, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var per [][]string
+	for _, c := range classes {
+		files, _ := filepath.Glob(filepath.Join(dir, c.Name(), "*.jpg"))
+		sort.Strings(files)
+		per = append(per, files)
+	}
+	var out []string
+	for k := 0; len(out) < n; k++ {
+		added := false
+		for _, files := range per {
+			if k < len(files) && len(out) < n {
+				out = append(out, files[k])
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	return out, nil
+}
+
+// npidDataset is NPID's training pipeline over image files.
+func npidDataset(files []string, size int) (*datasets.Dataset, error) {
+	dir, err := os.MkdirTemp("", "goselfsup-bench")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	list := filepath.Join(dir, "list.txt")
+	root := filepath.Dir(filepath.Dir(files[0]))
+	var b strings.Builder
+	for _, f := range files {
+		rel, err := filepath.Rel(root, f)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(rel + "\n")
+	}
+	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	pipeline := []any{
+		map[string]any{"type": "LoadImageFromFile"},
+		map[string]any{"type": "RandomResizedCrop", "size": size, "scale": []float64{0.2, 1}, "backend": "pillow"},
+		map[string]any{"type": "RandomGrayscale", "prob": 0.2, "keep_channels": true, "channel_weights": []float64{0.114, 0.587, 0.2989}},
+		map[string]any{"type": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.4},
+		map[string]any{"type": "RandomFlip", "prob": 0.5},
+	}
+	return registry.Build[*datasets.Dataset](&registry.Env{}, registry.NewSpec(registry.Datasets, "ImageList",
+		map[string]any{"data_root": root, "ann_file": list, "with_label": false, "pipeline": pipeline}))
+}
+
+// timeOurPipeline returns images per second, on one goroutine, of the whole pipeline and of
+// decoding the files' bytes alone.
+func timeOurPipeline(files []string, size, repeat int) (full, decode float64, err error) {
+	ds, err := npidDataset(files, size)
+	if err != nil {
+		return 0, 0, err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range min(4, ds.Len()) { // warm up
+		if _, err := ds.Get(i, rng); err != nil {
+			return 0, 0, err
+		}
+	}
+	n := repeat * ds.Len()
+	t0 := time.Now()
+	for i := range n {
+		if _, err := ds.Get(i%ds.Len(), rng); err != nil {
+			return 0, 0, err
+		}
+	}
+	full = float64(n) / time.Since(t0).Seconds()
+	data := make([][]byte, len(files))
+	for i, f := range files {
+		if data[i], err = os.ReadFile(f); err != nil {
+			return 0, 0, err
+		}
+	}
+	t0 = time.Now()
+	for i := range n {
+		if _, err := datasets.DecodeBytes(data[i%len(data)]); err != nil {
+			return 0, 0, err
+		}
+	}
+	return full, float64(n) / time.Since(t0).Seconds(), nil
+}
+
+type torchvisionRate struct {
+	Full   float64 `json:"images_per_second"`
+	Decode float64 `json:"decode_per_second"`
+}
+
+func runTorchvision(python, script string, files []string, size, repeat int) (torchvisionRate, error) {
+	list, err := os.CreateTemp("", "goselfsup-bench-*.txt")
+	if err != nil {
+		return torchvisionRate{}, err
+	}
+	defer os.Remove(list.Name())
+	list.WriteString(strings.Join(files, "\n") + "\n")
+	list.Close()
+	out, err := exec.Command(python, script, "bench", "--size", fmt.Sprint(size), "--images", list.Name(),
+		"--repeat", fmt.Sprint(repeat)).Output()
+	if err != nil {
+		return torchvisionRate{}, fmt.Errorf("the torchvision reference: %w", err)
+	}
+	var r torchvisionRate
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		return r, fmt.Errorf("the torchvision reference printed %q", out)
+	}
+	return r, nil
+}
+
+// timeWorkers returns our loader's images per second with 1 and 2 workers.
+func timeWorkers(files []string, size, repeat int) ([2]float64, error) {
+	var rates [2]float64
+	ds, err := npidDataset(files, size)
+	if err != nil {
+		return rates, err
+	}
+	for w := 1; w <= 2; w++ {
+		l := &datasets.Loader{Dataset: ds, BatchSize: 64, Workers: w, DropLast: true, Shuffle: true, Seed: 1, Prefetch: 2}
+		n := 0
+		t0 := time.Now()
+		for epoch := range repeat {
+			for b, err := range l.Epoch(context.Background(), epoch) {
+				if err != nil {
+					return rates, err
+				}
+				n += b.Len()
+			}
+		}
+		rates[w-1] = float64(n) / time.Since(t0).Seconds()
+	}
+	return rates, nil
+}
