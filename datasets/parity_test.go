@@ -88,7 +88,7 @@ func TestParityWithTorchvision(t *testing.T) {
 		savePNG(t, filepath.Join(dir, name+".png"), m)
 	}
 	crop := func(top, left, h, w, oh, ow int, interp Interpolation) func(Image) (Image, error) {
-		return func(m Image) (Image, error) { return m.Crop(left, top, w, h).Resize(ow, oh, interp) }
+		return func(m Image) (Image, error) { return m.ResizeRegion(left, top, w, h, ow, oh, interp) }
 	}
 	resize := func(w, h int, interp Interpolation) func(Image) (Image, error) {
 		return func(m Image) (Image, error) { return m.Resize(w, h, interp) }
@@ -189,6 +189,48 @@ func TestParityWithTorchvision(t *testing.T) {
 		}
 		if worst > c.tolerance {
 			t.Errorf("%s: %d of %d values differ, by up to %d", c.Name, differing, len(got.Pix), worst)
+		}
+	}
+}
+
+// TestHSVAgainstPillowEveryColour compares our HSV conversions, which ColorJitter's hue
+// uses, with Pillow's on all 2^24 inputs each way: they must be equal.
+func TestHSVAgainstPillowEveryColour(t *testing.T) {
+	python, err := pyref.Python("PIL", "numpy")
+	if err != nil {
+		t.Skip(err)
+	}
+	script, err := filepath.Abs(filepath.Join("..", "benchmarks", "pipeline_reference.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(python, script, "hsv", dir).CombinedOutput(); err != nil {
+		t.Fatalf("the reference: %v\n%s", err, out)
+	}
+	for _, conv := range []struct {
+		file string
+		f    func(a, b, c uint8) (uint8, uint8, uint8)
+	}{{"rgb2hsv.bin", rgbToHSV}, {"hsv2rgb.bin", hsvToRGB}} {
+		want, err := os.ReadFile(filepath.Join(dir, conv.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) != 3<<24 {
+			t.Fatalf("%s: %d bytes", conv.file, len(want))
+		}
+		bad := 0
+		for i := range 1 << 24 {
+			a, b, c := uint8(i>>16), uint8(i>>8), uint8(i)
+			x, y, z := conv.f(a, b, c)
+			if w := want[3*i : 3*i+3]; x != w[0] || y != w[1] || z != w[2] {
+				if bad++; bad <= 5 {
+					t.Errorf("%s of (%d, %d, %d) = (%d, %d, %d), Pillow gives %v", conv.file, a, b, c, x, y, z, w)
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of 2^24 differ", conv.file, bad)
 		}
 	}
 }

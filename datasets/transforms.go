@@ -110,7 +110,7 @@ func (t *randomResizedCrop) cropParams(height, width int, rng *rand.Rand) (int, 
 
 func (t *randomResizedCrop) Apply(s *Sample, rng *rand.Rand) error {
 	y, x, h, w := t.cropParams(s.Image.Height, s.Image.Width, rng)
-	img, err := s.Image.Crop(x, y, w, h).Resize(t.w, t.h, t.interp)
+	img, err := s.Image.ResizeRegion(x, y, w, h, t.w, t.h, t.interp)
 	s.Image = img
 	return err
 }
@@ -289,35 +289,26 @@ func clip8(v int) uint8 {
 	return uint8(v)
 }
 
-// hsv holds the parts of Pillow's HSV conversions that depend on two bytes only, computed
-// with the same float and double operations, so that the per-pixel work is a few lookups
-// and multiplications and the results stay Pillow's to the bit.
+// hsv holds the parts of Pillow's HSV conversions that depend on one byte only, computed
+// with the same float and double operations, so that the per-pixel work is a few lookups,
+// divisions and multiplications and the results stay Pillow's to the bit. The tables fit
+// in the L1 cache.
 type hsv struct {
-	div [256 * 256]float32 // div[n<<8|d] = float32(n) / float32(d)
-	// For hsv2rgb, by saturation s and hue h: the factors of v in p, q and t.
-	p    [256]float64
-	q, t [256 * 256]float64
-	i    [256]int // floor(h * 6 / 255)
+	fs [256]float32 // by saturation: (float)(s / 255.0)
+	f  [256]float32 // by hue: the fraction of h * 6 / 255
+	i  [256]uint8   // by hue: floor(h * 6 / 255)
 }
 
 var hsvTables = sync.OnceValue(func() *hsv {
 	t := new(hsv)
-	for n := 0; n < 256; n++ {
-		for d := 1; d < 256; d++ {
-			t.div[n<<8|d] = float32(n) / float32(d)
-		}
+	for s := range 256 {
+		t.fs[s] = float32(float64(s) / 255)
 	}
-	for s := 0; s < 256; s++ {
-		fs := float32(float64(s) / 255)
-		t.p[s] = 1 - float64(fs)
-		for h := 0; h < 256; h++ {
-			hd := float64(float32(h)) * 6 / 255
-			i := int(math.Floor(hd))
-			f := float32(hd - float64(i))
-			t.q[s<<8|h] = 1 - float64(fs*f)
-			t.t[s<<8|h] = 1 - float64(fs)*(1-float64(f))
-			t.i[h] = i
-		}
+	for h := range 256 {
+		hd := float64(float32(h)) * 6 / 255
+		i := math.Floor(hd)
+		t.f[h] = float32(hd - i)
+		t.i[h] = uint8(int(i) % 6)
 	}
 	return t
 })
@@ -334,19 +325,16 @@ func (t *hsv) rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
 	if maxc == minc {
 		return 0, 0, maxc
 	}
-	cr := int(maxc - minc)
-	s := t.div[cr<<8|int(maxc)]
-	rc := t.div[int(maxc-r)<<8|cr]
-	gc := t.div[int(maxc-g)<<8|cr]
-	bc := t.div[int(maxc-b)<<8|cr]
+	cr := float32(maxc - minc)
+	s := cr / float32(maxc)
 	var h float32
 	switch { // 2.0 and 4.0 are doubles in C: those sums are computed in double
 	case r == maxc:
-		h = bc - gc
+		h = float32(maxc-b)/cr - float32(maxc-g)/cr
 	case g == maxc:
-		h = float32(2 + float64(rc) - float64(bc))
+		h = float32(2 + float64(float32(maxc-r)/cr) - float64(float32(maxc-b)/cr))
 	default:
-		h = float32(4 + float64(gc) - float64(rc))
+		h = float32(4 + float64(float32(maxc-g)/cr) - float64(float32(maxc-r)/cr))
 	}
 	// fmod(h/6 + 1, 1) in double, stored in a float; h/6 + 1 lies in [5/6, 11/6), where
 	// subtracting 1 is exact.
@@ -357,17 +345,27 @@ func (t *hsv) rgbToHSV(r, g, b uint8) (uint8, uint8, uint8) {
 	return clip8(int(float64(float32(x)) * 255)), clip8(int(float64(s) * 255)), maxc
 }
 
-// hsvToRGB is Pillow's hsv2rgb: C's round is half away from zero, as Go's math.Round.
+// roundByte is C's round (half away from zero) of x in [0, 255], clipped: floor(x + 0.5),
+// less one where the addition itself rounded up to the next integer.
+func roundByte(x float64) uint8 {
+	n := int(x + 0.5)
+	if float64(n)-x > 0.5 {
+		n--
+	}
+	return clip8(n)
+}
+
+// hsvToRGB is Pillow's hsv2rgb.
 func (t *hsv) hsvToRGB(h8, s8, v8 uint8) (uint8, uint8, uint8) {
 	if s8 == 0 {
 		return v8, v8, v8
 	}
 	v := float64(v8)
-	k := int(s8)<<8 | int(h8)
-	p := clip8(int(math.Round(v * t.p[s8])))
-	q := clip8(int(math.Round(v * t.q[k])))
-	tt := clip8(int(math.Round(v * t.t[k])))
-	switch t.i[h8] % 6 {
+	fs, f := t.fs[s8], t.f[h8]
+	p := roundByte(v * (1 - float64(fs)))
+	q := roundByte(v * (1 - float64(fs*f)))
+	tt := roundByte(v * (1 - float64(fs)*(1-float64(f))))
+	switch t.i[h8] {
 	case 0:
 		return v8, tt, p
 	case 1:
