@@ -22,6 +22,16 @@ type Dataset struct {
 	SkipCorrupt bool
 }
 
+// Normalization returns the pipeline's Normalize, or nil.
+func (d *Dataset) Normalization() *Normalization {
+	for _, t := range d.Pipeline {
+		if n, ok := t.(*Normalization); ok {
+			return n
+		}
+	}
+	return nil
+}
+
 // LoadError is an image that could not be read or decoded.
 type LoadError struct {
 	Path string

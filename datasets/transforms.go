@@ -563,13 +563,43 @@ func (packInputs) Apply(*Sample, *rand.Rand) error { return nil }
 func (c *PackSelfSupInputsConfig) Build(*registry.Env) (any, error) { return packInputs{}, nil }
 func (c *PackClsInputsConfig) Build(*registry.Env) (any, error)     { return packInputs{}, nil }
 
-// BuildPipeline builds the transforms of a pipeline.
+// Normalization is a pipeline's Normalize: the mean and standard deviation per channel (in
+// 0-255 units, in the network's channel order) and whether the network sees RGB. The
+// pixels stay uint8; the model normalises the batch on the device.
+type Normalization struct {
+	Mean, Std [3]float64
+	ToRGB     bool
+}
+
+// Apply leaves the sample as it is: the normalisation happens on the device.
+func (*Normalization) Apply(*Sample, *rand.Rand) error { return nil }
+
+func (c *NormalizeConfig) Build(*registry.Env) (any, error) {
+	return &Normalization{Mean: c.Mean, Std: c.Std, ToRGB: c.ToRGB}, nil
+}
+
+// BuildPipeline builds the transforms of a pipeline. A Normalize may come only after the
+// transforms that change pixels, since it is applied to the batch.
 func BuildPipeline(env *registry.Env, specs []registry.Spec) ([]Transform, error) {
 	out := make([]Transform, 0, len(specs))
+	normalized := ""
 	for _, s := range specs {
 		t, err := registry.Build[Transform](env, s)
 		if err != nil {
 			return nil, err
+		}
+		switch t.(type) {
+		case *Normalization:
+			if normalized != "" {
+				return nil, fmt.Errorf("%s: a second Normalize (the first is %s)", s.Path, normalized)
+			}
+			normalized = s.Path
+		case packInputs:
+		default:
+			if normalized != "" {
+				return nil, fmt.Errorf("%s: %s after Normalize (%s): Normalize runs on the device, on the batch, so it must come after the transforms that change pixels",
+					s.Path, s.Type, normalized)
+			}
 		}
 		out = append(out, t)
 	}

@@ -279,6 +279,25 @@ func (c *LightingConfig) Validate() error {
 	return nil
 }
 
+// NormalizeConfig is mmcv's Normalize: (x - mean) / std per channel, in 0-255 units, after
+// a BGR to RGB flip when to_rgb. goselfsup keeps batches uint8 and normalises on the device:
+// a Normalize at the end of a pipeline becomes the model's data_preprocessor.
+type NormalizeConfig struct {
+	Mean  [3]float64 `toml:"mean"`
+	Std   [3]float64 `toml:"std"`
+	ToRGB bool       `toml:"to_rgb"`
+}
+
+func (c *NormalizeConfig) Validate() error {
+	var errs []error
+	for i, s := range c.Std {
+		if s <= 0 {
+			errs = append(errs, registry.FieldErrorf(fmt.Sprintf("std.%d", i), "must be positive, got %g", s))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // PackSelfSupInputsConfig packs the image and the algorithm's keys (sample_idx for NPID)
 // into the model's inputs.
 type PackSelfSupInputsConfig struct {
@@ -322,6 +341,8 @@ func init() {
 		func() any { return &RandomCropConfig{PaddingMode: "constant"} })
 	reg("Lighting", "PCA lighting noise",
 		func() any { return &LightingConfig{Alphastd: 0.1} })
+	reg("Normalize", "(x - mean) / std, applied on the device with the batch",
+		func() any { return &NormalizeConfig{ToRGB: true} })
 	reg("PackSelfSupInputs", "pack the image and the algorithm's keys",
 		func() any { return &PackSelfSupInputsConfig{Key: "img"} })
 	reg("PackClsInputs", "pack the image and its label",

@@ -201,6 +201,9 @@ func (h *knnHook) run(r *Runner, prefix string) error {
 	if err != nil {
 		return fmt.Errorf("KNNHook: %w", err)
 	}
+	if err := r.sameNormalization(testLoader, "KNNHook: val_dataloader"); err != nil {
+		return err
+	}
 	ctx := context.Background()
 	what := "kNN features"
 	if prefix != "" {

@@ -79,7 +79,8 @@ type Runner struct {
 	lastCkpt string
 	resumed  bool
 	env      *registry.Env
-	skipped  atomic.Int64 // unreadable images replaced (skip_corrupt)
+	skipped  atomic.Int64            // unreadable images replaced (skip_corrupt)
+	norm     *datasets.Normalization // the train pipeline's Normalize, if any
 }
 
 // Hook is anything with some of the methods BeforeTrain, AfterTrainIter, AfterTrainEpoch
@@ -171,13 +172,18 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	}
 	r.env = &registry.Env{Registry: registry.Default}
 	registry.Provide(r.env, r.Scope)
-	if r.Model, err = registry.Build[Algorithm](r.env, cfg.Model); err != nil {
+	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
+		return err
+	}
+	r.norm = r.Loader.Dataset.Normalization()
+	model, err := withPipelineNormalization(cfg.Model, r.norm, cfg.TrainDataloader.Dataset.Path)
+	if err != nil {
+		return err
+	}
+	if r.Model, err = registry.Build[Algorithm](r.env, model); err != nil {
 		return err
 	}
 	if err := r.Ctx.SetRNGStateFromSeed(r.Seed); err != nil {
-		return err
-	}
-	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
 		return err
 	}
 	if r.Loader.Len() == 0 {
@@ -214,6 +220,41 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 		}
 	}
 	return nil
+}
+
+// withPipelineNormalization makes a train pipeline's Normalize (mmselfsup 0.x, mmcv) the
+// model's data_preprocessor, which normalises the uint8 batches on the device; the model's
+// config must then leave the normalisation keys of its data_preprocessor unset.
+func withPipelineNormalization(model registry.Spec, n *datasets.Normalization, pipeline string) (registry.Spec, error) {
+	if n == nil {
+		return model, nil
+	}
+	dp, _ := model.Get("data_preprocessor")
+	table, _ := dp.(map[string]any)
+	if table == nil {
+		table = map[string]any{}
+	}
+	for _, k := range []string{"mean", "std", "bgr_to_rgb", "to_rgb"} {
+		if _, ok := table[k]; ok {
+			return model, fmt.Errorf("%s has a Normalize and model.data_preprocessor.%s is set (in %s): both normalise the images; keep one (mmselfsup 1.x normalises in model.data_preprocessor)",
+				pipeline, k, model.Source("data_preprocessor."+k))
+		}
+	}
+	table["mean"], table["std"], table["to_rgb"] = n.Mean[:], n.Std[:], n.ToRGB
+	return model.With("data_preprocessor", table), nil
+}
+
+// sameNormalization checks that a loader's pipeline normalises as the model does: the
+// model applies one normalisation to every batch.
+func (r *Runner) sameNormalization(l *datasets.Loader, what string) error {
+	n := l.Dataset.Normalization()
+	if n == nil || (r.norm != nil && *n == *r.norm) {
+		return nil
+	}
+	if r.norm == nil {
+		return fmt.Errorf("%s: its pipeline has a Normalize and the train pipeline has none; the model normalises every batch with model.data_preprocessor", what)
+	}
+	return fmt.Errorf("%s: its pipeline's Normalize %+v differs from the train pipeline's %+v; the model applies one normalisation to every batch", what, *n, *r.norm)
 }
 
 // buildLoader builds a dataloader's dataset and sampler.

@@ -210,3 +210,63 @@ func TestLoadFromTakesWeightsOnly(t *testing.T) {
 		t.Errorf("load_from restored the epoch (%d)", r.Epoch)
 	}
 }
+
+// A Normalize at the end of the pipelines (mmselfsup 0.x's way) trains exactly as the same
+// normalisation in model.data_preprocessor (1.x's): the batches stay uint8 and the model
+// normalises them on the device either way.
+func TestPipelineNormalizeIsTheDataPreprocessor(t *testing.T) {
+	const norm = `{ type = "Normalize", mean = [128, 128, 128], std = [64, 64, 64], to_rgb = true }`
+	pipelines := []string{
+		"model.data_preprocessor={ _delete_ = true }",
+		`train_dataloader.dataset.pipeline=[{ type = "RandomResizedCrop", size = 8, scale = [0.5, 1] }, { type = "RandomFlip", prob = 0.5 }, ` + norm + `]`,
+		"val_dataloader.dataset.pipeline=[" + norm + "]",
+		"train_cfg.max_epochs=1",
+	}
+	oneX, zeroX := t.TempDir(), t.TempDir()
+	if _, err := train(t, oneX, engine.Options{}, context.Background(), "train_cfg.max_epochs=1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := train(t, zeroX, engine.Options{}, context.Background(), pipelines...); err != nil {
+		t.Fatal(err)
+	}
+	a, err := engine.LoadCheckpoint(filepath.Join(oneX, "epoch_1.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := engine.LoadCheckpoint(filepath.Join(zeroX, "epoch_1.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Tensors) < 50 || len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("%d and %d tensors", len(a.Tensors), len(b.Tensors))
+	}
+	for name, ta := range a.Tensors {
+		if tb, ok := b.Tensors[name]; !ok || !reflect.DeepEqual(ta.Value(), tb.Value()) {
+			t.Errorf("%s differs", name)
+		}
+	}
+	if !reflect.DeepEqual(a.Meta.Metrics, b.Meta.Metrics) {
+		t.Errorf("metrics %v and %v", a.Meta.Metrics, b.Meta.Metrics)
+	}
+
+	// Both at once, Normalize before a pixel transform, or a val pipeline that normalises
+	// differently: refused.
+	for _, c := range []struct {
+		sets []string
+		want string
+	}{
+		{pipelines[1:2], "model.data_preprocessor.mean is set"},
+		{[]string{"model.data_preprocessor={ _delete_ = true }", "train_dataloader.dataset.pipeline=[" + norm + `, { type = "RandomFlip" }]`}, "RandomFlip after Normalize"},
+		{append(pipelines[:2:2], `val_dataloader.dataset.pipeline=[{ type = "Normalize", mean = [0, 0, 0], std = [1, 1, 1] }]`), "differs from the train pipeline's"},
+	} {
+		tree, cfg := tinyConfig(t, append(c.sets, "train_cfg.max_epochs=1")...)
+		r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: &strings.Builder{}})
+		if err == nil {
+			err = r.Train(context.Background())
+			r.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want an error with %q", c.sets, err, c.want)
+		}
+	}
+}
