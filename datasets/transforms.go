@@ -232,7 +232,7 @@ func adjustSaturation(img Image, factor float64) { blend(img.Pix, img.Gray(), 0,
 // blendValue is one value of Pillow's Image.blend(degenerate, img, factor): computed in
 // float32, clipped, truncated.
 func blendValue(d, v, a float32) uint8 {
-	x := d + a*(v-d)
+	x := d + float32(a*(v-d)) // rounded before the sum, as C computes it: never fused into an FMA
 	switch {
 	case x <= 0:
 		return 0
@@ -364,7 +364,7 @@ func (t *hsv) hsvToRGB(h8, s8, v8 uint8) (uint8, uint8, uint8) {
 	fs, f := t.fs[s8], t.f[h8]
 	p := roundByte(v * (1 - float64(fs)))
 	q := roundByte(v * (1 - float64(fs*f)))
-	tt := roundByte(v * (1 - float64(fs)*(1-float64(f))))
+	tt := roundByte(v * (1 - float64(float64(fs)*(1-float64(f))))) // no FMA, as in C
 	switch t.i[h8] {
 	case 0:
 		return v8, tt, p

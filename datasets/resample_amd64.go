@@ -1,0 +1,48 @@
+package datasets
+
+import "golang.org/x/sys/cpu"
+
+var hasAVX2 = cpu.X86.HasAVX2
+
+// rowsAVX2 computes out[3x:3x+4] for the first n output pixels x of a row (the fourth byte
+// is the next pixel's red, which its own computation overwrites).
+//
+//go:noescape
+func rowsAVX2(dst *uint8, n int, row *uint8, start, count *int, weights *int32, size int)
+
+// columnsAVX2 computes the n values (a multiple of 8) of an output row from taps source
+// rows stride bytes apart, the first at src.
+//
+//go:noescape
+func columnsAVX2(dst *uint8, n int, src *uint8, stride int, weights *int32, taps int)
+
+// resampleRowAVX2 computes the leading output pixels of a row, rest being the source row
+// and what follows it in memory, and returns how many it computed: not the last one, whose
+// fourth byte would fall outside the row, nor one whose last tap is the last pixel of
+// rest, whose fourth byte the kernel cannot read.
+func resampleRowAVX2(dst, rest []uint8, c coefficients) int {
+	n := len(dst)/3 - 1
+	for n > 0 && (c.start[n-1]+c.count[n-1])*3 >= len(rest) {
+		n--
+	}
+	if n <= 0 {
+		return 0
+	}
+	rowsAVX2(&dst[0], n, &rest[0], &c.start[0], &c.count[0], &c.weights[0], c.size)
+	return n
+}
+
+// resampleColumnAVX2 computes output row y's values in multiples of 8 and returns how many.
+func resampleColumnAVX2(dst []uint8, src view, c coefficients, y int) int {
+	n := len(dst) &^ 7
+	taps := c.count[y]
+	if n == 0 || taps == 0 {
+		return 0
+	}
+	first := src.off + c.start[y]*src.stride
+	if first+(taps-1)*src.stride+n > len(src.pix) {
+		return 0 // cannot happen for a valid view; the Go code will say so
+	}
+	columnsAVX2(&dst[0], n, &src.pix[first], src.stride, &c.weights[y*c.size], taps)
+	return n
+}

@@ -1,0 +1,8 @@
+//go:build !amd64
+
+package datasets
+
+const hasAVX2 = false
+
+func resampleRowAVX2(dst, rest []uint8, c coefficients) int               { return 0 }
+func resampleColumnAVX2(dst []uint8, src view, c coefficients, y int) int { return 0 }

@@ -1,0 +1,49 @@
+package datasets
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
+
+// The AVX2 kernels compute what the Go passes compute, for every filter, shrinking and
+// enlarging, on regions that touch the ends of the image's buffer.
+func TestResampleKernelsMatchGo(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2 here")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for trial := range 300 {
+		w, h := 1+rng.IntN(90), 1+rng.IntN(60)
+		m := testImage(w, h, uint64(trial))
+		cw, ch := 1+rng.IntN(w), 1+rng.IntN(h)
+		x0, y0 := rng.IntN(w-cw+1), rng.IntN(h-ch+1)
+		if trial%3 == 0 { // the bottom-right corner: the last bytes of the buffer
+			x0, y0 = w-cw, h-ch
+		}
+		ow, oh := 1+rng.IntN(70), 1+rng.IntN(70)
+		f := []Interpolation{Bilinear, Bicubic, Box, Lanczos}[trial%4]
+		src := view{pix: m.Pix, off: (y0*w + x0) * 3, stride: w * 3, w: cw, h: ch}
+
+		rows := resampleCoefficients(cw, ow, filters[f])
+		fast, slow := NewImage(ow, ch), NewImage(ow, ch)
+		resampleRows(fast, src, rows)
+		for y := range ch {
+			resampleRowGo(slow.Pix[y*ow*3:(y+1)*ow*3], src.row(y), rows, 0)
+		}
+		if !bytes.Equal(fast.Pix, slow.Pix) {
+			t.Fatalf("%s rows of %dx%d at (%d, %d) in %dx%d to width %d: the kernel differs", f, cw, ch, x0, y0, w, h, ow)
+		}
+
+		cols := resampleCoefficients(ch, oh, filters[f])
+		fast, slow = NewImage(cw, oh), NewImage(cw, oh)
+		resampleColumns(fast, src, cols)
+		acc := make([]int32, cw*3)
+		for y := range oh {
+			resampleColumnGo(slow.Pix[y*cw*3:(y+1)*cw*3], src, cols, y, 0, acc)
+		}
+		if !bytes.Equal(fast.Pix, slow.Pix) {
+			t.Fatalf("%s columns of %dx%d at (%d, %d) in %dx%d to height %d: the kernel differs", f, cw, ch, x0, y0, w, h, oh)
+		}
+	}
+}
