@@ -16,6 +16,20 @@ func rowsAVX2(dst *uint8, n int, row *uint8, start, count *int, weights *int32, 
 //go:noescape
 func columnsAVX2(dst *uint8, n int, src *uint8, stride int, weights *int32, taps int)
 
+// blendAVX2 blends n values (a multiple of 8) of pix with gray by a, as blendValue does.
+//
+//go:noescape
+func blendAVX2(pix, gray *uint8, n int, a float32)
+
+// blendWithAVX2 blends the leading multiple of 8 values and returns how many.
+func blendWithAVX2(pix, gray []uint8, a float32) int {
+	n := min(len(pix), len(gray)) &^ 7
+	if n > 0 {
+		blendAVX2(&pix[0], &gray[0], n, a)
+	}
+	return n
+}
+
 // resampleRowAVX2 computes the leading output pixels of a row, rest being the source row
 // and what follows it in memory, and returns how many it computed: not the last one, whose
 // fourth byte would fall outside the row, nor one whose last tap is the last pixel of

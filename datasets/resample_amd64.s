@@ -133,3 +133,42 @@ cols8_tap:
 cols_done:
 	VZEROUPPER
 	RET
+
+// func blendAVX2(pix, gray *uint8, n int, a float32)
+// pix[i] = clip(trunc(d + a*(v-d))), d = gray[i], v = pix[i], in float32, for n (a multiple
+// of 8) values: Pillow's blend, as blendValue computes it.
+TEXT ·blendAVX2(SB), NOSPLIT, $0-28
+	MOVQ pix+0(FP), DI
+	MOVQ gray+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y6
+	VXORPS Y5, Y5, Y5           // 0
+	MOVL $0x437f0000, AX        // 255.0
+	VMOVD AX, X4
+	VBROADCASTSS X4, Y4
+
+blend8:
+	CMPQ CX, $8
+	JLT blend_done
+	VPMOVZXBD (DI), Y0
+	VPMOVZXBD (SI), Y1
+	VCVTDQ2PS Y0, Y0            // v
+	VCVTDQ2PS Y1, Y1            // d
+	VSUBPS Y1, Y0, Y0           // v - d
+	VMULPS Y6, Y0, Y0           // a * (v - d)
+	VADDPS Y0, Y1, Y0           // d + a * (v - d)
+	VMAXPS Y5, Y0, Y0
+	VMINPS Y4, Y0, Y0
+	VCVTTPS2DQ Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPACKSSDW X1, X0, X0
+	VPACKUSWB X0, X0, X0
+	MOVQ X0, (DI)
+	ADDQ $8, DI
+	ADDQ $8, SI
+	SUBQ $8, CX
+	JMP blend8
+
+blend_done:
+	VZEROUPPER
+	RET

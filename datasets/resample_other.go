@@ -6,3 +6,5 @@ const hasAVX2 = false
 
 func resampleRowAVX2(dst, rest []uint8, c coefficients) int               { return 0 }
 func resampleColumnAVX2(dst []uint8, src view, c coefficients, y int) int { return 0 }
+
+func blendWithAVX2(pix, gray []uint8, a float32) int { return 0 }

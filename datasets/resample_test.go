@@ -47,3 +47,24 @@ func TestResampleKernelsMatchGo(t *testing.T) {
 		}
 	}
 }
+
+// The blend kernel gives blendValue's result for every pair of levels.
+func TestBlendKernelMatchesGo(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2 here")
+	}
+	pix, gray := make([]uint8, 1<<16), make([]uint8, 1<<16)
+	for _, a := range []float32{0, 0.6, 1, 1.137, 1.4, 2.5, -0.3} {
+		for i := range pix {
+			gray[i], pix[i] = uint8(i>>8), uint8(i)
+		}
+		if n := blendWithAVX2(pix, gray, a); n != len(pix) {
+			t.Fatalf("the kernel blended %d values", n)
+		}
+		for i, got := range pix {
+			if want := blendValue(float32(i>>8), float32(uint8(i)), a); got != want {
+				t.Fatalf("a = %g, gray %d, value %d: %d, want %d", a, i>>8, uint8(i), got, want)
+			}
+		}
+	}
+}

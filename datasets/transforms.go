@@ -152,7 +152,8 @@ func (t *randomGrayscale) Apply(s *Sample, rng *rand.Rand) error {
 	w, o := t.weights, t.order
 	for i := 0; i < len(p); i += 3 {
 		// Summed in the config's channel order, as NumPy sums them.
-		v := w[0]*float64(p[i+o[0]]) + w[1]*float64(p[i+o[1]]) + w[2]*float64(p[i+o[2]])
+		// Each product rounded, as NumPy computes them, never fused into an FMA.
+		v := float64(w[0]*float64(p[i+o[0]])) + float64(w[1]*float64(p[i+o[1]])) + float64(w[2]*float64(p[i+o[2]]))
 		g := uint8(math.Min(math.Max(v, 0), 255))
 		p[i], p[i+1], p[i+2] = g, g, g
 	}
@@ -227,7 +228,24 @@ func adjustContrast(img Image, factor float64) {
 }
 
 // adjustSaturation is Pillow's ImageEnhance.Color: a blend with the image's gray version.
-func adjustSaturation(img Image, factor float64) { blend(img.Pix, img.Gray(), 0, factor) }
+func adjustSaturation(img Image, factor float64) {
+	gray := img.Gray()
+	a := float32(factor)
+	if hasAVX2 {
+		// The gray level of each value, so that the kernel reads two arrays alike.
+		gray3 := make([]uint8, len(img.Pix))
+		for j, g := range gray {
+			p := gray3[3*j : 3*j+3 : 3*j+3]
+			p[0], p[1], p[2] = g, g, g
+		}
+		n := blendWithAVX2(img.Pix, gray3, a)
+		for i := n; i < len(img.Pix); i++ {
+			img.Pix[i] = blendValue(float32(gray3[i]), float32(img.Pix[i]), a)
+		}
+		return
+	}
+	blend(img.Pix, gray, 0, factor)
+}
 
 // blendValue is one value of Pillow's Image.blend(degenerate, img, factor): computed in
 // float32, clipped, truncated.
