@@ -1,7 +1,7 @@
 package datasets
 
 // The two passes of Pillow's resampling (see Image.ResizeRegion), in Go, and dispatched to
-// the AVX2 kernels of resample_amd64.s where the CPU has them: those compute the same
+// the AVX2 kernels of kernels_amd64.s where the CPU has them: those compute the same
 // integers (32-bit products and sums, an arithmetic shift, clipping to 0-255), eight values
 // or one pixel at a time.
 

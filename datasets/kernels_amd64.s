@@ -1,9 +1,9 @@
 #include "textflag.h"
 
-// The AVX2 kernels of the resampling passes (resample_amd64.go). Both compute what the Go
-// code computes: int32 sums, from 1<<21, of uint8 values times int32 weights, shifted right
-// arithmetically by 22 and clipped to 0-255 (VPACKSSDW then VPACKUSWB clip as fixedToByte
-// does: the shifted sums lie within +-2^10).
+// The AVX2 kernels (kernels_amd64.go): the resampling passes and the saturation blend.
+// The resampling kernels compute what the Go code computes: int32 sums, from 1<<21, of
+// uint8 values times int32 weights, shifted right arithmetically by 22 and clipped to 0-255
+// (VPACKSSDW then VPACKUSWB clip as fixedToByte does: the shifted sums lie within +-2^10).
 
 // func rowsAVX2(dst *uint8, n int, row *uint8, start, count *int, weights *int32, size int)
 TEXT ·rowsAVX2(SB), NOSPLIT, $0-56
