@@ -30,6 +30,23 @@ func blendWithAVX2(pix, gray []uint8, a float32) int {
 	return n
 }
 
+// hueAVX2 shifts the hue of n pixels (a multiple of 4), as adjustHue does; it reads 4
+// bytes past the last of them.
+//
+//go:noescape
+func hueAVX2(pix *uint8, n int, shift int32)
+
+// hueWithAVX2 shifts the hue of the leading pixels, four at a time, and returns how many
+// bytes it did.
+func hueWithAVX2(pix []uint8, shift uint8) int {
+	n := (len(pix)/3 - 2) &^ 3 // the kernel reads 16 bytes for 12
+	if n <= 0 {
+		return 0
+	}
+	hueAVX2(&pix[0], n, int32(shift))
+	return 3 * n
+}
+
 // resampleRowAVX2 computes the leading output pixels of a row, rest being the source row
 // and what follows it in memory, and returns how many it computed: not the last one, whose
 // fourth byte would fall outside the row, nor one whose last tap is the last pixel of

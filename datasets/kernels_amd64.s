@@ -172,3 +172,239 @@ blend8:
 blend_done:
 	VZEROUPPER
 	RET
+
+// Constants of the hue kernel.
+DATA hueShufR<>+0(SB)/8, $0x8080808009060300
+DATA hueShufR<>+8(SB)/8, $0x8080808080808080
+GLOBL hueShufR<>(SB), RODATA|NOPTR, $16
+DATA hueShufG<>+0(SB)/8, $0x808080800a070401
+DATA hueShufG<>+8(SB)/8, $0x8080808080808080
+GLOBL hueShufG<>(SB), RODATA|NOPTR, $16
+DATA hueShufB<>+0(SB)/8, $0x808080800b080502
+DATA hueShufB<>+8(SB)/8, $0x8080808080808080
+GLOBL hueShufB<>(SB), RODATA|NOPTR, $16
+// Bytes 0-3 of a register to bytes 0, 3, 6, 9 (red), 1, 4, 7, 10 (green), 2, 5, 8, 11 (blue).
+DATA hueOutR<>+0(SB)/8, $0x8002808001808000
+DATA hueOutR<>+8(SB)/8, $0x8080808080800380
+GLOBL hueOutR<>(SB), RODATA|NOPTR, $16
+DATA hueOutG<>+0(SB)/8, $0x0280800180800080
+DATA hueOutG<>+8(SB)/8, $0x8080808080038080
+GLOBL hueOutG<>(SB), RODATA|NOPTR, $16
+DATA hueOutB<>+0(SB)/8, $0x8080018080008080
+DATA hueOutB<>+8(SB)/8, $0x8080808003808002
+GLOBL hueOutB<>(SB), RODATA|NOPTR, $16
+// Doubles, four of each: 1, 2, 4, 6, 255, 0.5.
+DATA hueD<>+0(SB)/8, $0x3ff0000000000000
+DATA hueD<>+8(SB)/8, $0x3ff0000000000000
+DATA hueD<>+16(SB)/8, $0x3ff0000000000000
+DATA hueD<>+24(SB)/8, $0x3ff0000000000000
+DATA hueD<>+32(SB)/8, $0x4000000000000000
+DATA hueD<>+40(SB)/8, $0x4000000000000000
+DATA hueD<>+48(SB)/8, $0x4000000000000000
+DATA hueD<>+56(SB)/8, $0x4000000000000000
+DATA hueD<>+64(SB)/8, $0x4010000000000000
+DATA hueD<>+72(SB)/8, $0x4010000000000000
+DATA hueD<>+80(SB)/8, $0x4010000000000000
+DATA hueD<>+88(SB)/8, $0x4010000000000000
+DATA hueD<>+96(SB)/8, $0x4018000000000000
+DATA hueD<>+104(SB)/8, $0x4018000000000000
+DATA hueD<>+112(SB)/8, $0x4018000000000000
+DATA hueD<>+120(SB)/8, $0x4018000000000000
+DATA hueD<>+128(SB)/8, $0x406fe00000000000
+DATA hueD<>+136(SB)/8, $0x406fe00000000000
+DATA hueD<>+144(SB)/8, $0x406fe00000000000
+DATA hueD<>+152(SB)/8, $0x406fe00000000000
+DATA hueD<>+160(SB)/8, $0x3fe0000000000000
+DATA hueD<>+168(SB)/8, $0x3fe0000000000000
+DATA hueD<>+176(SB)/8, $0x3fe0000000000000
+DATA hueD<>+184(SB)/8, $0x3fe0000000000000
+GLOBL hueD<>(SB), RODATA|NOPTR, $192
+// Int32s, four of each: 0, 1, 2, 3, 4, 5, 6, 255.
+DATA hueI<>+0(SB)/8, $0
+DATA hueI<>+8(SB)/8, $0
+DATA hueI<>+16(SB)/8, $0x0000000100000001
+DATA hueI<>+24(SB)/8, $0x0000000100000001
+DATA hueI<>+32(SB)/8, $0x0000000200000002
+DATA hueI<>+40(SB)/8, $0x0000000200000002
+DATA hueI<>+48(SB)/8, $0x0000000300000003
+DATA hueI<>+56(SB)/8, $0x0000000300000003
+DATA hueI<>+64(SB)/8, $0x0000000400000004
+DATA hueI<>+72(SB)/8, $0x0000000400000004
+DATA hueI<>+80(SB)/8, $0x0000000500000005
+DATA hueI<>+88(SB)/8, $0x0000000500000005
+DATA hueI<>+96(SB)/8, $0x0000000600000006
+DATA hueI<>+104(SB)/8, $0x0000000600000006
+DATA hueI<>+112(SB)/8, $0x000000ff000000ff
+DATA hueI<>+120(SB)/8, $0x000000ff000000ff
+GLOBL hueI<>(SB), RODATA|NOPTR, $128
+
+// roundHalfUp rounds the non-negative doubles of R half away from zero (C's round), as
+// trunc(x) plus one where x - trunc(x) >= 0.5 (exact: x < 2^52). Y8 holds ones.
+#define roundHalfUp(R) \
+	VROUNDPD $3, R, Y4 \
+	VSUBPD Y4, R, Y9 \
+	VCMPPD $0x0D, hueD<>+160(SB), Y9, Y9 \
+	VANDPD Y8, Y9, Y9 \
+	VADDPD Y9, Y4, R
+
+// func hueAVX2(pix *uint8, n int, shift int32)
+// Shifts the hue of n pixels (a multiple of 4; the buffer holds 4 bytes more) through
+// Pillow's 8-bit HSV, as rgbToHSV, then hsvToRGB of (h + shift) & 255, compute it: the same
+// float and double operations, four pixels at a time.
+TEXT ·hueAVX2(SB), NOSPLIT, $0-20
+	MOVQ pix+0(FP), DI
+	MOVQ n+8(FP), CX
+	VMOVUPD hueD<>+0(SB), Y8    // 1
+	VMOVUPD hueD<>+128(SB), Y10 // 255
+	VMOVUPD hueD<>+96(SB), Y11  // 6
+
+hue4:
+	CMPQ CX, $4
+	JLT hue_done
+	VMOVDQU (DI), X12
+	VPSHUFB hueShufR<>(SB), X12, X0
+	VPSHUFB hueShufG<>(SB), X12, X1
+	VPSHUFB hueShufB<>(SB), X12, X2
+	VPMOVZXBD X0, X0            // r
+	VPMOVZXBD X1, X1            // g
+	VPMOVZXBD X2, X2            // b
+	VPMAXSD X1, X0, X3
+	VPMAXSD X2, X3, X3          // max = v
+	VPMINSD X1, X0, X4
+	VPMINSD X2, X4, X4
+	VPSUBD X4, X3, X4           // cr, as an integer
+	VCVTDQ2PS X4, X5            // cr
+	VCVTDQ2PS X3, X6
+	VDIVPS X6, X5, X6           // s = cr / max
+	VPSUBD X0, X3, X7
+	VCVTDQ2PS X7, X7
+	VDIVPS X5, X7, X7           // rc
+	VPSUBD X1, X3, X12
+	VCVTDQ2PS X12, X12
+	VDIVPS X5, X12, X12         // gc
+	VPSUBD X2, X3, X13
+	VCVTDQ2PS X13, X13
+	VDIVPS X5, X13, X13         // bc
+	VPCMPEQD X3, X0, X0         // r == max
+	VPCMPEQD X3, X1, X1         // g == max
+	VSUBPS X12, X13, X2         // h if r == max: bc - gc
+	VCVTPS2PD X7, Y5
+	VADDPD hueD<>+32(SB), Y5, Y5
+	VCVTPS2PD X13, Y14
+	VSUBPD Y14, Y5, Y5
+	VCVTPD2PSY Y5, X5           // h if g == max: 2.0 + rc - bc, in double
+	VCVTPS2PD X12, Y14
+	VADDPD hueD<>+64(SB), Y14, Y14
+	VCVTPS2PD X7, Y7
+	VSUBPD Y7, Y14, Y14
+	VCVTPD2PSY Y14, X14         // else: 4.0 + gc - rc
+	VBLENDVPS X1, X5, X14, X14
+	VBLENDVPS X0, X2, X14, X14  // h
+	VCVTPS2PD X14, Y14
+	VDIVPD Y11, Y14, Y14
+	VADDPD Y8, Y14, Y14         // h / 6.0 + 1.0
+	VCMPPD $0x0D, Y8, Y14, Y5
+	VANDPD Y8, Y5, Y5
+	VSUBPD Y5, Y14, Y14         // fmod(h / 6.0 + 1.0, 1.0)
+	VCVTPD2PSY Y14, X14         // stored in a float
+	VCVTPS2PD X14, Y14
+	VMULPD Y10, Y14, Y14
+	VCVTTPD2DQY Y14, X14        // the 8-bit hue
+	VCVTPS2PD X6, Y6
+	VMULPD Y10, Y6, Y6
+	VCVTTPD2DQY Y6, X6          // the 8-bit saturation
+	VPXOR X2, X2, X2
+	VPCMPEQD X2, X4, X4         // gray
+	VPCMPEQD X2, X6, X0         // no saturation
+	VPOR X4, X0, X0             // both: v, v, v
+	MOVL shift+16(FP), AX
+	VMOVD AX, X4
+	VPBROADCASTD X4, X4
+	VPADDD X4, X14, X14
+	VPAND hueI<>+112(SB), X14, X14 // the shifted hue
+	VCVTDQ2PD X14, Y14
+	VMULPD Y11, Y14, Y14
+	VDIVPD Y10, Y14, Y14        // h * 6.0 / 255.0
+	VROUNDPD $1, Y14, Y13       // i = floor of it
+	VSUBPD Y13, Y14, Y14
+	VCVTPD2PSY Y14, X14         // f
+	VCVTTPD2DQY Y13, X13        // i
+	VCVTDQ2PD X6, Y6
+	VDIVPD Y10, Y6, Y6
+	VCVTPD2PSY Y6, X6           // fs = s / 255.0
+	VCVTDQ2PD X3, Y12           // v
+	VCVTPS2PD X6, Y5            // fs, in double
+	VSUBPD Y5, Y8, Y7
+	VMULPD Y7, Y12, Y7
+	roundHalfUp(Y7)
+	VCVTTPD2DQY Y7, X7          // p = round(v * (1.0 - fs))
+	VMULPS X14, X6, X1
+	VCVTPS2PD X1, Y1
+	VSUBPD Y1, Y8, Y1
+	VMULPD Y1, Y12, Y1
+	roundHalfUp(Y1)
+	VCVTTPD2DQY Y1, X1          // q = round(v * (1.0 - fs * f))
+	VCVTPS2PD X14, Y2
+	VSUBPD Y2, Y8, Y2
+	VMULPD Y2, Y5, Y2
+	VSUBPD Y2, Y8, Y2
+	VMULPD Y2, Y12, Y2
+	roundHalfUp(Y2)
+	VCVTTPD2DQY Y2, X2          // t = round(v * (1.0 - fs * (1.0 - f)))
+	VPCMPEQD hueI<>+96(SB), X13, X4
+	VPANDN X13, X4, X13         // i % 6
+
+	// red: v (i = 0, 5), q (1), p (2, 3), t (4)
+	VMOVDQA X7, X5
+	VPCMPEQD hueI<>+16(SB), X13, X4
+	VPBLENDVB X4, X1, X5, X5
+	VPCMPEQD hueI<>+64(SB), X13, X4
+	VPBLENDVB X4, X2, X5, X5
+	VPCMPEQD hueI<>+0(SB), X13, X4
+	VPBLENDVB X4, X3, X5, X5
+	VPCMPEQD hueI<>+80(SB), X13, X4
+	VPBLENDVB X4, X3, X5, X5
+	VPBLENDVB X0, X3, X5, X5
+	// green: t (0), v (1, 2), q (3), p (4, 5)
+	VMOVDQA X7, X6
+	VPCMPEQD hueI<>+0(SB), X13, X4
+	VPBLENDVB X4, X2, X6, X6
+	VPCMPEQD hueI<>+16(SB), X13, X4
+	VPBLENDVB X4, X3, X6, X6
+	VPCMPEQD hueI<>+32(SB), X13, X4
+	VPBLENDVB X4, X3, X6, X6
+	VPCMPEQD hueI<>+48(SB), X13, X4
+	VPBLENDVB X4, X1, X6, X6
+	VPBLENDVB X0, X3, X6, X6
+	// blue: p (0, 1), t (2), v (3, 4), q (5)
+	VMOVDQA X7, X12
+	VPCMPEQD hueI<>+32(SB), X13, X4
+	VPBLENDVB X4, X2, X12, X12
+	VPCMPEQD hueI<>+48(SB), X13, X4
+	VPBLENDVB X4, X3, X12, X12
+	VPCMPEQD hueI<>+64(SB), X13, X4
+	VPBLENDVB X4, X3, X12, X12
+	VPCMPEQD hueI<>+80(SB), X13, X4
+	VPBLENDVB X4, X1, X12, X12
+	VPBLENDVB X0, X3, X12, X12
+
+	VPACKSSDW X5, X5, X5
+	VPACKUSWB X5, X5, X5
+	VPSHUFB hueOutR<>(SB), X5, X5
+	VPACKSSDW X6, X6, X6
+	VPACKUSWB X6, X6, X6
+	VPSHUFB hueOutG<>(SB), X6, X6
+	VPACKSSDW X12, X12, X12
+	VPACKUSWB X12, X12, X12
+	VPSHUFB hueOutB<>(SB), X12, X12
+	VPOR X6, X5, X5
+	VPOR X12, X5, X5
+	VMOVQ X5, (DI)
+	VPEXTRD $2, X5, 8(DI)
+	ADDQ $12, DI
+	SUBQ $4, CX
+	JMP hue4
+
+hue_done:
+	VZEROUPPER
+	RET

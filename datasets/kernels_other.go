@@ -8,3 +8,5 @@ func resampleRowAVX2(dst, rest []uint8, c coefficients) int               { retu
 func resampleColumnAVX2(dst []uint8, src view, c coefficients, y int) int { return 0 }
 
 func blendWithAVX2(pix, gray []uint8, a float32) int { return 0 }
+
+func hueWithAVX2(pix []uint8, shift uint8) int { return 0 }

@@ -286,8 +286,12 @@ func blend(pix []uint8, gray []uint8, level, factor float64) {
 // adjust_hue: the 8-bit hue plus uint8(factor * 255), wrapping around.
 func adjustHue(pix []uint8, factor float64) {
 	shift := uint8(int(factor * 255)) // wraps around, as NumPy's uint8 addition does
+	i := 0
+	if hasAVX2 {
+		i = hueWithAVX2(pix, shift)
+	}
 	t := hsvTables()
-	for i := 0; i < len(pix); i += 3 {
+	for ; i < len(pix); i += 3 {
 		p := pix[i : i+3 : i+3]
 		if p[0] == p[1] && p[1] == p[2] {
 			continue // gray: no saturation, the hue changes nothing
