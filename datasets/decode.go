@@ -43,6 +43,20 @@ func decodeBytes(data []byte, denom int, goOnly bool) (Image, int, error) {
 	return FromStd(img), 1, nil
 }
 
+// decodeInto decodes an image file's bytes at full size, a JPEG into a buffer from get when
+// libjpeg-turbo decodes it.
+func decodeInto(get func(n int) []uint8, data []byte, goOnly bool) (Image, error) {
+	if isJPEG(data) && !goOnly && jpegturbo.Available() {
+		pix, w, h, err := jpegturbo.DecodeInto(get, data, 1)
+		if err != nil {
+			return Image{}, err
+		}
+		return Image{Width: w, Height: h, Pix: pix}, nil
+	}
+	img, _, err := decodeBytes(data, 1, true)
+	return img, err
+}
+
 // imageSize reads an image's width and height from its header.
 func imageSize(data []byte, goOnly bool) (int, int, error) {
 	if isJPEG(data) && !goOnly && jpegturbo.Available() {

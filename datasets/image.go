@@ -22,7 +22,7 @@ func (m Image) Clone() Image {
 
 // Crop returns the w x h region at (x0, y0), which must lie inside the image.
 func (m Image) Crop(x0, y0, w, h int) Image {
-	out := NewImage(w, h)
+	out := newImage(w, h)
 	for y := 0; y < h; y++ {
 		src := ((y0+y)*m.Width + x0) * 3
 		copy(out.Pix[y*w*3:(y+1)*w*3], m.Pix[src:src+w*3])
@@ -32,7 +32,7 @@ func (m Image) Crop(x0, y0, w, h int) Image {
 
 // FlipH mirrors left and right.
 func (m Image) FlipH() Image {
-	out := NewImage(m.Width, m.Height)
+	out := newImage(m.Width, m.Height)
 	n := m.Width * 3
 	for y := 0; y < m.Height; y++ {
 		src, dst := m.Pix[y*n:(y+1)*n], out.Pix[y*n:(y+1)*n]
@@ -45,9 +45,32 @@ func (m Image) FlipH() Image {
 	return out
 }
 
+// flipHInPlace mirrors left and right in place.
+func (m Image) flipHInPlace() {
+	n := m.Width * 3
+	for y := 0; y < m.Height; y++ {
+		row := m.Pix[y*n : (y+1)*n]
+		for l, r := 0, n-3; l < r; l, r = l+3, r-3 {
+			a, b := row[l:l+3:l+3], row[r:r+3:r+3]
+			a[0], a[1], a[2], b[0], b[1], b[2] = b[0], b[1], b[2], a[0], a[1], a[2]
+		}
+	}
+}
+
+// flipVInPlace mirrors top and bottom in place.
+func (m Image) flipVInPlace() {
+	n := m.Width * 3
+	for t, b := 0, m.Height-1; t < b; t, b = t+1, b-1 {
+		top, bottom := m.Pix[t*n:(t+1)*n], m.Pix[b*n:(b+1)*n]
+		for i := range top {
+			top[i], bottom[i] = bottom[i], top[i]
+		}
+	}
+}
+
 // FlipV mirrors top and bottom.
 func (m Image) FlipV() Image {
-	out := NewImage(m.Width, m.Height)
+	out := newImage(m.Width, m.Height)
 	row := m.Width * 3
 	for y := 0; y < m.Height; y++ {
 		copy(out.Pix[(m.Height-1-y)*row:(m.Height-y)*row], m.Pix[y*row:(y+1)*row])
@@ -200,7 +223,10 @@ func (m Image) ResizeRegion(x0, y0, cw, ch, w, h int, interp Interpolation) (Ima
 		return m.Crop(x0, y0, cw, ch), nil
 	}
 	if interp == Nearest {
-		return m.Crop(x0, y0, cw, ch).resizeNearest(w, h), nil
+		c := m.Crop(x0, y0, cw, ch)
+		out := c.resizeNearest(w, h)
+		putBuffer(c.Pix)
+		return out, nil
 	}
 	f, ok := filters[interp]
 	if !ok {
@@ -208,14 +234,17 @@ func (m Image) ResizeRegion(x0, y0, cw, ch, w, h int, interp Interpolation) (Ima
 	}
 	src := view{pix: m.Pix, off: (y0*m.Width + x0) * 3, stride: m.Width * 3, w: cw, h: ch}
 	if w != cw {
-		tmp := NewImage(w, ch)
+		tmp := newImage(w, ch)
 		resampleRows(tmp, src, resampleCoefficients(cw, w, f))
-		src = view{pix: tmp.Pix, stride: w * 3, w: w, h: ch}
+		if h == ch {
+			return tmp, nil
+		}
+		out := newImage(w, h)
+		resampleColumns(out, view{pix: tmp.Pix, stride: w * 3, w: w, h: ch}, resampleCoefficients(ch, h, f))
+		putBuffer(tmp.Pix)
+		return out, nil
 	}
-	if h == ch {
-		return Image{Width: w, Height: h, Pix: src.pix}, nil
-	}
-	out := NewImage(w, h)
+	out := newImage(w, h)
 	resampleColumns(out, src, resampleCoefficients(ch, h, f))
 	return out, nil
 }
@@ -224,7 +253,7 @@ func (m Image) ResizeRegion(x0, y0, cw, ch, w, h int, interp Interpolation) (Ima
 // position of each output pixel advances by the scale, summed from half a step, as Pillow
 // sums it.
 func (m Image) resizeNearest(w, h int) Image {
-	out := NewImage(w, h)
+	out := newImage(w, h)
 	xs := make([]int, w)
 	sx := float64(m.Width) / float64(w)
 	xo := sx * 0.5
@@ -250,10 +279,15 @@ func (m Image) resizeNearest(w, h int) Image {
 func (m Image) Gray() []uint8 {
 	out := make([]uint8, m.Width*m.Height)
 	for i := range out {
-		p := m.Pix[i*3:]
-		out[i] = uint8((uint32(p[0])*19595 + uint32(p[1])*38470 + uint32(p[2])*7471 + 0x8000) >> 16)
+		p := m.Pix[i*3 : i*3+3 : i*3+3]
+		out[i] = luma(p[0], p[1], p[2])
 	}
 	return out
+}
+
+// luma is Pillow's L of an RGB pixel.
+func luma(r, g, b uint8) uint8 {
+	return uint8((uint32(r)*19595 + uint32(g)*38470 + uint32(b)*7471 + 0x8000) >> 16)
 }
 
 // clampByte rounds v to the nearest byte value, clipped to [0, 255].

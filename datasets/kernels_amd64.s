@@ -193,7 +193,7 @@ GLOBL hueOutG<>(SB), RODATA|NOPTR, $16
 DATA hueOutB<>+0(SB)/8, $0x8080018080008080
 DATA hueOutB<>+8(SB)/8, $0x8080808003808002
 GLOBL hueOutB<>(SB), RODATA|NOPTR, $16
-// Doubles, four of each: 1, 2, 4, 6, 255, 0.5.
+// Doubles, four of each: 1, 2, 4, 6, 255, 0.5, 1/6, 1/255.
 DATA hueD<>+0(SB)/8, $0x3ff0000000000000
 DATA hueD<>+8(SB)/8, $0x3ff0000000000000
 DATA hueD<>+16(SB)/8, $0x3ff0000000000000
@@ -218,7 +218,15 @@ DATA hueD<>+160(SB)/8, $0x3fe0000000000000
 DATA hueD<>+168(SB)/8, $0x3fe0000000000000
 DATA hueD<>+176(SB)/8, $0x3fe0000000000000
 DATA hueD<>+184(SB)/8, $0x3fe0000000000000
-GLOBL hueD<>(SB), RODATA|NOPTR, $192
+DATA hueD<>+192(SB)/8, $0x3fc5555555555555
+DATA hueD<>+200(SB)/8, $0x3fc5555555555555
+DATA hueD<>+208(SB)/8, $0x3fc5555555555555
+DATA hueD<>+216(SB)/8, $0x3fc5555555555555
+DATA hueD<>+224(SB)/8, $0x3f70101010101010
+DATA hueD<>+232(SB)/8, $0x3f70101010101010
+DATA hueD<>+240(SB)/8, $0x3f70101010101010
+DATA hueD<>+248(SB)/8, $0x3f70101010101010
+GLOBL hueD<>(SB), RODATA|NOPTR, $256
 // Int32s, four of each: 0, 1, 2, 3, 4, 5, 6, 255.
 DATA hueI<>+0(SB)/8, $0
 DATA hueI<>+8(SB)/8, $0
@@ -250,7 +258,11 @@ GLOBL hueI<>(SB), RODATA|NOPTR, $128
 // func hueAVX2(pix *uint8, n int, shift int32)
 // Shifts the hue of n pixels (a multiple of 4; the buffer holds 4 bytes more) through
 // Pillow's 8-bit HSV, as rgbToHSV, then hsvToRGB of (h + shift) & 255, compute it: the same
-// float and double operations, four pixels at a time.
+// float and double operations, four pixels at a time, but for the three divisions by
+// constants (h / 6.0, h * 6.0 / 255.0, s / 255.0), which are multiplications by the
+// reciprocals: their results differ in some last bits, but not the bytes they lead to,
+// which the test of every colour shows for the first and enumerating the 256 inputs for
+// the others.
 TEXT ·hueAVX2(SB), NOSPLIT, $0-20
 	MOVQ pix+0(FP), DI
 	MOVQ n+8(FP), CX
@@ -301,8 +313,8 @@ hue4:
 	VBLENDVPS X1, X5, X14, X14
 	VBLENDVPS X0, X2, X14, X14  // h
 	VCVTPS2PD X14, Y14
-	VDIVPD Y11, Y14, Y14
-	VADDPD Y8, Y14, Y14         // h / 6.0 + 1.0
+	VMULPD hueD<>+192(SB), Y14, Y14
+	VADDPD Y8, Y14, Y14         // h / 6.0 + 1.0 (as h * (1/6.0): see below)
 	VCMPPD $0x0D, Y8, Y14, Y5
 	VANDPD Y8, Y5, Y5
 	VSUBPD Y5, Y14, Y14         // fmod(h / 6.0 + 1.0, 1.0)
@@ -324,13 +336,13 @@ hue4:
 	VPAND hueI<>+112(SB), X14, X14 // the shifted hue
 	VCVTDQ2PD X14, Y14
 	VMULPD Y11, Y14, Y14
-	VDIVPD Y10, Y14, Y14        // h * 6.0 / 255.0
+	VMULPD hueD<>+224(SB), Y14, Y14 // h * 6.0 / 255.0
 	VROUNDPD $1, Y14, Y13       // i = floor of it
 	VSUBPD Y13, Y14, Y14
 	VCVTPD2PSY Y14, X14         // f
 	VCVTTPD2DQY Y13, X13        // i
 	VCVTDQ2PD X6, Y6
-	VDIVPD Y10, Y6, Y6
+	VMULPD hueD<>+224(SB), Y6, Y6
 	VCVTPD2PSY Y6, X6           // fs = s / 255.0
 	VCVTDQ2PD X3, Y12           // v
 	VCVTPS2PD X6, Y5            // fs, in double

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"bytes"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -101,6 +102,21 @@ func TestHueKernelMatchesGo(t *testing.T) {
 					t.Fatalf("shift %d, colour %v: %v, want %v", shift, every[i:i+3], fast[i:i+3], slow[i:i+3])
 				}
 			}
+		}
+	}
+}
+
+// The hue kernel multiplies by 1/255.0 where Pillow divides by 255.0: for each of the 256
+// hues and saturations, the values that reach the output bytes are the same.
+func TestHueKernelReciprocalsAreExact(t *testing.T) {
+	for v := range 256 {
+		a := float64(float32(v)) * 6 / 255
+		b := float64(float32(v)) * 6 * (1.0 / 255)
+		if math.Floor(a) != math.Floor(b) || float32(a-math.Floor(a)) != float32(b-math.Floor(b)) {
+			t.Errorf("hue %d: %v and %v", v, a, b)
+		}
+		if float32(float64(v)/255) != float32(float64(v)*(1.0/255)) {
+			t.Errorf("saturation %d", v)
 		}
 	}
 }

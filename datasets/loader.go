@@ -170,7 +170,11 @@ func (l *Loader) load(ctx context.Context, epoch int, idx []int, workers int) (B
 			return Batch{}, err
 		}
 	}
-	return pack(samples)
+	b, err := pack(samples)
+	for _, s := range samples {
+		putBuffer(s.Image.Pix) // packed: the loader's own copies
+	}
+	return b, err
 }
 
 // get returns sample i of an epoch; with SkipCorrupt, an unreadable image is replaced by

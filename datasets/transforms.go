@@ -55,7 +55,7 @@ func (l *loadImage) Apply(s *Sample, _ *rand.Rand) error {
 	if err != nil {
 		return &LoadError{Path: s.Path, Err: err}
 	}
-	img, _, err := decodeBytes(data, 1, l.goOnly)
+	img, err := decodeInto(getBuffer, data, l.goOnly)
 	if err != nil {
 		return &LoadError{Path: s.Path, Err: fmt.Errorf("decoding: %w", err)}
 	}
@@ -111,7 +111,7 @@ func (t *randomResizedCrop) cropParams(height, width int, rng *rand.Rand) (int, 
 func (t *randomResizedCrop) Apply(s *Sample, rng *rand.Rand) error {
 	y, x, h, w := t.cropParams(s.Image.Height, s.Image.Width, rng)
 	img, err := s.Image.ResizeRegion(x, y, w, h, t.w, t.h, t.interp)
-	s.Image = img
+	s.setImage(img)
 	return err
 }
 
@@ -220,31 +220,33 @@ func adjustBrightness(img Image, factor float64) { blend(img.Pix, nil, 0, factor
 // adjustContrast is Pillow's ImageEnhance.Contrast: a blend with the image's mean gray
 // level, rounded.
 func adjustContrast(img Image, factor float64) {
-	var sum float64
-	for _, g := range img.Gray() {
-		sum += float64(g)
+	var sum uint64 // exact: at most 255 a pixel
+	p := img.Pix
+	for len(p) >= 3 {
+		sum += uint64(luma(p[0], p[1], p[2]))
+		p = p[3:]
 	}
-	blend(img.Pix, nil, math.Floor(sum/float64(img.Width*img.Height)+0.5), factor)
+	blend(img.Pix, nil, math.Floor(float64(sum)/float64(img.Width*img.Height)+0.5), factor)
 }
 
 // adjustSaturation is Pillow's ImageEnhance.Color: a blend with the image's gray version.
 func adjustSaturation(img Image, factor float64) {
-	gray := img.Gray()
 	a := float32(factor)
 	if hasAVX2 {
 		// The gray level of each value, so that the kernel reads two arrays alike.
-		gray3 := make([]uint8, len(img.Pix))
-		for j, g := range gray {
-			p := gray3[3*j : 3*j+3 : 3*j+3]
+		gray3 := getBuffer(len(img.Pix))
+		for i := 0; i+2 < len(gray3); i += 3 {
+			g, p := luma(img.Pix[i], img.Pix[i+1], img.Pix[i+2]), gray3[i:i+3:i+3]
 			p[0], p[1], p[2] = g, g, g
 		}
 		n := blendWithAVX2(img.Pix, gray3, a)
 		for i := n; i < len(img.Pix); i++ {
 			img.Pix[i] = blendValue(float32(gray3[i]), float32(img.Pix[i]), a)
 		}
+		putBuffer(gray3)
 		return
 	}
-	blend(img.Pix, gray, 0, factor)
+	blend(img.Pix, img.Gray(), 0, factor)
 }
 
 // blendValue is one value of Pillow's Image.blend(degenerate, img, factor): computed in
@@ -419,11 +421,12 @@ func (t *randomFlip) Apply(s *Sample, rng *rand.Rand) error {
 	}
 	switch t.direction {
 	case "horizontal":
-		s.Image = s.Image.FlipH()
+		s.Image.flipHInPlace()
 	case "vertical":
-		s.Image = s.Image.FlipV()
+		s.Image.flipVInPlace()
 	default:
-		s.Image = s.Image.FlipH().FlipV()
+		s.Image.flipHInPlace()
+		s.Image.flipVInPlace()
 	}
 	return nil
 }
@@ -449,7 +452,7 @@ func (t *resizeEdge) Apply(s *Sample, _ *rand.Rand) error {
 		nw, nh = int(float64(t.scale)*float64(w)/float64(h)), t.scale
 	}
 	img, err := s.Image.Resize(nw, nh, t.interp)
-	s.Image = img
+	s.setImage(img)
 	return err
 }
 
@@ -473,7 +476,7 @@ func (t *resize) Apply(s *Sample, _ *rand.Rand) error {
 		w, h = int(iw*f+0.5), int(ih*f+0.5)
 	}
 	img, err := s.Image.Resize(w, h, t.interp)
-	s.Image = img
+	s.setImage(img)
 	return err
 }
 
@@ -489,7 +492,7 @@ func (t *centerCrop) Apply(s *Sample, _ *rand.Rand) error {
 	w, h := min(t.w, s.Image.Width), min(t.h, s.Image.Height)
 	y := max(0, pyRound(float64(s.Image.Height-t.h)/2))
 	x := max(0, pyRound(float64(s.Image.Width-t.w)/2))
-	s.Image = s.Image.Crop(x, y, w, h)
+	s.setImage(s.Image.Crop(x, y, w, h))
 	return nil
 }
 
@@ -527,7 +530,7 @@ func (t *randomCrop) Apply(s *Sample, rng *rand.Rand) error {
 	}
 	y := rng.IntN(img.Height - t.h + 1)
 	x := rng.IntN(img.Width - t.w + 1)
-	s.Image = img.Crop(x, y, t.w, t.h)
+	s.setImage(img.Crop(x, y, t.w, t.h))
 	return nil
 }
 

@@ -16,3 +16,8 @@ func Size([]byte) (int, int, error) { return 0, 0, errUnavailable }
 
 // Decode is unavailable without cgo.
 func Decode([]byte, int) ([]byte, int, int, error) { return nil, 0, 0, errUnavailable }
+
+// DecodeInto is unavailable without cgo.
+func DecodeInto(func(int) []byte, []byte, int) ([]byte, int, int, error) {
+	return nil, 0, 0, errUnavailable
+}

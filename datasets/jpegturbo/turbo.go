@@ -133,6 +133,12 @@ func Size(data []byte) (w, h int, err error) {
 // Decode decodes a JPEG to RGB pixels, at 1/denom of its size (denom 1, 2, 4 or 8; the
 // sizes round up, as libjpeg's do).
 func Decode(data []byte, denom int) (pix []byte, w, h int, err error) {
+	return DecodeInto(nil, data, denom)
+}
+
+// DecodeInto is Decode into a buffer from alloc(n) (n bytes of any contents), or a new one
+// when alloc is nil.
+func DecodeInto(alloc func(n int) []byte, data []byte, denom int) (pix []byte, w, h int, err error) {
 	if denom != 1 && denom != 2 && denom != 4 && denom != 8 {
 		return nil, 0, 0, fmt.Errorf("scale 1/%d: use 1, 2, 4 or 8", denom)
 	}
@@ -150,7 +156,11 @@ func Decode(data []byte, denom int) (pix []byte, w, h int, err error) {
 		return nil, 0, 0, err
 	}
 	w, h = (fw+denom-1)/denom, (fh+denom-1)/denom
-	pix = make([]byte, w*h*3)
+	if alloc != nil {
+		pix = alloc(w * h * 3)
+	} else {
+		pix = make([]byte, w*h*3)
+	}
 	if C.gs_rgb(hd.h, (*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), (*C.uchar)(unsafe.Pointer(&pix[0])), C.int(w), C.int(h)) != 0 {
 		// libjpeg decodes damaged data with a warning, and Pillow accepts the result, but
 		// for a truncated file, which Pillow refuses ("image file is truncated").
