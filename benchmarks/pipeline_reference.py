@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """torchvision's counterpart of goselfsup's data pipelines, for benchmarks and parity tests.
 
-  pipeline_reference.py bench --size 224 --images DIR_OR_LIST [--repeat N]
-      run NPID's training pipeline (decode, RandomResizedCrop(scale 0.2-1), RandomGrayscale(0.2),
+  pipeline_reference.py bench --size 224 --images DIR_OR_LIST
+      NPID's training pipeline (decode, RandomResizedCrop(scale 0.2-1), RandomGrayscale(0.2),
       ColorJitter(0.4, 0.4, 0.4, 0.4), RandomHorizontalFlip, PILToTensor: uint8, as mmselfsup 1.x
-      packs its inputs) on the images in one process, one thread; print one JSON line with the
-      images per second of the best of N passes over the images, and the same for decoding alone
+      packs its inputs) on the images in one process, one thread: print a JSON line with the
+      versions, then, for each line "pipeline" or "decode" read from stdin, run that over the
+      images once and print a JSON line with the images per second
   pipeline_reference.py parity DIR
       read DIR/cases.json and DIR/*.png, apply each case's transform with fixed parameters,
       write DIR/<case>.out.png (see datasets/parity_test.go)
@@ -45,26 +46,21 @@ def bench(a):
     def decode(b):
         return Image.open(io.BytesIO(b)).convert("RGB")
 
-    # Warm up, then time decoding alone and the whole pipeline: the best of a.repeat passes
-    # over the images, as timeit reports, since a pass can only be slowed by other work.
+    # Warm up, then time passes over the images, as the caller asks for them on stdin
+    # ("decode" or "pipeline", a line each; it alternates them with its own), printing each
+    # pass's images per second as a JSON line.
     for b in data[:4]:
         pipeline(decode(b))
-
-    def best(f):
-        rate = 0
-        for _ in range(a.repeat):
-            t0 = time.perf_counter()
-            for b in data:
-                f(b)
-            rate = max(rate, len(data) / (time.perf_counter() - t0))
-        return rate
-
-    dec = best(decode)
-    full = best(lambda b: pipeline(decode(b)))
+    passes = {"decode": decode, "pipeline": lambda b: pipeline(decode(b))}
     import PIL
     import torchvision
-    print(json.dumps({"images_per_second": full, "decode_per_second": dec, "images": len(data), "passes": a.repeat,
-                      "pillow": PIL.__version__, "torchvision": torchvision.__version__}))
+    print(json.dumps({"images": len(data), "pillow": PIL.__version__, "torchvision": torchvision.__version__}), flush=True)
+    for line in sys.stdin:
+        f = passes[line.strip()]
+        t0 = time.perf_counter()
+        for b in data:
+            f(b)
+        print(json.dumps({"images_per_second": len(data) / (time.perf_counter() - t0)}), flush=True)
 
 
 INTERP = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
@@ -129,7 +125,6 @@ def main():
     pb = sub.add_parser("bench")
     pb.add_argument("--size", type=int, default=224)
     pb.add_argument("--images", required=True)
-    pb.add_argument("--repeat", type=int, default=1)
     pb.add_argument("--limit", type=int, default=0)
     pp = sub.add_parser("parity")
     pp.add_argument("dir")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,23 +71,17 @@ func benchData(args []string, stdout, stderr io.Writer) int {
 	}
 	var rows []row
 	for _, set := range []struct {
-		name   string
-		files  []string
-		size   int
-		repeat int
-	}{{"224, COCO128 photos", photos, 224, *repeat}, {"32, CIFAR-10 JPEGs", small, 32, *repeat}} {
+		name  string
+		files []string
+		size  int
+	}{{"224, COCO128 photos", photos, 224}, {"32, CIFAR-10 JPEGs", small, 32}} {
 		fmt.Fprintf(stderr, "timing the pipelines at %s...\n", set.name)
-		full, decode, err := timeOurPipeline(set.files, set.size, set.repeat)
+		full, decode, err := timePipelines(python, script, set.files, set.size, *repeat)
 		if err != nil {
 			report(stderr, err)
 			return exitFailed
 		}
-		ref, err := runTorchvision(python, script, set.files, set.size, set.repeat)
-		if err != nil {
-			report(stderr, err)
-			return exitFailed
-		}
-		rows = append(rows, row{"pipeline " + set.name, full, ref.Full}, row{"decoding " + set.name, decode, ref.Decode})
+		rows = append(rows, row{"pipeline " + set.name, full[0], full[1]}, row{"decoding " + set.name, decode[0], decode[1]})
 	}
 	fmt.Fprintf(stderr, "timing the loader with 1 and 2 workers...\n")
 	scaling, err := timeWorkers(photos, 224, *repeat)
@@ -174,72 +169,114 @@ func npidDataset(files []string, size int) (*datasets.Dataset, error) {
 		map[string]any{"data_root": root, "ann_file": list, "with_label": false, "pipeline": pipeline}))
 }
 
-// timeOurPipeline returns images per second, on one goroutine, of the whole pipeline and of
-// decoding the files' bytes alone: the best of repeat passes over the files each.
-func timeOurPipeline(files []string, size, repeat int) (full, decode float64, err error) {
+// timePipelines returns the images per second, one core each, of our pipeline and
+// torchvision's (full) and of decoding alone (decode), ours first: the best of passes
+// passes over the files each, ours and torchvision's alternating, so that both see the
+// machine in the same state, and the best because other work can only slow a pass down.
+func timePipelines(python, script string, files []string, size, passes int) (full, decode [2]float64, err error) {
 	ds, err := npidDataset(files, size)
 	if err != nil {
-		return 0, 0, err
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range min(4, ds.Len()) { // warm up
-		if _, err := ds.Get(i, rng); err != nil {
-			return 0, 0, err
-		}
-	}
-	if full, err = bestRate(ds.Len(), repeat, func(i int) error { _, err := ds.Get(i, rng); return err }); err != nil {
-		return 0, 0, err
+		return full, decode, err
 	}
 	data := make([][]byte, len(files))
 	for i, f := range files {
 		if data[i], err = os.ReadFile(f); err != nil {
-			return 0, 0, err
+			return full, decode, err
 		}
 	}
-	decode, err = bestRate(len(data), repeat, func(i int) error { _, err := datasets.DecodeBytes(data[i]); return err })
-	return full, decode, err
-}
-
-// bestRate calls f(0) ... f(n-1) in each of passes passes and returns the best pass's calls
-// per second: other work on the machine can only slow a pass down.
-func bestRate(n, passes int, f func(i int) error) (float64, error) {
-	best := 0.0
+	ref, err := startTorchvision(python, script, files, size)
+	if err != nil {
+		return full, decode, err
+	}
+	defer ref.close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range min(4, ds.Len()) { // warm up
+		if _, err := ds.Get(i, rng); err != nil {
+			return full, decode, err
+		}
+	}
+	ours := map[string]func(i int) error{
+		"pipeline": func(i int) error { _, err := ds.Get(i, rng); return err },
+		"decode":   func(i int) error { _, err := datasets.DecodeBytes(data[i]); return err },
+	}
 	for range passes {
-		t0 := time.Now()
-		for i := range n {
-			if err := f(i); err != nil {
-				return 0, err
+		for what, best := range map[string]*[2]float64{"pipeline": &full, "decode": &decode} {
+			t0 := time.Now()
+			for i := range len(files) {
+				if err := ours[what](i); err != nil {
+					return full, decode, err
+				}
 			}
+			best[0] = max(best[0], float64(len(files))/time.Since(t0).Seconds())
+			rate, err := ref.pass(what)
+			if err != nil {
+				return full, decode, err
+			}
+			best[1] = max(best[1], rate)
 		}
-		best = max(best, float64(n)/time.Since(t0).Seconds())
 	}
-	return best, nil
+	return full, decode, nil
 }
 
-type torchvisionRate struct {
-	Full   float64 `json:"images_per_second"`
-	Decode float64 `json:"decode_per_second"`
+// torchvisionRef is benchmarks/pipeline_reference.py bench, which times a pass over its
+// images whenever it is asked to.
+type torchvisionRef struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Scanner
+	list string
 }
 
-func runTorchvision(python, script string, files []string, size, repeat int) (torchvisionRate, error) {
+func startTorchvision(python, script string, files []string, size int) (*torchvisionRef, error) {
 	list, err := os.CreateTemp("", "goselfsup-bench-*.txt")
 	if err != nil {
-		return torchvisionRate{}, err
+		return nil, err
 	}
-	defer os.Remove(list.Name())
 	list.WriteString(strings.Join(files, "\n") + "\n")
 	list.Close()
-	out, err := exec.Command(python, script, "bench", "--size", fmt.Sprint(size), "--images", list.Name(),
-		"--repeat", fmt.Sprint(repeat)).Output()
-	if err != nil {
-		return torchvisionRate{}, fmt.Errorf("the torchvision reference: %w", err)
+	r := &torchvisionRef{list: list.Name()}
+	r.cmd = exec.Command(python, script, "bench", "--size", fmt.Sprint(size), "--images", list.Name())
+	r.cmd.Stderr = os.Stderr
+	if r.in, err = r.cmd.StdinPipe(); err != nil {
+		return nil, err
 	}
-	var r torchvisionRate
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		return r, fmt.Errorf("the torchvision reference printed %q", out)
+	stdout, err := r.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.cmd.Start(); err != nil {
+		os.Remove(r.list)
+		return nil, fmt.Errorf("the torchvision reference: %w", err)
+	}
+	r.out = bufio.NewScanner(stdout)
+	if !r.out.Scan() { // the versions: it is ready
+		r.close()
+		return nil, fmt.Errorf("the torchvision reference did not start: %v", r.cmd.Wait())
 	}
 	return r, nil
+}
+
+// pass asks for one pass of "pipeline" or "decode" and returns its images per second.
+func (r *torchvisionRef) pass(what string) (float64, error) {
+	if _, err := fmt.Fprintln(r.in, what); err != nil {
+		return 0, fmt.Errorf("the torchvision reference: %w", err)
+	}
+	if !r.out.Scan() {
+		return 0, fmt.Errorf("the torchvision reference stopped: %v", r.out.Err())
+	}
+	var res struct {
+		Rate float64 `json:"images_per_second"`
+	}
+	if err := json.Unmarshal(r.out.Bytes(), &res); err != nil || res.Rate <= 0 {
+		return 0, fmt.Errorf("the torchvision reference printed %q", r.out.Text())
+	}
+	return res.Rate, nil
+}
+
+func (r *torchvisionRef) close() {
+	r.in.Close()
+	r.cmd.Wait()
+	os.Remove(r.list)
 }
 
 // timeWorkers returns our loader's images per second with 1 and 2 workers.

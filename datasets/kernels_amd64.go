@@ -30,6 +30,21 @@ func blendWithAVX2(pix, gray []uint8, a float32) int {
 	return n
 }
 
+// blendLevelAVX2 blends n values (a multiple of 8) of pix with the level by a, as
+// blendValue does.
+//
+//go:noescape
+func blendLevelAVX2(pix *uint8, n int, level, a float32)
+
+// blendLevelWithAVX2 blends the leading multiple of 8 values and returns how many.
+func blendLevelWithAVX2(pix []uint8, level, a float32) int {
+	n := len(pix) &^ 7
+	if n > 0 {
+		blendLevelAVX2(&pix[0], n, level, a)
+	}
+	return n
+}
+
 // hueAVX2 shifts the hue of n pixels (a multiple of 4), as adjustHue does; it reads 4
 // bytes past the last of them.
 //

@@ -420,3 +420,67 @@ hue4:
 hue_done:
 	VZEROUPPER
 	RET
+
+// func blendLevelAVX2(pix *uint8, n int, level, a float32)
+// pix[i] = clip(trunc(level + a*(v-level))), v = pix[i], in float32, for n (a multiple of 8)
+// values: Pillow's blend with a one-level image, as blendValue computes it.
+TEXT ·blendLevelAVX2(SB), NOSPLIT, $0-24
+	MOVQ pix+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS level+16(FP), Y1
+	VBROADCASTSS a+20(FP), Y6
+	VXORPS Y5, Y5, Y5           // 0
+	MOVL $0x437f0000, AX        // 255.0
+	VMOVD AX, X4
+	VBROADCASTSS X4, Y4
+
+level16:
+	CMPQ CX, $16
+	JLT level8
+	VPMOVZXBD (DI), Y0
+	VPMOVZXBD 8(DI), Y2
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y2, Y2
+	VSUBPS Y1, Y0, Y0
+	VSUBPS Y1, Y2, Y2
+	VMULPS Y6, Y0, Y0
+	VMULPS Y6, Y2, Y2
+	VADDPS Y0, Y1, Y0
+	VADDPS Y2, Y1, Y2
+	VMAXPS Y5, Y0, Y0
+	VMAXPS Y5, Y2, Y2
+	VMINPS Y4, Y0, Y0
+	VMINPS Y4, Y2, Y2
+	VCVTTPS2DQ Y0, Y0
+	VCVTTPS2DQ Y2, Y2
+	VPACKSSDW Y2, Y0, Y0        // per 128-bit lane: values 0-3, 8-11 | 4-7, 12-15
+	VPERMQ $0xD8, Y0, Y0
+	VEXTRACTI128 $1, Y0, X2
+	VPACKUSWB X2, X0, X0
+	VMOVDQU X0, (DI)
+	ADDQ $16, DI
+	SUBQ $16, CX
+	JMP level16
+
+level8:
+	CMPQ CX, $8
+	JLT level_done
+	VPMOVZXBD (DI), Y0
+	VCVTDQ2PS Y0, Y0
+	VSUBPS Y1, Y0, Y0
+	VMULPS Y6, Y0, Y0
+	VADDPS Y0, Y1, Y0
+	VMAXPS Y5, Y0, Y0
+	VMINPS Y4, Y0, Y0
+	VCVTTPS2DQ Y0, Y0
+	VEXTRACTI128 $1, Y0, X2
+	VPACKSSDW X2, X0, X0
+	VPACKUSWB X0, X0, X0
+	MOVQ X0, (DI)
+	ADDQ $8, DI
+	SUBQ $8, CX
+	JMP level8
+
+level_done:
+	VZEROUPPER
+	RET

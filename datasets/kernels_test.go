@@ -120,3 +120,27 @@ func TestHueKernelReciprocalsAreExact(t *testing.T) {
 		}
 	}
 }
+
+// The one-level blend kernel gives blendValue's result for every level and value.
+func TestBlendLevelKernelMatchesGo(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("no AVX2 here")
+	}
+	pix := make([]uint8, 256+8+7) // both loops of the kernel, and a tail it leaves
+	for _, a := range []float32{0, 0.6, 1, 1.137, 1.4, 2.5, -0.3} {
+		for level := range 256 {
+			for i := range pix {
+				pix[i] = uint8(i)
+			}
+			n := blendLevelWithAVX2(pix, float32(level), a)
+			if n != len(pix)&^7 {
+				t.Fatalf("the kernel blended %d values", n)
+			}
+			for i, got := range pix[:n] {
+				if want := blendValue(float32(level), float32(uint8(i)), a); got != want {
+					t.Fatalf("a = %g, level %d, value %d: %d, want %d", a, level, uint8(i), got, want)
+				}
+			}
+		}
+	}
+}

@@ -268,12 +268,16 @@ func blend(pix []uint8, gray []uint8, level, factor float64) {
 	a := float32(factor)
 	if gray == nil {
 		// One degenerate level: a table of the 256 results.
+		i := 0
+		if hasAVX2 {
+			i = blendLevelWithAVX2(pix, float32(level), a)
+		}
 		var lut [256]uint8
 		for v := range lut {
 			lut[v] = blendValue(float32(level), float32(v), a)
 		}
-		for i, v := range pix {
-			pix[i] = lut[v]
+		for ; i < len(pix); i++ {
+			pix[i] = lut[pix[i]]
 		}
 		return
 	}
