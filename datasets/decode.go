@@ -57,15 +57,6 @@ func decodeInto(get func(n int) []uint8, data []byte, goOnly bool) (Image, error
 	return img, err
 }
 
-// imageSize reads an image's width and height from its header.
-func imageSize(data []byte, goOnly bool) (int, int, error) {
-	if isJPEG(data) && !goOnly && jpegturbo.Available() {
-		return jpegturbo.Size(data)
-	}
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
-	return cfg.Width, cfg.Height, err
-}
-
 // DecodeBytes decodes a JPEG or PNG file's bytes.
 func DecodeBytes(data []byte) (Image, error) {
 	img, _, err := decodeBytes(data, 1, false)
