@@ -33,12 +33,16 @@ subcommands:
   data         NPID's data pipeline against torchvision's, one core each: at 224 on the
                COCO128 photos and at 32 on CIFAR-10's JPEGs (../shared/data), decoding
                alone too, and our loader with 1 and 2 workers
+  svm          the VOC07 SVM benchmark (cross-validated costs, refit, test AP per class) on
+               synthetic features against scikit-learn's LinearSVC (benchmarks/svm_reference.py,
+               Debian's python3-sklearn)
 `
 
 // benchmarks are the subcommands of tools/benchmark.
 var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"train-step": benchTrainStep,
 	"data":       benchData,
+	"svm":        benchSVM,
 }
 
 // Benchmark is the entry point of tools/benchmark.
