@@ -33,6 +33,9 @@ subcommands:
   data         NPID's data pipeline against torchvision's, one core each: at 224 on the
                COCO128 photos and at 32 on CIFAR-10's JPEGs (../shared/data), decoding
                alone too, and our loader with 1 and 2 workers
+  knn          exhaustive inner-product search, the core of the weighted kNN (10,000 queries,
+               1,000,000 database vectors of 128 dimensions, k = 200), against FAISS's
+               IndexFlatIP (benchmarks/knn_reference.py, Debian's python3-faiss)
   svm          the VOC07 SVM benchmark (cross-validated costs, refit, test AP per class) on
                synthetic features against scikit-learn's LinearSVC (benchmarks/svm_reference.py,
                Debian's python3-sklearn)
@@ -43,6 +46,7 @@ var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"train-step": benchTrainStep,
 	"data":       benchData,
 	"svm":        benchSVM,
+	"knn":        benchKNN,
 }
 
 // Benchmark is the entry point of tools/benchmark.

@@ -1,12 +1,8 @@
 package evaluators
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
-	"runtime"
-	"sort"
-	"sync"
 )
 
 // KNNResult is the accuracy of weighted kNN for one k, in percent.
@@ -33,44 +29,29 @@ func WeightedKNN(train [][]float32, trainLabels []int, test [][]float32, testLab
 		kmax = max(kmax, k)
 	}
 	kmax = min(kmax, len(train))
-	trainN := normalizeAll(train)
-	testN := normalizeAll(test)
-
+	trainN := FromRows(normalizeAll(train))
+	testN := FromRows(normalizeAll(test))
+	if trainN.Dim != testN.Dim {
+		return nil, fmt.Errorf("kNN: training features of %d dimensions, test features of %d", trainN.Dim, testN.Dim)
+	}
 	top1 := make([]int, len(ks))
 	top5 := make([]int, len(ks))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			votes := make([]float64, numClasses)
-			for q := range next {
-				nb := nearest(testN[q], trainN, kmax)
-				for ki, k := range ks {
-					clear(votes)
-					for _, n := range nb[:min(k, len(nb))] {
-						votes[trainLabels[n.index]] += math.Exp(float64(n.sim) / temperature)
-					}
-					rank := rankOf(votes, testLabels[q])
-					mu.Lock()
-					if rank == 0 {
-						top1[ki]++
-					}
-					if rank < 5 {
-						top5[ki]++
-					}
-					mu.Unlock()
-				}
+	votes := make([]float64, numClasses)
+	for q, nb := range TopK(testN, trainN, kmax) {
+		for ki, k := range ks {
+			clear(votes)
+			for _, n := range nb[:min(k, len(nb))] {
+				votes[trainLabels[n.Index]] += math.Exp(float64(n.Sim) / temperature)
 			}
-		}()
+			rank := rankOf(votes, testLabels[q])
+			if rank == 0 {
+				top1[ki]++
+			}
+			if rank < 5 {
+				top5[ki]++
+			}
+		}
 	}
-	for q := range testN {
-		next <- q
-	}
-	close(next)
-	wg.Wait()
 	out := make([]KNNResult, len(ks))
 	for i, k := range ks {
 		out[i] = KNNResult{K: k, Top1: 100 * float64(top1[i]) / float64(len(test)), Top5: 100 * float64(top5[i]) / float64(len(test))}
@@ -104,45 +85,4 @@ func normalizeAll(fs [][]float32) [][]float32 {
 		out[i] = o
 	}
 	return out
-}
-
-type neighbour struct {
-	index int
-	sim   float32
-}
-
-// minHeap keeps the k largest similarities seen, smallest on top.
-type minHeap []neighbour
-
-func (h minHeap) Len() int { return len(h) }
-func (h minHeap) Less(i, j int) bool {
-	return h[i].sim < h[j].sim || h[i].sim == h[j].sim && h[i].index > h[j].index
-}
-func (h minHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *minHeap) Push(x any)   { *h = append(*h, x.(neighbour)) }
-func (h *minHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// nearest returns the k training features most similar to q, most similar first (equal
-// similarities in index order).
-func nearest(q []float32, train [][]float32, k int) []neighbour {
-	h := make(minHeap, 0, k+1)
-	for i, t := range train {
-		var s float32
-		for j, v := range t {
-			s += v * q[j]
-		}
-		if len(h) < k {
-			heap.Push(&h, neighbour{i, s})
-		} else if s > h[0].sim {
-			h[0] = neighbour{i, s}
-			heap.Fix(&h, 0)
-		}
-	}
-	sort.Slice(h, func(a, b int) bool { return h[a].sim > h[b].sim || h[a].sim == h[b].sim && h[a].index < h[b].index })
-	return h
 }

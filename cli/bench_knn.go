@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goselfsup/goselfsup/evaluators"
+	"github.com/goselfsup/goselfsup/internal/npy"
+	"github.com/goselfsup/goselfsup/internal/pyref"
+)
+
+// benchKNN times the exhaustive inner-product search behind the weighted kNN here and in
+// FAISS (IndexFlatIP), on the same L2-normalised vectors.
+func benchKNN(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("benchmark knn", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nDB := fs.Int("database", 1_000_000, "database vectors")
+	nQ := fs.Int("queries", 10_000, "queries")
+	dim := fs.Int("dim", 128, "dimensions")
+	k := fs.Int("k", 200, "neighbours per query")
+	if _, err := parseArgs(fs, args); err != nil {
+		return exitUsage
+	}
+	python, err := pyref.Python("faiss", "numpy")
+	if err != nil {
+		report(stderr, fmt.Errorf("%w (on Debian: apt-get install python3-faiss)", err))
+		return exitFailed
+	}
+	script, err := findScript("benchmarks/knn_reference.py")
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	dir, err := os.MkdirTemp("", "goselfsup-knn-*")
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	defer os.RemoveAll(dir)
+
+	fmt.Fprintf(stderr, "drawing %d database vectors and %d queries of %d dimensions...\n", *nDB, *nQ, *dim)
+	db, q := unitVectors(*nDB, *dim, 1), unitVectors(*nQ, *dim, 2)
+	for name, f := range map[string]evaluators.Features{"db.npy": db, "q.npy": q} {
+		if err := writeNPYFile(filepath.Join(dir, name), []int{f.N, f.Dim}, f.Data); err != nil {
+			report(stderr, err)
+			return exitFailed
+		}
+	}
+	fmt.Fprintf(stderr, "FAISS IndexFlatIP...\n")
+	out, err := exec.Command(python, script, "search", dir, fmt.Sprint(*k)).Output()
+	if err != nil {
+		report(stderr, fmt.Errorf("the FAISS reference: %w", err))
+		return exitFailed
+	}
+	var ref struct {
+		Search  float64 `json:"search_seconds"`
+		Threads int     `json:"threads"`
+		Version string  `json:"faiss"`
+	}
+	if err := json.Unmarshal(out, &ref); err != nil {
+		report(stderr, fmt.Errorf("the FAISS reference printed %q", out))
+		return exitFailed
+	}
+	f, err := os.Open(filepath.Join(dir, "faiss_i.npy"))
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	_, faissIDs, err := npy.Read[int64](f)
+	f.Close()
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+
+	fmt.Fprintf(stderr, "goselfsup TopK on %d cores...\n", runtime.GOMAXPROCS(0))
+	t0 := time.Now()
+	ours := evaluators.TopK(q, db, *k)
+	seconds := time.Since(t0).Seconds()
+
+	// Agreement: the same set of k neighbours, or sets that differ only where the products
+	// are within float32 rounding of the k-th.
+	same, close := 0, 0
+	for i, nb := range ours {
+		theirs := map[int]bool{}
+		for _, id := range faissIDs[i**k : (i+1)**k] {
+			theirs[int(id)] = true
+		}
+		missing, atTie := 0, true
+		for _, n := range nb {
+			if !theirs[n.Index] {
+				missing++
+				atTie = atTie && math.Abs(float64(n.Sim-nb[len(nb)-1].Sim)) < 1e-5
+			}
+		}
+		switch {
+		case missing == 0:
+			same++
+		case atTie:
+			close++
+		}
+	}
+	fmt.Fprintf(stdout, "Exhaustive inner-product search: %d queries, %d database vectors of %d dimensions, k = %d\n\n",
+		*nQ, *nDB, *dim, *k)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tseconds\tqueries/s")
+	fmt.Fprintf(tw, "FAISS %s IndexFlatIP (%d threads)\t%.2f\t%.0f\n", ref.Version, ref.Threads, ref.Search, float64(*nQ)/ref.Search)
+	fmt.Fprintf(tw, "goselfsup TopK (%d cores)\t%.2f\t%.0f\n", runtime.GOMAXPROCS(0), seconds, float64(*nQ)/seconds)
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nratio %.2f (FAISS's time over ours); the same %d neighbours for %d of %d queries, %d more differing only at float32 ties\n",
+		ref.Search/seconds, *k, same, *nQ, close)
+	line, _ := json.Marshal(benchResult{Benchmark: "knn", Ours: seconds, Reference: ref.Search, Ratio: seconds / ref.Search,
+		Unit: "s per search", Details: map[string]string{"faiss": ref.Version, "same_sets": fmt.Sprint(same), "queries": fmt.Sprint(*nQ)}})
+	fmt.Fprintln(stdout, string(line))
+	return exitOK
+}
+
+// unitVectors draws n Gaussian vectors of dim dimensions, L2-normalised.
+func unitVectors(n, dim int, seed uint64) evaluators.Features {
+	rng := rand.New(rand.NewPCG(seed, 0x6b6e6e))
+	f := evaluators.Features{N: n, Dim: dim, Data: make([]float32, n*dim)}
+	for i := range n {
+		row := f.Row(i)
+		var s float64
+		for j := range row {
+			v := rng.NormFloat64()
+			row[j], s = float32(v), s+v*v
+		}
+		s = 1 / math.Sqrt(s)
+		for j := range row {
+			row[j] = float32(float64(row[j]) * s)
+		}
+	}
+	return f
+}
