@@ -32,10 +32,10 @@ func (o VOC07Options) svm(cost float64, seed uint64) SVMOptions {
 
 // VOC07Result is the full benchmark's outcome.
 type VOC07Result struct {
-	CVAP []([]float64) // per class and cost: the mean cross-validated AP
-	Cost []float64     // per class: the cost chosen
-	AP   []float64     // per class: the test AP
-	MAP  float64       // their mean
+	CVAP [][]float64 // per class and cost: the mean cross-validated AP
+	Cost []float64   // per class: the cost chosen
+	AP   []float64   // per class: the test AP
+	MAP  float64     // their mean
 }
 
 // NormalizeFeatures scales each row to f / (||f|| + 1e-5), the benchmark's normalisation.
