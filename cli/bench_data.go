@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/goselfsup/goselfsup/datasets"
-	"github.com/goselfsup/goselfsup/internal/pyref"
 	"github.com/goselfsup/goselfsup/internal/shareddata"
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -34,12 +33,7 @@ func benchData(args []string, stdout, stderr io.Writer) int {
 	if _, err := parseArgs(fs, args); err != nil {
 		return exitUsage
 	}
-	python, err := pyref.Python("torchvision", "PIL", "numpy")
-	if err != nil {
-		report(stderr, err)
-		return exitFailed
-	}
-	script, err := findScript("benchmarks/pipeline_reference.py")
+	python, script, err := reference("benchmarks/pipeline_reference.py", "torchvision", "PIL", "numpy")
 	if err != nil {
 		report(stderr, err)
 		return exitFailed

@@ -16,7 +16,6 @@ import (
 
 	"github.com/goselfsup/goselfsup/evaluators"
 	"github.com/goselfsup/goselfsup/internal/npy"
-	"github.com/goselfsup/goselfsup/internal/pyref"
 )
 
 // benchKNN times the exhaustive inner-product search behind the weighted kNN here and in
@@ -31,12 +30,7 @@ func benchKNN(args []string, stdout, stderr io.Writer) int {
 	if _, err := parseArgs(fs, args); err != nil {
 		return exitUsage
 	}
-	python, err := pyref.Python("faiss", "numpy")
-	if err != nil {
-		report(stderr, fmt.Errorf("%w (on Debian: apt-get install python3-faiss)", err))
-		return exitFailed
-	}
-	script, err := findScript("benchmarks/knn_reference.py")
+	python, script, err := reference("benchmarks/knn_reference.py", "faiss", "numpy")
 	if err != nil {
 		report(stderr, err)
 		return exitFailed

@@ -18,7 +18,6 @@ import (
 
 	"github.com/goselfsup/goselfsup/evaluators"
 	"github.com/goselfsup/goselfsup/internal/npy"
-	"github.com/goselfsup/goselfsup/internal/pyref"
 )
 
 // benchSVM times the VOC07 SVM benchmark (cross-validated costs, refit, test AP, per class)
@@ -44,12 +43,7 @@ func benchSVM(args []string, stdout, stderr io.Writer) int {
 		}
 		costs = append(costs, v)
 	}
-	python, err := pyref.Python("sklearn", "numpy")
-	if err != nil {
-		report(stderr, err)
-		return exitFailed
-	}
-	script, err := findScript("benchmarks/svm_reference.py")
+	python, script, err := reference("benchmarks/svm_reference.py", "sklearn", "numpy")
 	if err != nil {
 		report(stderr, err)
 		return exitFailed

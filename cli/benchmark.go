@@ -82,12 +82,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	const bank, base = 50000, 16
-	python, err := pyref.Python("torch", "numpy")
-	if err != nil {
-		report(stderr, err)
-		return exitFailed
-	}
-	script, err := findScript("benchmarks/npid_reference.py")
+	python, script, err := reference("benchmarks/npid_reference.py", "torch", "numpy")
 	if err != nil {
 		report(stderr, err)
 		return exitFailed
@@ -206,6 +201,16 @@ func mean(xs []float64) float64 {
 		s += x
 	}
 	return s / float64(len(xs))
+}
+
+// reference returns a Python with the given modules and the path of a reference script of
+// the repository (see findScript).
+func reference(script string, modules ...string) (python, path string, err error) {
+	if python, err = pyref.Python(modules...); err != nil {
+		return "", "", err
+	}
+	path, err = findScript(script)
+	return python, path, err
 }
 
 // findScript finds a file of the repository from the working directory or its parents.

@@ -1,5 +1,5 @@
 // Package pyref finds the Python that runs the reference implementations (PyTorch,
-// torchvision, NumPy) that tests and benchmarks compare goselfsup with.
+// torchvision, Pillow, scikit-learn, FAISS, NumPy) that tests and benchmarks compare goselfsup with.
 package pyref
 
 import (
@@ -25,5 +25,15 @@ func Python(modules ...string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("no python3 with %s (on Debian: apt-get install python3-torch)", strings.Join(modules, ", "))
+	pkgs := make([]string, len(modules))
+	for i, m := range modules {
+		pkgs[i] = "python3-" + strings.ToLower(m)
+		if p, ok := debian[m]; ok {
+			pkgs[i] = p
+		}
+	}
+	return "", fmt.Errorf("no python3 with %s (on Debian: apt-get install %s)", strings.Join(modules, ", "), strings.Join(pkgs, " "))
 }
+
+// debian names the Debian packages of modules whose names differ from theirs.
+var debian = map[string]string{"PIL": "python3-pil"}
