@@ -56,10 +56,10 @@ func TopK(queries, database Features, k int) [][]Neighbour {
 	heaps := make([]minHeap, queries.N)
 	for q0 := 0; q0 < queries.N; q0 += queryChunk {
 		q1 := min(q0+queryChunk, queries.N)
-		packedQ := packQueries(queries, q0, q1)
+		packedQ := pack(queries, q0, q1, tileRows)
 		for j0 := 0; j0 < database.N; j0 += blockCols(database.Dim) {
 			j1 := min(j0+blockCols(database.Dim), database.N)
-			packedX := packDatabase(database, j0, j1)
+			packedX := pack(database, j0, j1, tileCols)
 			searchBlock(packedQ, q0, q1, packedX, j0, j1, database.Dim, k, heaps)
 		}
 	}
@@ -70,31 +70,17 @@ func TopK(queries, database Features, k int) [][]Neighbour {
 	return out
 }
 
-// packQueries lays queries q0..q1 out in panels of tileRows, each dimension's tileRows
-// values together; missing rows of the last panel are zeros.
-func packQueries(f Features, q0, q1 int) []float32 {
-	panels := (q1 - q0 + tileRows - 1) / tileRows
-	out := make([]float32, panels*tileRows*f.Dim)
-	for q := q0; q < q1; q++ {
-		p, i := (q-q0)/tileRows, (q-q0)%tileRows
-		base := p * tileRows * f.Dim
-		for d, v := range f.Row(q) {
-			out[base+d*tileRows+i] = v
-		}
-	}
-	return out
-}
-
-// packDatabase lays vectors j0..j1 out in panels of tileCols, each dimension's tileCols
-// values together; missing vectors of the last panel are zeros.
-func packDatabase(f Features, j0, j1 int) []float32 {
-	panels := (j1 - j0 + tileCols - 1) / tileCols
-	out := make([]float32, panels*tileCols*f.Dim)
-	for j := j0; j < j1; j++ {
-		p, c := (j-j0)/tileCols, (j-j0)%tileCols
-		base := p * tileCols * f.Dim
-		for d, v := range f.Row(j) {
-			out[base+d*tileCols+c] = v
+// pack lays vectors i0..i1 out in panels of width vectors, each dimension's width values
+// together (queries in panels of tileRows, database vectors in panels of tileCols);
+// missing vectors of the last panel are zeros.
+func pack(f Features, i0, i1, width int) []float32 {
+	panels := (i1 - i0 + width - 1) / width
+	out := make([]float32, panels*width*f.Dim)
+	for i := i0; i < i1; i++ {
+		p, c := (i-i0)/width, (i-i0)%width
+		base := p*width*f.Dim + c
+		for d, v := range f.Row(i) {
+			out[base+d*width] = v
 		}
 	}
 	return out
