@@ -31,6 +31,7 @@ func (m *SimpleMemory) Size() int { return m.Length }
 type Batch struct {
 	Images  *Node // uint8 [B, H, W, 3], RGB
 	Indices *Node // int32 [B]: each image's index in the dataset
+	Labels  *Node // int32 [B]: each image's class, for supervised heads
 	// Negatives, when not nil, are the negative indices to use (int32 [B, neg_num], or
 	// [neg_num] in the shared mode) instead of drawing them: for tests that compare with a
 	// reference implementation.
@@ -108,6 +109,23 @@ func (n *NPID) Embed(images *Node, train bool) *Node {
 	}
 	return nn.Normalize(x)
 }
+
+// BackboneOutputs returns every output of the backbone in eval mode (the stem's and each
+// stage's for a ResNet; the out_indices outputs for other backbones), for feature
+// extraction.
+func (n *NPID) BackboneOutputs(images *Node) []*Node {
+	x := n.Preprocessor.Apply(images)
+	if r, ok := n.Backbone.(interface {
+		AllOutputs(x *Node, train bool) []*Node
+	}); ok {
+		return r.AllOutputs(x, false)
+	}
+	return n.Backbone.Forward(x, false)
+}
+
+// Embedding returns the L2-normalised embedding of the neck in eval mode: what the memory
+// bank holds for each training image.
+func (n *NPID) Embedding(images *Node) *Node { return n.Embed(images, false) }
 
 // Features returns the features for evaluation: the backbone's last output, globally
 // pooled (mmselfsup's kNN features).

@@ -25,8 +25,9 @@ type ResNet struct {
 	stages     [][]block
 	outIndices []int
 	outCh      []int
-	frozen     int  // stages frozen: -1 none, 0 the stem, i the stem and stages 1..i
-	normEval   bool // every BatchNorm in eval mode while training
+	allCh      []int // the channels of the stem and of each stage
+	frozen     int   // stages frozen: -1 none, 0 the stem, i the stem and stages 1..i
+	normEval   bool  // every BatchNorm in eval mode while training
 }
 
 type block interface {
@@ -100,6 +101,7 @@ func newResNet(env *registry.Env, c *ResNetConfig, cifar bool) (*ResNet, error) 
 		r.stages = append(r.stages, stage)
 		channels = append(channels, in)
 	}
+	r.allCh = channels
 	for _, i := range c.OutIndices {
 		r.outCh = append(r.outCh, channels[i])
 	}
@@ -126,9 +128,21 @@ func (r *ResNet) OutChannels() []int { return r.outCh }
 // Forward returns the outputs of out_indices. Frozen stages and, with norm_eval, every
 // batch norm run in eval mode.
 func (r *ResNet) Forward(x *Node, train bool) []*Node {
+	all := r.AllOutputs(x, train)
+	res := make([]*Node, len(r.outIndices))
+	for k, i := range r.outIndices {
+		res[k] = all[i]
+	}
+	return res
+}
+
+// AllOutputs returns every output whatever out_indices says: the stem's (after its ReLU,
+// before the max-pool) and each stage's, as feature extraction and the multi-head
+// evaluation use them.
+func (r *ResNet) AllOutputs(x *Node, train bool) []*Node {
 	stageTrain := func(stage int) bool { return train && !r.normEval && stage > r.frozen }
 	x = nn.ReLU(r.bn1.Forward(r.conv1.Forward(x), stageTrain(0)))
-	outs := map[int]*Node{0: x}
+	outs := []*Node{x}
 	if !r.cifar {
 		x = nn.MaxPool2d(x, 3, 2, 1)
 	}
@@ -136,14 +150,13 @@ func (r *ResNet) Forward(x *Node, train bool) []*Node {
 		for _, b := range stage {
 			x = b.forward(x, stageTrain(i+1))
 		}
-		outs[i+1] = x
+		outs = append(outs, x)
 	}
-	res := make([]*Node, len(r.outIndices))
-	for k, i := range r.outIndices {
-		res[k] = outs[i]
-	}
-	return res
+	return outs
 }
+
+// AllChannels are the channels of AllOutputs.
+func (r *ResNet) AllChannels() []int { return r.allCh }
 
 type basicBlock struct {
 	conv1, conv2 *nn.Conv2d

@@ -1,0 +1,93 @@
+package models
+
+import (
+	"fmt"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/goselfsup/goselfsup/models/nn"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// ClsHead is a classification head: one or several classifiers over backbone (or neck)
+// outputs, as the linear and multi-head evaluations train them.
+type ClsHead interface {
+	// Logits returns each classifier's class scores [B, classes] for the outputs.
+	Logits(outs []*Node, train bool) []*Node
+	// Loss is the training loss of the logits against integer labels [B]: the sum of the
+	// classifiers' losses.
+	Loss(ctx *context.Context, logits []*Node, labels *Node) *Node
+}
+
+// ImageClassifier is mmcls's ImageClassifier: backbone, optional neck and a classification
+// head, trained on labelled images (the linear evaluation of self-supervised features,
+// with a frozen backbone).
+type ImageClassifier struct {
+	Backbone     Backbone
+	Neck         Neck // nil: the head takes the backbone outputs
+	Head         ClsHead
+	Preprocessor Preprocessor
+}
+
+// Build builds the backbone, neck and head under the PyTorch names "backbone", "neck" and
+// "head", so that a self-supervised checkpoint's "backbone.*" weights fit.
+func (c *ImageClassifierConfig) Build(env *registry.Env) (any, error) {
+	s, err := registry.Need[*nn.Scope](env)
+	if err != nil {
+		return nil, err
+	}
+	if c.Pretrained != "" {
+		return nil, fmt.Errorf("pretrained: give the self-supervised checkpoint to tools/linear (its backbone.* weights are loaded)")
+	}
+	m := &ImageClassifier{Preprocessor: NewPreprocessor(c.DataPreprocessor)}
+	m.Preprocessor.DType = s.DType()
+	sub := func(name string) *registry.Env {
+		e := *env
+		registry.Provide(&e, s.In(name))
+		return &e
+	}
+	if m.Backbone, err = registry.Build[Backbone](sub("backbone"), c.Backbone); err != nil {
+		return nil, err
+	}
+	if !c.Neck.IsZero() {
+		if m.Neck, err = registry.Build[Neck](sub("neck"), c.Neck); err != nil {
+			return nil, err
+		}
+	}
+	headEnv := sub("head")
+	registry.Provide(headEnv, BackboneChannels(m.Backbone.OutChannels()))
+	if m.Head, err = registry.Build[ClsHead](headEnv, c.Head); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// BackboneChannels are the channels of the backbone outputs that a head receives; the
+// ImageClassifier provides them to the head it builds.
+type BackboneChannels []int
+
+func (m *ImageClassifier) forward(images *Node, train bool) []*Node {
+	outs := m.Backbone.Forward(m.Preprocessor.Apply(images), train)
+	if m.Neck != nil {
+		outs = []*Node{m.Neck.Forward(outs)}
+	}
+	return m.Head.Logits(outs, train)
+}
+
+// Loss is the classification loss of a labelled batch.
+func (m *ImageClassifier) Loss(ctx *context.Context, b Batch) *Node {
+	if b.Labels == nil {
+		panic("ImageClassifier needs labelled batches")
+	}
+	return m.Head.Loss(ctx, m.forward(b.Images, true), b.Labels)
+}
+
+// Logits returns each classifier's class scores for uint8 images, in eval mode.
+func (m *ImageClassifier) Logits(images *Node) []*Node { return m.forward(images, false) }
+
+// Features returns the backbone's last output, globally pooled.
+func (m *ImageClassifier) Features(images *Node) *Node {
+	outs := m.Backbone.Forward(m.Preprocessor.Apply(images), false)
+	return nn.GlobalAvgPool(outs[len(outs)-1])
+}
