@@ -14,12 +14,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gomlx/gomlx/backends"
+
+	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
 	"github.com/goselfsup/goselfsup/internal/npy"
 )
 
 // benchKNN times the exhaustive inner-product search behind the weighted kNN here and in
-// FAISS (IndexFlatIP), on the same L2-normalised vectors.
+// FAISS (IndexFlatIP), on the same L2-normalised vectors; with --backend, also on a GoMLX
+// backend (evaluators.TopKOnDevice).
 func benchKNN(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("benchmark knn", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -27,8 +31,19 @@ func benchKNN(args []string, stdout, stderr io.Writer) int {
 	nQ := fs.Int("queries", 10_000, "queries")
 	dim := fs.Int("dim", 128, "dimensions")
 	k := fs.Int("k", 200, "neighbours per query")
+	bk := fs.String("backend", "", "also time the search on this GoMLX backend (go, xla:cuda, xla:/path/to/pjrt_plugin.so); empty: the CPU search only")
 	if _, err := parseArgs(fs, args); err != nil {
 		return exitUsage
+	}
+	var device backends.Backend
+	if *bk != "" {
+		b, err := backend.New(*bk)
+		if err != nil {
+			report(stderr, err)
+			return exitFailed
+		}
+		defer b.Finalize()
+		device = b
 	}
 	python, script, err := reference("benchmarks/knn_reference.py", "faiss", "numpy")
 	if err != nil {
@@ -84,15 +99,75 @@ func benchKNN(args []string, stdout, stderr io.Writer) int {
 
 	// Agreement: the same set of k neighbours, or sets that differ only where the products
 	// are within float32 rounding of the k-th.
-	same, close := 0, 0
-	for i, nb := range ours {
-		theirs := map[int]bool{}
+	same, close := agreement(ours, func(i int) []int {
+		ids := make([]int, 0, *k)
 		for _, id := range faissIDs[i**k : (i+1)**k] {
-			theirs[int(id)] = true
+			ids = append(ids, int(id))
+		}
+		return ids
+	})
+
+	var devSeconds float64
+	var devSame, devClose int
+	if device != nil {
+		fmt.Fprintf(stderr, "goselfsup TopKOnDevice on %s...\n", device.Description())
+		t0 := time.Now()
+		onDevice, err := evaluators.TopKOnDevice(device, q, db, *k)
+		devSeconds = time.Since(t0).Seconds()
+		if err != nil {
+			report(stderr, err)
+			return exitFailed
+		}
+		devSame, devClose = agreement(ours, func(i int) []int {
+			ids := make([]int, len(onDevice[i]))
+			for j, n := range onDevice[i] {
+				ids[j] = n.Index
+			}
+			return ids
+		})
+	}
+	fmt.Fprintf(stdout, "Exhaustive inner-product search: %d queries, %d database vectors of %d dimensions, k = %d\n\n",
+		*nQ, *nDB, *dim, *k)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tseconds\tqueries/s")
+	fmt.Fprintf(tw, "FAISS %s IndexFlatIP (%d threads)\t%.2f\t%.0f\n", ref.Version, ref.Threads, ref.Search, float64(*nQ)/ref.Search)
+	fmt.Fprintf(tw, "goselfsup TopK (%d cores)\t%.2f\t%.0f\n", runtime.GOMAXPROCS(0), seconds, float64(*nQ)/seconds)
+	if device != nil {
+		fmt.Fprintf(tw, "goselfsup TopKOnDevice (%s; upload and compilation included)\t%.2f\t%.0f\n",
+			*bk, devSeconds, float64(*nQ)/devSeconds)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nratio %.2f (FAISS's time over ours); the same %d neighbours for %d of %d queries, %d more differing only at float32 ties\n",
+		ref.Search/seconds, *k, same, *nQ, close)
+	details := map[string]string{"faiss": ref.Version, "same_sets": fmt.Sprint(same), "queries": fmt.Sprint(*nQ)}
+	if device != nil {
+		fmt.Fprintf(stdout, "on the device (%s): ratio %.2f (FAISS's time over the device's), %.2f (the CPU's over the device's); "+
+			"the same %d neighbours as the CPU for %d of %d queries, %d more differing only at float32 ties\n",
+			device.Description(), ref.Search/devSeconds, seconds/devSeconds, *k, devSame, *nQ, devClose)
+		details["device_backend"] = *bk
+		details["device_seconds"] = fmt.Sprintf("%.4f", devSeconds)
+		details["device_ratio"] = fmt.Sprintf("%.4f", devSeconds/ref.Search)
+		details["device_same_sets_as_cpu"] = fmt.Sprint(devSame)
+		details["device_close_to_cpu"] = fmt.Sprint(devClose)
+	}
+	line, _ := json.Marshal(benchResult{Benchmark: "knn", Ours: seconds, Reference: ref.Search, Ratio: seconds / ref.Search,
+		Unit: "s per search", Details: details})
+	fmt.Fprintln(stdout, string(line))
+	return exitOK
+}
+
+// agreement counts the queries whose neighbours (ours) are the same set as another search's
+// (theirs(i) for query i), and those whose sets differ only where our products are within
+// float32 rounding of our k-th.
+func agreement(ours [][]evaluators.Neighbour, theirs func(i int) []int) (same, close int) {
+	for i, nb := range ours {
+		set := map[int]bool{}
+		for _, id := range theirs(i) {
+			set[id] = true
 		}
 		missing, atTie := 0, true
 		for _, n := range nb {
-			if !theirs[n.Index] {
+			if !set[n.Index] {
 				missing++
 				atTie = atTie && math.Abs(float64(n.Sim-nb[len(nb)-1].Sim)) < 1e-5
 			}
@@ -104,19 +179,7 @@ func benchKNN(args []string, stdout, stderr io.Writer) int {
 			close++
 		}
 	}
-	fmt.Fprintf(stdout, "Exhaustive inner-product search: %d queries, %d database vectors of %d dimensions, k = %d\n\n",
-		*nQ, *nDB, *dim, *k)
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tseconds\tqueries/s")
-	fmt.Fprintf(tw, "FAISS %s IndexFlatIP (%d threads)\t%.2f\t%.0f\n", ref.Version, ref.Threads, ref.Search, float64(*nQ)/ref.Search)
-	fmt.Fprintf(tw, "goselfsup TopK (%d cores)\t%.2f\t%.0f\n", runtime.GOMAXPROCS(0), seconds, float64(*nQ)/seconds)
-	tw.Flush()
-	fmt.Fprintf(stdout, "\nratio %.2f (FAISS's time over ours); the same %d neighbours for %d of %d queries, %d more differing only at float32 ties\n",
-		ref.Search/seconds, *k, same, *nQ, close)
-	line, _ := json.Marshal(benchResult{Benchmark: "knn", Ours: seconds, Reference: ref.Search, Ratio: seconds / ref.Search,
-		Unit: "s per search", Details: map[string]string{"faiss": ref.Version, "same_sets": fmt.Sprint(same), "queries": fmt.Sprint(*nQ)}})
-	fmt.Fprintln(stdout, string(line))
-	return exitOK
+	return same, close
 }
 
 // unitVectors draws n Gaussian vectors of dim dimensions, L2-normalised.

@@ -59,8 +59,10 @@ type VOC07SVMConfig struct {
 	PositiveWeight float64   `toml:"positive_weight"`
 	Tol            float64   `toml:"tol"`
 	MaxIter        int       `toml:"max_iter"`
-	Features       []string  `toml:"features"` // which pooled features: feat1..feat5
-	LowShot        *LowShot  `toml:"low_shot"`
+	// Features are the features to evaluate: feat1..feat5 (pool_cfg's MultiPooling),
+	// backbone (the last stage, globally pooled) or neck (the embedding).
+	Features []string `toml:"features"`
+	LowShot  *LowShot `toml:"low_shot"`
 }
 
 // LowShot runs the SVM on k positives per class, for each k of shots, samples times each.
@@ -108,7 +110,7 @@ func (c *VOC07SVMConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-var featureNames = []string{"feat1", "feat2", "feat3", "feat4", "feat5"}
+var featureNames = []string{"feat1", "feat2", "feat3", "feat4", "feat5", "backbone", "neck"}
 
 // AvgPool2dConfig pools the last backbone output globally (mmselfsup's Extractor AvgPool2d).
 type AvgPool2dConfig struct{}

@@ -11,6 +11,15 @@ type KNNResult struct {
 	Top1, Top5 float64
 }
 
+// Searcher finds, for each query, the k database vectors of highest inner product, highest
+// first: TopK on the CPU, TopKOnDevice on a GoMLX backend.
+type Searcher func(queries, database Features, k int) ([][]Neighbour, error)
+
+// CPUSearch is TopK as a Searcher.
+func CPUSearch(queries, database Features, k int) ([][]Neighbour, error) {
+	return TopK(queries, database, k), nil
+}
+
 // WeightedKNN classifies each query by its nearest training features, mmselfsup's (and
 // DINO's) way: features are L2-normalised, the max(ks) most similar training samples are
 // found once, and for each k the first k of them vote for their class with weight
@@ -20,24 +29,42 @@ func WeightedKNN(train [][]float32, trainLabels []int, test [][]float32, testLab
 	if len(train) == 0 || len(test) == 0 {
 		return nil, fmt.Errorf("kNN needs training and test features, got %d and %d", len(train), len(test))
 	}
-	if len(train) != len(trainLabels) || len(test) != len(testLabels) {
+	return KNN(FromRows(train), trainLabels, FromRows(test), testLabels, numClasses, ks, temperature, CPUSearch)
+}
+
+// KNN is WeightedKNN on feature matrices, with the search of the caller's choice.
+func KNN(train Features, trainLabels []int, test Features, testLabels []int,
+	numClasses int, ks []int, temperature float64, search Searcher) ([]KNNResult, error) {
+	if train.N == 0 || test.N == 0 {
+		return nil, fmt.Errorf("kNN needs training and test features, got %d and %d", train.N, test.N)
+	}
+	if train.N != len(trainLabels) || test.N != len(testLabels) {
 		return nil, fmt.Errorf("kNN: %d training features for %d labels, %d test features for %d labels",
-			len(train), len(trainLabels), len(test), len(testLabels))
+			train.N, len(trainLabels), test.N, len(testLabels))
+	}
+	if train.Dim != test.Dim {
+		return nil, fmt.Errorf("kNN: training features of %d dimensions, test features of %d", train.Dim, test.Dim)
+	}
+	for _, l := range [][]int{trainLabels, testLabels} {
+		for _, y := range l {
+			if y < 0 || y >= numClasses {
+				return nil, fmt.Errorf("kNN: label %d is not one of the %d classes", y, numClasses)
+			}
+		}
 	}
 	kmax := 0
 	for _, k := range ks {
 		kmax = max(kmax, k)
 	}
-	kmax = min(kmax, len(train))
-	trainN := FromRows(normalizeAll(train))
-	testN := FromRows(normalizeAll(test))
-	if trainN.Dim != testN.Dim {
-		return nil, fmt.Errorf("kNN: training features of %d dimensions, test features of %d", trainN.Dim, testN.Dim)
+	kmax = min(kmax, train.N)
+	neighbours, err := search(NormalizeRows(test), NormalizeRows(train), kmax)
+	if err != nil {
+		return nil, err
 	}
 	top1 := make([]int, len(ks))
 	top5 := make([]int, len(ks))
 	votes := make([]float64, numClasses)
-	for q, nb := range TopK(testN, trainN, kmax) {
+	for q, nb := range neighbours {
 		for ki, k := range ks {
 			clear(votes)
 			for _, n := range nb[:min(k, len(nb))] {
@@ -54,7 +81,7 @@ func WeightedKNN(train [][]float32, trainLabels []int, test [][]float32, testLab
 	}
 	out := make([]KNNResult, len(ks))
 	for i, k := range ks {
-		out[i] = KNNResult{K: k, Top1: 100 * float64(top1[i]) / float64(len(test)), Top5: 100 * float64(top5[i]) / float64(len(test))}
+		out[i] = KNNResult{K: k, Top1: 100 * float64(top1[i]) / float64(test.N), Top5: 100 * float64(top5[i]) / float64(test.N)}
 	}
 	return out, nil
 }
@@ -70,19 +97,50 @@ func rankOf(votes []float64, label int) int {
 	return r
 }
 
-func normalizeAll(fs [][]float32) [][]float32 {
-	out := make([][]float32, len(fs))
-	for i, f := range fs {
+// NormalizeRows returns a copy of f with each row divided by its L2 norm (at least 1e-12,
+// as PyTorch's F.normalize).
+func NormalizeRows(f Features) Features {
+	out := Features{N: f.N, Dim: f.Dim, Data: make([]float32, len(f.Data))}
+	for i := range f.N {
+		row, o := f.Row(i), out.Row(i)
 		var n float64
-		for _, v := range f {
+		for _, v := range row {
 			n += float64(v) * float64(v)
 		}
 		n = math.Max(math.Sqrt(n), 1e-12)
-		o := make([]float32, len(f))
-		for j, v := range f {
+		for j, v := range row {
 			o[j] = float32(float64(v) / n)
 		}
-		out[i] = o
 	}
 	return out
+}
+
+// TopKAccuracy returns, for each k of topk, the percentage of samples whose label is among
+// the k highest of their scores (row i of scores, one column per class); among equal scores
+// the lower class ranks first.
+func TopKAccuracy(scores Features, labels []int, topk []int) ([]float64, error) {
+	if scores.N != len(labels) {
+		return nil, fmt.Errorf("accuracy: %d score rows for %d labels", scores.N, len(labels))
+	}
+	hits := make([]int, len(topk))
+	votes := make([]float64, scores.Dim)
+	for i, y := range labels {
+		if y < 0 || y >= scores.Dim {
+			return nil, fmt.Errorf("accuracy: label %d of sample %d is not one of %d classes", y, i, scores.Dim)
+		}
+		for c, v := range scores.Row(i) {
+			votes[c] = float64(v)
+		}
+		r := rankOf(votes, y)
+		for j, k := range topk {
+			if r < k {
+				hits[j]++
+			}
+		}
+	}
+	out := make([]float64, len(topk))
+	for j := range topk {
+		out[j] = 100 * float64(hits[j]) / float64(max(len(labels), 1))
+	}
+	return out, nil
 }

@@ -44,3 +44,27 @@ func TestRankOfBreaksTiesByIndex(t *testing.T) {
 		t.Errorf("rank of class 1 = %d, want 0", r)
 	}
 }
+
+func TestTopKAccuracy(t *testing.T) {
+	// Four samples, three classes. Sample 0: label first; sample 1: label second; sample 2:
+	// label last; sample 3: a tie between classes 0 and 2 with label 2, which ranks second.
+	scores := Features{N: 4, Dim: 3, Data: []float32{
+		0.9, 0.05, 0.05,
+		0.5, 0.2, 0.3,
+		0.6, 0.1, 0.3,
+		0.4, 0.2, 0.4,
+	}}
+	got, err := TopKAccuracy(scores, []int{0, 2, 1, 2}, []int{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{25, 75, 100}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("top-%d accuracy %v, want %v", i+1, got[i], want[i])
+		}
+	}
+	if _, err := TopKAccuracy(scores, []int{0, 1, 2, 3}, []int{1}); err == nil {
+		t.Error("label 3 of 3 classes: no error")
+	}
+}

@@ -36,6 +36,31 @@ type VOC07Result struct {
 	Cost []float64   // per class: the cost chosen
 	AP   []float64   // per class: the test AP
 	MAP  float64     // their mean
+	// Decisions are, per class, the chosen SVM's decision values on the test images: the
+	// one-vs-rest scores whose argmax classifies single-label data (OneVsRestAccuracy).
+	Decisions [][]float64
+}
+
+// OneVsRestAccuracy is the accuracy, in percent, of classifying each test image as the
+// class whose SVM scores it highest (the lower class among equals), as scikit-learn's
+// LinearSVC predicts.
+func OneVsRestAccuracy(decisions [][]float64, labels []int) float64 {
+	if len(decisions) == 0 || len(labels) == 0 {
+		return 0
+	}
+	right := 0
+	for i, y := range labels {
+		best := 0
+		for c := range decisions {
+			if decisions[c][i] > decisions[best][i] {
+				best = c
+			}
+		}
+		if best == y {
+			right++
+		}
+	}
+	return 100 * float64(right) / float64(len(labels))
 }
 
 // NormalizeFeatures scales each row to f / (||f|| + 1e-5), the benchmark's normalisation.
@@ -174,7 +199,8 @@ func VOC07SVM(train Matrix, trainTargets [][]int8, test Matrix, testTargets [][]
 	if n, err := checkTargets(test, testTargets, "test"); err != nil || n != nc {
 		return VOC07Result{}, fmt.Errorf("test: %d classes for train's %d (%v)", n, nc, err)
 	}
-	res := VOC07Result{CVAP: make([][]float64, nc), Cost: make([]float64, nc), AP: make([]float64, nc)}
+	res := VOC07Result{CVAP: make([][]float64, nc), Cost: make([]float64, nc), AP: make([]float64, nc),
+		Decisions: make([][]float64, nc)}
 	forClasses(nc, func(c int) {
 		pos := classLabels(trainTargets, c)
 		all := make([]int, train.Rows)
@@ -192,6 +218,10 @@ func VOC07SVM(train Matrix, trainTargets [][]int8, test Matrix, testTargets [][]
 		res.Cost[c] = o.Costs[best]
 		m := TrainSVM(train, pos, all, o.svm(o.Costs[best], o.Seed+uint64(c)<<8))
 		res.AP[c] = testAP(&m, test, testTargets, c)
+		res.Decisions[c] = make([]float64, test.Rows)
+		for i := range test.Rows {
+			res.Decisions[c][i] = m.Decision(test.Row(i))
+		}
 	})
 	for _, ap := range res.AP {
 		res.MAP += ap / float64(nc)

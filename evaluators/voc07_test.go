@@ -210,3 +210,16 @@ func TestLowShotSVM(t *testing.T) {
 		t.Errorf("16 shots: mAP %.3f, 1 shot: %.3f", res[1].Mean, res[0].Mean)
 	}
 }
+
+func TestOneVsRestAccuracy(t *testing.T) {
+	// Three images, three classes; image 1's top scores tie between classes 1 and 2, and
+	// the tie goes to class 1 (its label), image 2 is misclassified.
+	decisions := [][]float64{
+		{2.0, -1.0, 0.5},
+		{0.1, 0.3, 0.2},
+		{-1.0, 0.3, 0.4},
+	}
+	if got := OneVsRestAccuracy(decisions, []int{0, 1, 1}); math.Abs(got-200.0/3) > 1e-9 {
+		t.Errorf("accuracy %v, want 66.67", got)
+	}
+}

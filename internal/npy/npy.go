@@ -149,8 +149,17 @@ func Write[T Element](w io.Writer, shape []int, data []T) error {
 	if err := WriteHeader(w, h); err != nil {
 		return err
 	}
-	return binary.Write(w, binary.LittleEndian, data)
+	// In pieces: binary.Write copies its whole argument first (10 GB for ImageNet features).
+	for i := 0; i < len(data); i += chunk {
+		if err := binary.Write(w, binary.LittleEndian, data[i:min(i+chunk, len(data))]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// chunk is how many values Write and Read convert at a time.
+const chunk = 1 << 20
 
 // Read reads a .npy file of T elements and returns its shape and data.
 func Read[T Element](r io.Reader) ([]int, []T, error) {
@@ -162,8 +171,10 @@ func Read[T Element](r io.Reader) ([]int, []T, error) {
 		return nil, nil, fmt.Errorf("npy: the file holds %s, not %s", h.Descr, want)
 	}
 	data := make([]T, h.Len())
-	if err := binary.Read(r, binary.LittleEndian, data); err != nil {
-		return nil, nil, fmt.Errorf("npy: data: %w", err)
+	for i := 0; i < len(data); i += chunk {
+		if err := binary.Read(r, binary.LittleEndian, data[i:min(i+chunk, len(data))]); err != nil {
+			return nil, nil, fmt.Errorf("npy: data: %w", err)
+		}
 	}
 	return h.Shape, data, nil
 }
