@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
+
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 // Source gives the raw samples of a dataset: the image (or its path) and its label.
@@ -64,4 +67,30 @@ func (d *Dataset) Get(i int, rng *rand.Rand) (Sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// PipelineNormalization returns the Normalize of a dataset config's pipeline, or nil,
+// without building the dataset (whose files may be absent where a model is evaluated).
+func PipelineNormalization(env *registry.Env, dataset registry.Spec) (*Normalization, error) {
+	cfg, err := registry.Default.Decode(dataset)
+	if err != nil {
+		return nil, err
+	}
+	v := reflect.Indirect(reflect.ValueOf(cfg))
+	f := v.FieldByName("Pipeline")
+	if !f.IsValid() {
+		return nil, nil
+	}
+	specs, _ := f.Interface().([]registry.Spec)
+	for _, s := range specs {
+		if s.Type != "Normalize" {
+			continue
+		}
+		t, err := registry.Build[Transform](env, s)
+		if err != nil {
+			return nil, err
+		}
+		return t.(*Normalization), nil
+	}
+	return nil, nil
 }

@@ -49,6 +49,9 @@ type Options struct {
 	Console io.Writer
 	// Hooks are extra hooks, after those of the config.
 	Hooks []Hook
+	// Pretrained is a checkpoint whose backbone.* weights initialise the model's backbone
+	// (a self-supervised checkpoint for linear evaluation).
+	Pretrained string
 }
 
 // Runner trains a model as its config describes.
@@ -72,6 +75,7 @@ type Runner struct {
 	Metrics map[string]float64
 
 	hooks    []Hook
+	val      *validation
 	step     *gctx.Exec
 	features *gctx.Exec
 	progress *progress
@@ -205,6 +209,14 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 		return err
 	}
 	r.compile()
+	if r.val, err = r.buildValidation(cfg, ebl); err != nil {
+		return err
+	}
+	if opts.Pretrained != "" {
+		if err := r.loadPretrained(opts.Pretrained); err != nil {
+			return err
+		}
+	}
 	if cfg.LoadFrom != "" {
 		if err := r.loadWeights(cfg.LoadFrom); err != nil {
 			return err
@@ -259,11 +271,20 @@ func (r *Runner) sameNormalization(l *datasets.Loader, what string) error {
 
 // buildLoader builds a dataloader's dataset and sampler.
 func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error) {
-	ds, err := registry.Build[*datasets.Dataset](r.env, d.Dataset)
+	return newLoader(r.env, d, train, uint64(r.Seed), func(path string, err error) {
+		r.skipped.Add(1)
+		r.Log.Warn("replaced an unreadable image (skip_corrupt)", zap.String("path", path), zap.Error(err))
+	})
+}
+
+// newLoader builds a dataloader's dataset and sampler; a training loader shuffles unless
+// its sampler says otherwise.
+func newLoader(env *registry.Env, d *Dataloader, train bool, seed uint64, onSkip func(path string, err error)) (*datasets.Loader, error) {
+	ds, err := registry.Build[*datasets.Dataset](env, d.Dataset)
 	if err != nil {
 		return nil, err
 	}
-	shuffle, seed := train, uint64(r.Seed)
+	shuffle := train
 	if !d.Sampler.IsZero() {
 		sc, err := registry.Default.Decode(d.Sampler)
 		if err != nil {
@@ -279,10 +300,7 @@ func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error
 		}
 	}
 	return &datasets.Loader{Dataset: ds, BatchSize: d.BatchSize, Workers: d.NumWorkers, DropLast: d.DropLast && train,
-		Shuffle: shuffle, Seed: seed, Prefetch: 2, OnSkip: func(path string, err error) {
-			r.skipped.Add(1)
-			r.Log.Warn("replaced an unreadable image (skip_corrupt)", zap.String("path", path), zap.Error(err))
-		}}, nil
+		Shuffle: shuffle, Seed: seed, Prefetch: 2, OnSkip: onSkip}, nil
 }
 
 func (r *Runner) buildOptimizer(cfg *Config) error {
@@ -334,8 +352,8 @@ func (r *Runner) buildHooks(cfg *Config, extra []Hook) error {
 // compile prepares the train step (one graph: forward, loss, backward, optimizer and
 // memory-bank update) and the feature extractor; GoMLX compiles them at their first call.
 func (r *Runner) compile() {
-	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, lr *Node) *Node {
-		return Step(ctx, r.Model, r.Opt, models.Batch{Images: images, Indices: idx}, lr)
+	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, labels, lr *Node) *Node {
+		return Step(ctx, r.Model, r.Opt, models.Batch{Images: images, Indices: idx, Labels: labels}, lr)
 	})
 	r.features = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
 		return r.Model.Features(images)
@@ -356,6 +374,9 @@ func (r *Runner) Close() {
 	if r.step != nil {
 		r.step.Finalize()
 		r.features.Finalize()
+	}
+	if r.val != nil {
+		r.val.exec.Finalize()
 	}
 	if r.closeLog != nil {
 		r.closeLog()
@@ -402,6 +423,11 @@ func (r *Runner) Train(ctx context.Context) error {
 		})
 		if err != nil {
 			return err
+		}
+		if r.val != nil && r.val.due(r.Epoch, r.MaxEpochs) {
+			if err := r.val.run(ctx, r); err != nil {
+				return err
+			}
 		}
 	}
 	err = r.eachHook(func(h Hook) error {
@@ -471,7 +497,8 @@ func (r *Runner) eachHook(f func(h Hook) error) error {
 func (r *Runner) TrainStep(b *datasets.Batch, lr float64) (loss float64, err error) {
 	images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
 	idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
-	out, err := r.step.Exec(images, idx, lr)
+	labels := tensors.FromFlatDataAndDimensions(b.Labels, b.Len())
+	out, err := r.step.Exec(images, idx, labels, lr)
 	if err != nil {
 		return 0, fmt.Errorf("train step: %w", err)
 	}
@@ -488,34 +515,20 @@ func (r *Runner) TrainStep(b *datasets.Batch, lr float64) (loss float64, err err
 // Extract returns the evaluation features of every sample of a loader, in sample order,
 // and their labels.
 func (r *Runner) Extract(ctx context.Context, l *datasets.Loader, what string) ([][]float32, []int, error) {
-	n := l.Dataset.Len()
-	feats := make([][]float32, n)
-	labels := make([]int, n)
-	start := time.Now()
-	done := 0
-	for b, err := range l.Epoch(ctx, 0) {
-		if err != nil {
-			return nil, nil, err
-		}
-		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
-		out, err := r.features.Exec(images)
-		if err != nil {
-			return nil, nil, fmt.Errorf("extracting features: %w", err)
-		}
-		flat, err := float32s(out[0])
-		if err != nil {
-			return nil, nil, err
-		}
-		dim := len(flat) / b.Len()
+	feats := make([][]float32, l.Dataset.Len())
+	labels := make([]int, l.Dataset.Len())
+	err := extractLoop(ctx, l, r.progress, what, func(images *tensors.Tensor) ([]*tensors.Tensor, error) {
+		return r.features.Exec(images)
+	}, func(b *datasets.Batch, outs [][]float32) {
+		dim := len(outs[0]) / b.Len()
 		for i, idx := range b.Indices {
-			feats[idx] = flat[i*dim : (i+1)*dim]
+			feats[idx] = outs[0][i*dim : (i+1)*dim]
 			labels[idx] = int(b.Labels[i])
 		}
-		done += b.Len()
-		eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(n-done))
-		r.progress.update(what, done, n, eta, "")
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	r.progress.clear()
 	return feats, labels, nil
 }
 
@@ -572,28 +585,7 @@ func (r *Runner) Checkpoint() (*Checkpoint, error) {
 // restore sets the variables named in c; with weightsOnly, only the model's (not the
 // optimizer's or the random state), as load_from does.
 func (r *Runner) restore(c *Checkpoint, weightsOnly bool) error {
-	var missing []string
-	for name, v := range r.variables() {
-		if weightsOnly && !isModelVariable(name) {
-			continue
-		}
-		t, ok := c.Tensors[name]
-		if !ok {
-			missing = append(missing, name)
-			continue
-		}
-		if !t.Shape().Equal(v.Shape()) {
-			return fmt.Errorf("%s is %s in the checkpoint but %s in the model", name, t.Shape(), v.Shape())
-		}
-		if err := v.SetValue(t); err != nil {
-			return err
-		}
-	}
-	if len(missing) > 0 {
-		sort.Strings(missing)
-		return fmt.Errorf("the checkpoint lacks %d variables of the model: %s", len(missing), strings.Join(missing, ", "))
-	}
-	return nil
+	return restoreVariables(r.Ctx, c, weightsOnly)
 }
 
 func isModelVariable(name string) bool {
@@ -609,6 +601,39 @@ func (r *Runner) loadWeights(path string) error {
 		return fmt.Errorf("load_from %s: %w", path, err)
 	}
 	r.Log.Info("loaded weights", zap.String("checkpoint", path))
+	return nil
+}
+
+// loadPretrained initialises the backbone from a checkpoint's backbone.* weights.
+func (r *Runner) loadPretrained(path string) error {
+	c, err := LoadCheckpoint(path)
+	if err != nil {
+		return fmt.Errorf("pretrained: %w", err)
+	}
+	var missing []string
+	loaded := 0
+	for name, v := range r.variables() {
+		if !strings.HasPrefix(name, "backbone.") {
+			continue
+		}
+		t, ok := c.Tensors[name]
+		if !ok {
+			missing = append(missing, name)
+			continue
+		}
+		if !t.Shape().Equal(v.Shape()) {
+			return fmt.Errorf("pretrained %s: %s is %s there but %s in the model", path, name, t.Shape(), v.Shape())
+		}
+		if err := v.SetValue(t); err != nil {
+			return err
+		}
+		loaded++
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("pretrained %s lacks %d backbone variables of the model: %s", path, len(missing), joinShort(missing))
+	}
+	r.Log.Info("loaded the pretrained backbone", zap.String("checkpoint", path), zap.Int("tensors", loaded))
 	return nil
 }
 
