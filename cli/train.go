@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -52,26 +50,30 @@ func Train(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 1 {
 		config = pos[0]
 	}
-	tree, cfg, err := LoadConfig(config, sets)
-	if err != nil {
-		report(stderr, err)
-		return exitFailed
-	}
 	opts := engine.Options{WorkDir: *workDir, Resume: *resume, Console: stderr}
-	if opts.WorkDir == "" {
-		opts.WorkDir = cfg.WorkDir
-	}
-	if opts.WorkDir == "" {
-		name := strings.TrimSuffix(filepath.Base(strings.TrimPrefix(config, "goselfsup::")), ".toml")
-		opts.WorkDir = filepath.Join("work_dirs", name)
-	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "seed" {
 			opts.Seed = seed
 		}
 	})
+	return runTraining(config, sets, opts, "work_dirs", stdout, stderr)
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+// runTraining trains the model of a config; without opts.WorkDir, the run goes to the
+// config's work_dir, else to workDirs/<config name>.
+func runTraining(config string, sets []string, opts engine.Options, workDirs string, stdout, stderr io.Writer) int {
+	tree, cfg, err := LoadConfig(config, sets)
+	if err != nil {
+		report(stderr, err)
+		return exitFailed
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = cfg.WorkDir
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = filepath.Join(workDirs, configName(config))
+	}
+	ctx, stop := interruptible()
 	defer stop()
 	runner, err := engine.NewRunner(tree, cfg, opts)
 	if err != nil {

@@ -1,0 +1,13 @@
+// Command knn runs the weighted kNN benchmark on a model's features.
+//
+//	go run ./tools/knn configs/benchmarks/classification/knn_imagenet.toml work_dirs/npid/epoch_200.ckpt
+//	go run ./tools/knn configs/benchmarks/classification/knn_imagenet.toml work_dirs/npid/epoch_200.ckpt --memory-bank
+package main
+
+import (
+	"os"
+
+	"github.com/goselfsup/goselfsup/cli"
+)
+
+func main() { os.Exit(cli.KNN(os.Args[1:], os.Stdout, os.Stderr)) }

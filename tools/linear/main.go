@@ -1,0 +1,12 @@
+// Command linear trains a linear classifier on a frozen self-supervised backbone.
+//
+//	go run ./tools/linear configs/benchmarks/classification/imagenet/resnet50_linear-8xb32-steplr-100e_in1k.toml work_dirs/npid/epoch_200.ckpt
+package main
+
+import (
+	"os"
+
+	"github.com/goselfsup/goselfsup/cli"
+)
+
+func main() { os.Exit(cli.Linear(os.Args[1:], os.Stdout, os.Stderr)) }
