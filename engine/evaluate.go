@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -122,6 +123,8 @@ func NewEvaluation(cfg *Config, opts EvalOptions) (_ *Evaluation, err error) {
 	if e.Log, e.closeLog, err = newLogger(e.progress, logPath, cfg.LogLevel); err != nil {
 		return nil, err
 	}
+	e.progress.logf = func(line string) { e.Log.Info(strings.TrimSpace(line)) }
+	e.progress.lastLog = time.Now()
 	defer func() {
 		if err != nil {
 			e.Close()

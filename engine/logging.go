@@ -69,7 +69,12 @@ type progress struct {
 	out     io.Writer
 	enabled bool
 	line    string
+	// Without a terminal, logf (when set) receives the progress line every logEvery.
+	logf    func(line string)
+	lastLog time.Time
 }
+
+const logEvery = 30 * time.Second
 
 func newProgress(out io.Writer) *progress {
 	return &progress{out: out, enabled: isTerminal(out)}
@@ -91,6 +96,10 @@ func (p *progress) Write(b []byte) (int, error) {
 // update redraws the bar for done of total steps of a stage.
 func (p *progress) update(stage string, done, total int, eta time.Duration, extra string) {
 	if !p.enabled {
+		if p.logf != nil && (time.Since(p.lastLog) >= logEvery || done == total) {
+			p.lastLog = time.Now()
+			p.logf(fmt.Sprintf("%s %d/%d ETA %s %s", stage, done, total, formatDuration(eta), extra))
+		}
 		return
 	}
 	const width = 30
