@@ -88,9 +88,26 @@ func (d *decoder) component(s Spec) any {
 		return nil
 	}
 	cfg := c.New()
+	if td, ok := cfg.(TableDecoder); ok {
+		table := make(map[string]any, len(s.table))
+		for k, v := range s.table {
+			if k != "type" {
+				table[k] = v
+			}
+		}
+		d.validation(td.DecodeTable(table), s.Path)
+		return cfg
+	}
 	d.table(s.table, reflect.ValueOf(cfg).Elem(), s.Path, c.Type)
 	d.components(reflect.ValueOf(cfg))
 	return cfg
+}
+
+// TableDecoder is implemented by component configs whose keys are not known when goselfsup
+// is built (those of plugin components): they receive their table, without "type", and
+// check it themselves, reporting problems with FieldErrorf.
+type TableDecoder interface {
+	DecodeTable(table map[string]any) error
 }
 
 func (d *decoder) unknownType(s Spec) {

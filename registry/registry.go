@@ -78,6 +78,14 @@ type Validator interface {
 type Registry struct {
 	mu         sync.RWMutex
 	components map[string]map[string]Component // namespace -> type -> component
+	parent     *Registry                       // consulted for what this one lacks
+}
+
+// Extend returns a registry that holds r's components and those registered in it later,
+// without changing r: how a tool adds the components of plugin processes it discovered.
+// A component of the new registry may not shadow one of r.
+func (r *Registry) Extend() *Registry {
+	return &Registry{components: map[string]map[string]Component{}, parent: r}
 }
 
 // Default is the process-wide registry that packages fill from init().
@@ -122,22 +130,45 @@ func (r *Registry) Register(c Component) {
 	if old, dup := ns[c.Type]; dup {
 		panic(fmt.Sprintf("registry: %s registered twice (first at %s, again at %s)", c.ID(), old.registeredAt, c.registeredAt))
 	}
+	if r.parent != nil {
+		if old, dup := r.parent.Lookup(c.Namespace, c.Type); dup {
+			panic(fmt.Sprintf("registry: %s registered twice (first at %s, again at %s)", c.ID(), old.registeredAt, c.registeredAt))
+		}
+	}
 	ns[c.Type] = c
+}
+
+// TryRegister adds c, or returns an error where Register would panic: for components
+// found at run time (plugins), whose clashes are the user's to resolve.
+func (r *Registry) TryRegister(c Component) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v", p)
+		}
+	}()
+	r.Register(c)
+	return nil
 }
 
 // Lookup finds the component typ of namespace.
 func (r *Registry) Lookup(namespace, typ string) (Component, bool) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
 	c, ok := r.components[namespace][typ]
+	r.mu.RUnlock()
+	if !ok && r.parent != nil {
+		return r.parent.Lookup(namespace, typ)
+	}
 	return c, ok
 }
 
 // List returns the components of namespace, sorted by type.
 func (r *Registry) List(namespace string) []Component {
+	var out []Component
+	if r.parent != nil {
+		out = r.parent.List(namespace)
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]Component, 0, len(r.components[namespace]))
 	for _, c := range r.components[namespace] {
 		out = append(out, c)
 	}
@@ -147,10 +178,19 @@ func (r *Registry) List(namespace string) []Component {
 
 // Namespaces returns the namespaces that hold at least one component, sorted.
 func (r *Registry) Namespaces() []string {
+	seen := map[string]bool{}
+	if r.parent != nil {
+		for _, ns := range r.parent.Namespaces() {
+			seen[ns] = true
+		}
+	}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]string, 0, len(r.components))
 	for ns := range r.components {
+		seen[ns] = true
+	}
+	r.mu.RUnlock()
+	out := make([]string, 0, len(seen))
+	for ns := range seen {
 		out = append(out, ns)
 	}
 	sort.Strings(out)
