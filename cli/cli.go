@@ -22,7 +22,10 @@ import (
 	"strings"
 
 	"github.com/goselfsup/goselfsup/configs"
+	"go.uber.org/zap"
+
 	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/plugins/host"
 	"github.com/goselfsup/goselfsup/registry"
 
 	// The built-in components register themselves.
@@ -44,23 +47,36 @@ const (
 func Loader() *registry.Loader { return &registry.Loader{Shipped: configs.FS} }
 
 // LoadConfig loads a config file, applies the overrides in order and decodes and checks the
-// result, every component included. The tree is returned even when the check fails, so
-// that a tool can still show it.
+// result, every component included, those of the installed plugins too. The tree is
+// returned even when the check fails, so that a tool can still show it.
 func LoadConfig(path string, overrides []string) (*registry.Tree, *engine.Config, error) {
+	tree, cfg, _, err := loadConfig(path, overrides, nil)
+	return tree, cfg, err
+}
+
+// loadConfig is LoadConfig returning the registry it decoded with: the built-in components
+// and, when plugins are installed, theirs (plugin processes start only when a component
+// runs). log receives the plugins' log lines.
+func loadConfig(path string, overrides []string, log *zap.Logger) (*registry.Tree, *engine.Config, *registry.Registry, error) {
 	tree, err := Loader().Load(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, o := range overrides {
 		if err := tree.Set(o); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	cfg := new(engine.Config)
-	if err := tree.Decode(cfg); err != nil {
-		return tree, nil, err
+	reg := registry.Default
+	if h := host.New(host.Options{Log: log}); len(h.Binaries()) > 0 {
+		// Clashing plugin components are left out; tools/plugin list reports them.
+		reg, _ = h.Extend(registry.Default)
 	}
-	return tree, cfg, nil
+	cfg := new(engine.Config)
+	if err := reg.DecodeTree(tree, cfg); err != nil {
+		return tree, nil, reg, err
+	}
+	return tree, cfg, reg, nil
 }
 
 // stringList is a repeatable string flag.

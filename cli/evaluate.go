@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
 	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/evaluators"
 	"github.com/goselfsup/goselfsup/models"
@@ -50,6 +53,8 @@ type evalCommand struct {
 	benchPath, checkpoint string
 	bench                 *engine.Config
 	benchTree             *registry.Tree
+	reg                   *registry.Registry // the components, the plugins' included
+	log                   *zap.Logger        // the console, for the plugins' log lines
 }
 
 func newEvalCommand(name, usage string, stderr io.Writer) *evalCommand {
@@ -90,7 +95,8 @@ func (c *evalCommand) parse(args []string, stderr io.Writer) int {
 	if len(pos) == 2 {
 		c.checkpoint = pos[1]
 	}
-	if c.benchTree, c.bench, err = LoadConfig(c.benchPath, c.sets); err != nil {
+	c.log = consoleLogger(stderr)
+	if c.benchTree, c.bench, c.reg, err = loadConfig(c.benchPath, c.sets, c.log); err != nil {
 		report(stderr, err)
 		return exitFailed
 	}
@@ -148,7 +154,7 @@ func (c *evalCommand) pooling() (*models.MultiPooling, error) {
 	if c.bench.PoolCfg.IsZero() {
 		return nil, nil
 	}
-	pc, err := registry.Default.Decode(c.bench.PoolCfg)
+	pc, err := c.reg.Decode(c.bench.PoolCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +234,15 @@ func (c *evalCommand) writeMetrics(stdout io.Writer, metrics map[string]any) err
 	}
 	fmt.Fprintf(stdout, "metrics: %s\n", path)
 	return nil
+}
+
+// consoleLogger writes human log lines to w, as the engine's console log does.
+func consoleLogger(w io.Writer) *zap.Logger {
+	cc := zap.NewDevelopmentEncoderConfig()
+	cc.EncodeTime = zapcore.TimeEncoderOfLayout("01/02 15:04:05")
+	cc.EncodeCaller = nil
+	cc.CallerKey = ""
+	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(cc), zapcore.Lock(zapcore.AddSync(w)), zap.InfoLevel))
 }
 
 // interruptible returns a context cancelled by Ctrl-C.

@@ -6,10 +6,11 @@ import (
 	"slices"
 	"text/tabwriter"
 
+	"github.com/gomlx/gomlx/backends"
+
 	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
-	"github.com/goselfsup/goselfsup/registry"
 )
 
 const knnUsage = `usage: knn BENCHMARK_CONFIG [CHECKPOINT] [flags]
@@ -44,7 +45,7 @@ func runKNN(c *evalCommand, memoryBank bool, search string, stdout, stderr io.Wr
 	if !slices.Contains([]string{"auto", "cpu", "device"}, search) {
 		return fmt.Errorf("--search %q: use cpu, device or auto", search)
 	}
-	ec, err := registry.Default.Decode(c.bench.ValEvaluator)
+	ec, err := c.reg.Decode(c.bench.ValEvaluator)
 	if err != nil {
 		return err
 	}
@@ -59,11 +60,13 @@ func runKNN(c *evalCommand, memoryBank bool, search string, stdout, stderr io.Wr
 	if len(names) != 1 {
 		return fmt.Errorf("--features: kNN compares one feature, got %v", names)
 	}
-	e, err := c.open(stderr)
-	if err != nil {
-		return err
+	var e *engine.Evaluation // the model, unless the features are read from files
+	if memoryBank || *c.featuresDir == "" {
+		if e, err = c.open(stderr); err != nil {
+			return err
+		}
+		defer e.Close()
 	}
-	defer e.Close()
 	ctx, stop := interruptible()
 	defer stop()
 	var train, test evaluators.Features
@@ -106,14 +109,24 @@ func runKNN(c *evalCommand, memoryBank bool, search string, stdout, stderr io.Wr
 			classes = max(classes, y+1)
 		}
 	}
-	searcher, where := evaluators.CPUSearch, "cpu"
-	if search == "device" || search == "auto" && !backend.IsPureGo(e.Backend) {
-		searcher = func(q, db evaluators.Features, k int) ([][]evaluators.Neighbour, error) {
-			return evaluators.TopKOnDevice(e.Backend, q, db, k)
+	var bk backends.Backend
+	switch {
+	case e != nil:
+		bk = e.Backend
+	case search == "device" || *c.backend != "":
+		if bk, err = backend.New(*c.backend); err != nil {
+			return err
 		}
-		where = e.Backend.Name()
+		defer bk.Finalize()
 	}
-	e.Log.Sugar().Infof("kNN: %d training and %d test features of %d dimensions, %d classes, search on %s",
+	searcher, where := evaluators.CPUSearch, "cpu"
+	if search == "device" || search == "auto" && bk != nil && !backend.IsPureGo(bk) {
+		searcher = func(q, db evaluators.Features, k int) ([][]evaluators.Neighbour, error) {
+			return evaluators.TopKOnDevice(bk, q, db, k)
+		}
+		where = bk.Name()
+	}
+	fmt.Fprintf(stderr, "kNN: %d training and %d test features of %d dimensions, %d classes, search on %s\n",
 		train.N, test.N, train.Dim, classes, where)
 	res, err := evaluators.KNN(train, trainLabels, test, testLabels, classes, kc.NumKNN, kc.Temperature, searcher)
 	if err != nil {

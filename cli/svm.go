@@ -8,7 +8,6 @@ import (
 
 	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/evaluators"
-	"github.com/goselfsup/goselfsup/registry"
 )
 
 const svmUsage = `usage: svm BENCHMARK_CONFIG [CHECKPOINT] [flags]
@@ -40,7 +39,7 @@ func SVM(args []string, stdout, stderr io.Writer) int {
 }
 
 func runSVM(c *evalCommand, lowShot bool, stdout, stderr io.Writer) error {
-	ec, err := registry.Default.Decode(c.bench.ValEvaluator)
+	ec, err := c.reg.Decode(c.bench.ValEvaluator)
 	if err != nil {
 		return err
 	}
