@@ -147,7 +147,7 @@ func (b *Binary) Verify() error {
 }
 
 // describeTimeout bounds `describe`, which must only print the manifest.
-const describeTimeout = 20 * time.Second
+const describeTimeout = 10 * time.Second
 
 // describe returns the binary's manifest from the cache, or runs `describe` and caches
 // it. The cache key is the file's path, size and modification time.
