@@ -2,10 +2,7 @@ module github.com/goselfsup/goselfsup/examples/plugins/logreg
 
 go 1.26.8
 
-require (
-	github.com/goselfsup/goselfsup v0.0.0
-	go.uber.org/zap v1.28.0
-)
+require github.com/goselfsup/goselfsup v0.0.0
 
 require (
 	github.com/BurntSushi/toml v1.6.0 // indirect
@@ -18,6 +15,7 @@ require (
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/oklog/run v1.1.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
+	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect

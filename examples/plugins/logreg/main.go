@@ -1,6 +1,7 @@
 // Command goselfsup-plugin-logreg is an example goselfsup plugin: an evaluator that fits a
 // multinomial logistic-regression probe on features extracted by goselfsup (tools/extract's
-// .npy files) and reports its accuracy on the test split. It imports only goselfsup's SDK.
+// .npy files) and reports its accuracy on the test split. It imports goselfsup's SDK and the
+// standard library only.
 //
 //	go build -o ~/.config/goselfsup/plugins/goselfsup-plugin-logreg .
 //
@@ -17,8 +18,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-
-	"go.uber.org/zap"
 
 	"github.com/goselfsup/goselfsup/plugins/sdk"
 )
@@ -73,8 +72,8 @@ func probe(ctx context.Context, r *sdk.Run) error {
 	for _, l := range append(append([]int{}, train.Labels...), test.Labels...) {
 		classes = max(classes, l+1)
 	}
-	r.Log.Info("fitting", zap.String("feature", c.Feature), zap.Int("train", train.N), zap.Int("test", test.N),
-		zap.Int("dims", train.Dim), zap.Int("classes", classes))
+	log := r.Log.Sugar()
+	log.Infow("fitting", "feature", c.Feature, "train", train.N, "test", test.N, "dims", train.Dim, "classes", classes)
 	mean, std := standardisation(train)
 	m := &model{dim: train.Dim, classes: classes, w: make([]float64, classes*train.Dim), b: make([]float64, classes)}
 	rng := rand.New(rand.NewPCG(c.Seed, 1))
@@ -121,7 +120,7 @@ func probe(ctx context.Context, r *sdk.Run) error {
 			return err
 		}
 		if (epoch+1)%10 == 0 || epoch+1 == c.Epochs {
-			r.Log.Info("epoch", zap.Int("epoch", epoch+1), zap.Float64("loss", loss/float64(train.N)))
+			log.Infow("epoch", "epoch", epoch+1, "loss", loss/float64(train.N))
 		}
 	}
 	right := 0
@@ -139,7 +138,7 @@ func probe(ctx context.Context, r *sdk.Run) error {
 		}
 	}
 	acc := 100 * float64(right) / float64(test.N)
-	r.Log.Info("done", zap.Float64("accuracy", acc))
+	log.Infow("done", "accuracy", acc)
 	return r.Metric("logreg_top1", acc)
 }
 
