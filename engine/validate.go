@@ -20,8 +20,8 @@ type Classifier interface {
 }
 
 // validation is mmengine's ValLoop with an Accuracy (or a MultiHeadEvaluator of Accuracy)
-// val_evaluator: after epochs val_begin, val_begin + val_interval, ... and the last one, the
-// top-k accuracy of each head on val_dataloader.
+// val_evaluator: after each epoch from val_begin on that is a multiple of val_interval, and
+// after the last, the top-k accuracy of each head on val_dataloader.
 type validation struct {
 	loader          *datasets.Loader
 	topk            []int
@@ -77,9 +77,10 @@ func (r *Runner) buildValidation(cfg *Config, loop *EpochBasedTrainLoopConfig) (
 	return v, nil
 }
 
-// due reports whether validation runs after epoch (1-based) of maxEpochs.
+// due reports whether validation runs after epoch (1-based) of maxEpochs, as mmengine's
+// EpochBasedTrainLoop decides.
 func (v *validation) due(epoch, maxEpochs int) bool {
-	return epoch >= v.begin && ((epoch-v.begin)%v.interval == 0 || epoch == maxEpochs)
+	return epoch >= v.begin && (epoch%v.interval == 0 || epoch == maxEpochs)
 }
 
 // run classifies the validation set and records the accuracies in r.Metrics: accuracy/topK
