@@ -82,7 +82,11 @@ func runSVM(c *evalCommand, lowShot bool, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%s: mAP %.2f", name, 100*res.MAP)
 		metrics[name+"_svm_map"] = 100 * res.MAP
-		metrics[name+"_svm_ap"] = res.AP
+		aps := make([]float64, len(res.AP))
+		for i, ap := range res.AP {
+			aps[i] = 100 * ap
+		}
+		metrics[name+"_svm_ap"] = aps
 		metrics[name+"_svm_cost"] = res.Cost
 		if single {
 			acc := evaluators.OneVsRestAccuracy(res.Decisions, sets["val"].Labels)
