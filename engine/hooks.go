@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -218,7 +219,16 @@ func (h *knnHook) run(r *Runner, prefix string) error {
 		return err
 	}
 	classes := len(trainLoader.Dataset.Source.Classes())
-	res, err := evaluators.WeightedKNN(trainF, trainY, testF, testY, classes, h.cfg.NumKNN, h.cfg.Temperature)
+	// The search runs on the device under XLA; the CPU's blocked search beats the pure-Go
+	// backend's.
+	search := evaluators.CPUSearch
+	if !backend.IsPureGo(r.Backend) {
+		search = func(q, db evaluators.Features, k int) ([][]evaluators.Neighbour, error) {
+			return evaluators.TopKOnDevice(r.Backend, q, db, k)
+		}
+	}
+	res, err := evaluators.KNN(evaluators.FromRows(trainF), trainY, evaluators.FromRows(testF), testY, classes,
+		h.cfg.NumKNN, h.cfg.Temperature, search)
 	if err != nil {
 		return err
 	}
