@@ -2,6 +2,7 @@ package engine
 
 import (
 	"archive/zip"
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,11 +49,42 @@ type Checkpoint struct {
 
 // SaveCheckpoint writes c to path atomically: a temporary file in the same folder, synced,
 // then renamed over path, so that a crash leaves either the old file or the new one.
-func SaveCheckpoint(path string, c *Checkpoint) (err error) {
+func SaveCheckpoint(path string, c *Checkpoint) error {
 	c.Meta.Format, c.Meta.Version = CheckpointFormat, 1
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	meta, err := json.MarshalIndent(c.Meta, "", "  ")
+	if err != nil {
+		return err
+	}
+	err = writeFileAtomic(path, func(f io.Writer) error {
+		zw := zip.NewWriter(f)
+		if err := writeEntry(zw, "meta.json", func(w io.Writer) error { _, err := w.Write(meta); return err }); err != nil {
+			return err
+		}
+		names := make([]string, 0, len(c.Tensors))
+		for n := range c.Tensors {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			t := c.Tensors[n]
+			if err := writeEntry(zw, "tensors/"+n+".npy", func(w io.Writer) error { return WriteNPY(w, t) }); err != nil {
+				return fmt.Errorf("saving %s: %w", n, err)
+			}
+		}
+		return zw.Close()
+	})
 	if err != nil {
 		return fmt.Errorf("saving checkpoint: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes a file through a hidden temporary one in the same folder, synced
+// and renamed into place when complete, so that a crash never leaves a partial file.
+func writeFileAtomic(path string, write func(w io.Writer) error) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -60,26 +92,11 @@ func SaveCheckpoint(path string, c *Checkpoint) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	zw := zip.NewWriter(tmp)
-	meta, err := json.MarshalIndent(c.Meta, "", "  ")
-	if err != nil {
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err := write(bw); err != nil {
 		return err
 	}
-	if err := writeEntry(zw, "meta.json", func(w io.Writer) error { _, err := w.Write(meta); return err }); err != nil {
-		return err
-	}
-	names := make([]string, 0, len(c.Tensors))
-	for n := range c.Tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		t := c.Tensors[n]
-		if err := writeEntry(zw, "tensors/"+n+".npy", func(w io.Writer) error { return WriteNPY(w, t) }); err != nil {
-			return fmt.Errorf("saving %s: %w", n, err)
-		}
-	}
-	if err := zw.Close(); err != nil {
+	if err := bw.Flush(); err != nil {
 		return err
 	}
 	if err := tmp.Chmod(0o644); err != nil {

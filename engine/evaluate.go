@@ -523,25 +523,3 @@ func ReadFeatureSet(dir, split string, names []string) (*FeatureSet, error) {
 	}
 	return s, nil
 }
-
-// writeFileAtomic writes a file through a temporary one, renamed into place when complete.
-func writeFileAtomic(path string, write func(w io.Writer) error) error {
-	tmp := path + ".partial"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
-}
