@@ -1,13 +1,9 @@
 package cli
 
 import (
-	"flag"
-	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
-
-	"github.com/goselfsup/goselfsup/engine"
 )
 
 const linearUsage = `usage: linear CONFIG CHECKPOINT [flags]
@@ -28,29 +24,20 @@ flags:
 
 // Linear is the entry point of tools/linear.
 func Linear(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("linear", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sets stringList
-	fs.Var(&sets, "set", "override a key of CONFIG: `key.path=value` in TOML syntax; repeatable")
-	workDir := fs.String("work-dir", "", "the output `folder` (default: work_dirs/linear/<config>/<checkpoint>)")
-	backend := fs.String("backend", "", "the GoMLX backend (default: the config's): go, xla:cuda, xla:<PJRT plugin>")
-	seed := fs.Int64("seed", 0, "the random seed (overrides randomness.seed)")
-	resume := fs.String("resume", "", "resume from a checkpoint: `PATH`, or \"auto\" for the newest in the work_dir (--resume alone)")
-	randomInit := fs.Bool("random-init", false, "train on a randomly initialised backbone (no CHECKPOINT): the baseline")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, linearUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseArgs(fs, optionalValue(args, "resume", "auto"))
+	f := newTrainFlags("linear", linearUsage, "override a key of CONFIG",
+		"the output `folder` (default: work_dirs/linear/<config>/<checkpoint>)", stderr)
+	backend := f.fs.String("backend", "", "the GoMLX backend (default: the config's): go, xla:cuda, xla:<PJRT plugin>")
+	randomInit := f.fs.Bool("random-init", false, "train on a randomly initialised backbone (no CHECKPOINT): the baseline")
+	pos, err := f.parse(args)
 	if err != nil {
 		return exitUsage
 	}
 	if len(pos) != 2 && !(len(pos) == 1 && *randomInit) || len(pos) == 2 && *randomInit {
-		fs.Usage()
+		f.fs.Usage()
 		return exitUsage
 	}
 	config := pos[0]
-	opts := engine.Options{WorkDir: *workDir, Resume: *resume, Console: stderr}
+	opts := f.options(stderr)
 	ck := "random-init"
 	if len(pos) == 2 {
 		opts.Pretrained = pos[1]
@@ -59,11 +46,7 @@ func Linear(args []string, stdout, stderr io.Writer) int {
 	if opts.WorkDir == "" {
 		opts.WorkDir = filepath.Join("work_dirs", "linear", configName(config), ck)
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "seed" {
-			opts.Seed = seed
-		}
-	})
+	sets := f.sets
 	if *backend != "" {
 		sets = append(sets, "backend="+*backend)
 	}

@@ -25,38 +25,63 @@ The work_dir receives the merged config (config.toml), the log (log.jsonl), chec
 flags:
 `
 
+// trainFlags are the flags of the tools that run training (train, linear).
+type trainFlags struct {
+	fs      *flag.FlagSet
+	sets    stringList
+	workDir *string
+	seed    *int64
+	resume  *string
+}
+
+func newTrainFlags(name, usage, setDoc, workDirDoc string, stderr io.Writer) *trainFlags {
+	f := &trainFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.fs.SetOutput(stderr)
+	f.fs.Var(&f.sets, "set", setDoc+": `key.path=value` in TOML syntax; repeatable")
+	f.workDir = f.fs.String("work-dir", "", workDirDoc)
+	f.seed = f.fs.Int64("seed", 0, "the random seed (overrides randomness.seed)")
+	f.resume = f.fs.String("resume", "", "resume from a checkpoint: `PATH`, or \"auto\" for the newest in the work_dir (--resume alone)")
+	f.fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		f.fs.PrintDefaults()
+	}
+	return f
+}
+
+// parse parses the command line (--resume may come without a value) and returns the
+// positional arguments.
+func (f *trainFlags) parse(args []string) ([]string, error) {
+	return parseArgs(f.fs, optionalValue(args, "resume", "auto"))
+}
+
+// options are the run's options that the flags set.
+func (f *trainFlags) options(console io.Writer) engine.Options {
+	opts := engine.Options{WorkDir: *f.workDir, Resume: *f.resume, Console: console}
+	f.fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "seed" {
+			opts.Seed = f.seed
+		}
+	})
+	return opts
+}
+
 // Train is the entry point of tools/train.
 func Train(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sets stringList
-	fs.Var(&sets, "set", "override a key: `key.path=value` in TOML syntax; repeatable")
-	workDir := fs.String("work-dir", "", "the run's folder (default: work_dir of the config, else work_dirs/<config name>)")
-	seed := fs.Int64("seed", 0, "the random seed (overrides randomness.seed)")
-	resume := fs.String("resume", "", "resume from a checkpoint: `PATH`, or \"auto\" for the newest in the work_dir (--resume alone)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, trainUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseArgs(fs, optionalValue(args, "resume", "auto"))
+	f := newTrainFlags("train", trainUsage, "override a key",
+		"the run's folder (default: work_dir of the config, else work_dirs/<config name>)", stderr)
+	pos, err := f.parse(args)
 	if err != nil {
 		return exitUsage
 	}
 	if len(pos) > 1 {
-		fs.Usage()
+		f.fs.Usage()
 		return exitUsage
 	}
 	config := DemoConfig
 	if len(pos) == 1 {
 		config = pos[0]
 	}
-	opts := engine.Options{WorkDir: *workDir, Resume: *resume, Console: stderr}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "seed" {
-			opts.Seed = seed
-		}
-	})
-	return runTraining(config, sets, opts, "work_dirs", stdout, stderr)
+	return runTraining(config, f.sets, f.options(stderr), "work_dirs", stdout, stderr)
 }
 
 // runTraining trains the model of a config; without opts.WorkDir, the run goes to the
