@@ -42,8 +42,9 @@ type FeatureModel interface {
 	// BackboneOutputs returns the backbone's outputs (a ResNet's stem and four stages) for
 	// uint8 images, in eval mode.
 	BackboneOutputs(images *Node) []*Node
-	// Embedding returns the L2-normalised embedding of the neck, in eval mode.
-	Embedding(images *Node) *Node
+	// Embedding returns the L2-normalised embedding of the neck, in eval mode, from the
+	// outputs of BackboneOutputs.
+	Embedding(outs []*Node) *Node
 }
 
 // EvalOptions configure an Evaluation.
@@ -224,14 +225,12 @@ func (e *Evaluation) Extract(ctx context.Context, l *datasets.Loader, names []st
 	if !ok {
 		return nil, fmt.Errorf("%T has no backbone outputs and embedding to extract", e.Model)
 	}
-	fns := make([]func(images *Node) *Node, len(names))
+	// Each feature is computed from the backbone outputs, which the program computes once.
+	fns := make([]func(outs []*Node) *Node, len(names))
 	for i, name := range names {
 		switch {
 		case name == FeatBackbone:
-			fns[i] = func(images *Node) *Node {
-				outs := fm.BackboneOutputs(images)
-				return nn.GlobalAvgPool(outs[len(outs)-1])
-			}
+			fns[i] = func(outs []*Node) *Node { return nn.GlobalAvgPool(outs[len(outs)-1]) }
 		case name == FeatNeck:
 			fns[i] = fm.Embedding
 		default:
@@ -242,12 +241,10 @@ func (e *Evaluation) Extract(ctx context.Context, l *datasets.Loader, names []st
 			if pool == nil {
 				return nil, fmt.Errorf("feature %s needs a MultiPooling pool_cfg", name)
 			}
-			k := slices.Index(pool.InIndices, n-1)
-			if k < 0 {
+			if slices.Index(pool.InIndices, n-1) < 0 {
 				return nil, fmt.Errorf("feature %s is backbone output %d, not among pool_cfg.in_indices %v", name, n-1, pool.InIndices)
 			}
-			fns[i] = func(images *Node) *Node {
-				outs := fm.BackboneOutputs(images)
+			fns[i] = func(outs []*Node) *Node {
 				if n-1 >= len(outs) {
 					panic(fmt.Sprintf("feature %s: the backbone has %d outputs", name, len(outs)))
 				}
@@ -297,8 +294,9 @@ func (e *Evaluation) Extract(ctx context.Context, l *datasets.Loader, names []st
 	return set, nil
 }
 
-// exec compiles (once per set of names) a program returning the named features.
-func (e *Evaluation) exec(names []string, fns []func(images *Node) *Node) (x *gctx.Exec, err error) {
+// exec compiles (once per set of names) a program returning the named features of a
+// batch, each computed by fns from the model's backbone outputs.
+func (e *Evaluation) exec(names []string, fns []func(outs []*Node) *Node) (x *gctx.Exec, err error) {
 	key := fmt.Sprint(names)
 	if x := e.execs[key]; x != nil {
 		return x, nil
@@ -308,12 +306,14 @@ func (e *Evaluation) exec(names []string, fns []func(images *Node) *Node) (x *gc
 			err = fmt.Errorf("building the feature extractor: %v", p)
 		}
 	}()
+	fm := e.Model.(FeatureModel)
 	x = gctx.MustNewExec(e.Backend, e.Ctx, func(ctx *gctx.Context, images *Node) []*Node {
-		outs := make([]*Node, len(fns))
+		backbone := fm.BackboneOutputs(images)
+		feats := make([]*Node, len(fns))
 		for i, f := range fns {
-			outs[i] = f(images)
+			feats[i] = f(backbone)
 		}
-		return outs
+		return feats
 	})
 	e.execs[key] = x
 	return x, nil

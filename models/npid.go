@@ -100,14 +100,13 @@ func (n *NPID) Scope() *nn.Scope { return n.scope }
 
 // Embed returns the L2-normalised embeddings of a batch of uint8 images.
 func (n *NPID) Embed(images *Node, train bool) *Node {
-	feats := n.Backbone.Forward(n.Preprocessor.Apply(images), train)
-	var x *Node
-	if n.Neck != nil {
-		x = n.Neck.Forward(feats)
-	} else {
-		x = nn.GlobalAvgPool(feats[len(feats)-1])
-	}
-	return nn.Normalize(x)
+	return nn.Normalize(n.head(n.Backbone.Forward(n.Preprocessor.Apply(images), train)))
+}
+
+// allOutputs is a backbone that gives every output whatever its out_indices (ResNet).
+type allOutputs interface {
+	AllOutputs(x *Node, train bool) []*Node
+	Pick(all []*Node) []*Node
 }
 
 // BackboneOutputs returns every output of the backbone in eval mode (the stem's and each
@@ -115,17 +114,29 @@ func (n *NPID) Embed(images *Node, train bool) *Node {
 // extraction.
 func (n *NPID) BackboneOutputs(images *Node) []*Node {
 	x := n.Preprocessor.Apply(images)
-	if r, ok := n.Backbone.(interface {
-		AllOutputs(x *Node, train bool) []*Node
-	}); ok {
+	if r, ok := n.Backbone.(allOutputs); ok {
 		return r.AllOutputs(x, false)
 	}
 	return n.Backbone.Forward(x, false)
 }
 
-// Embedding returns the L2-normalised embedding of the neck in eval mode: what the memory
-// bank holds for each training image.
-func (n *NPID) Embedding(images *Node) *Node { return n.Embed(images, false) }
+// Embedding returns the L2-normalised embedding of the neck, in eval mode, from the
+// outputs that BackboneOutputs returned: what the memory bank holds for each image.
+func (n *NPID) Embedding(outs []*Node) *Node {
+	if r, ok := n.Backbone.(allOutputs); ok {
+		outs = r.Pick(outs)
+	}
+	return nn.Normalize(n.head(outs))
+}
+
+// head maps the backbone's out_indices outputs to the embedding before normalisation: the
+// neck, or global average pooling of the last output without one.
+func (n *NPID) head(feats []*Node) *Node {
+	if n.Neck != nil {
+		return n.Neck.Forward(feats)
+	}
+	return nn.GlobalAvgPool(feats[len(feats)-1])
+}
 
 // Features returns the features for evaluation: the backbone's last output, globally
 // pooled (mmselfsup's kNN features).

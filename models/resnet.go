@@ -127,8 +127,10 @@ func (r *ResNet) OutChannels() []int { return r.outCh }
 
 // Forward returns the outputs of out_indices. Frozen stages and, with norm_eval, every
 // batch norm run in eval mode.
-func (r *ResNet) Forward(x *Node, train bool) []*Node {
-	all := r.AllOutputs(x, train)
+func (r *ResNet) Forward(x *Node, train bool) []*Node { return r.Pick(r.AllOutputs(x, train)) }
+
+// Pick returns the outputs of out_indices among all the outputs that AllOutputs returns.
+func (r *ResNet) Pick(all []*Node) []*Node {
 	res := make([]*Node, len(r.outIndices))
 	for k, i := range r.outIndices {
 		res[k] = all[i]
