@@ -19,6 +19,7 @@ type LinearClsHead struct {
 	criterion Loss
 }
 
+// buildLoss builds a head's loss under the scope "loss".
 func buildLoss(env *registry.Env, s *nn.Scope, spec registry.Spec) (Loss, error) {
 	e := *env
 	registry.Provide(&e, s.In("loss"))

@@ -27,9 +27,7 @@ func (c *ContrastiveHeadConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := *env
-	registry.Provide(&e, s.In("loss"))
-	loss, err := registry.Build[Loss](&e, c.Loss)
+	loss, err := buildLoss(env, s, c.Loss)
 	if err != nil {
 		return nil, err
 	}
