@@ -173,7 +173,7 @@ func linearConfig(t *testing.T, head map[string]any, outIndices []int, sets ...s
 	} else {
 		evaluator = map[string]any{"type": "MultiHeadEvaluator", "metrics": evaluator}
 	}
-	tree, err := registry.NewTree(map[string]any{
+	return testConfig(t, map[string]any{
 		"backend":    "go",
 		"randomness": map[string]any{"seed": 3},
 		"model":      model,
@@ -189,20 +189,7 @@ func linearConfig(t *testing.T, head map[string]any, outIndices []int, sets ...s
 		"param_scheduler": []any{},
 		"train_cfg":       map[string]any{"type": "EpochBasedTrainLoop", "max_epochs": 4, "val_interval": 2},
 		"default_hooks":   map[string]any{"checkpoint": map[string]any{"type": "CheckpointHook", "interval": 4}},
-	}, "linear")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range sets {
-		if err := tree.Set(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := new(engine.Config)
-	if err := tree.Decode(cfg); err != nil {
-		t.Fatal(err)
-	}
-	return tree, cfg
+	}, "linear", sets...)
 }
 
 func TestLinearEvaluationKeepsTheBackboneFrozen(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 // tinyConfig is NPID small enough to train in seconds on the pure-Go backend.
 func tinyConfig(t *testing.T, sets ...string) (*registry.Tree, *engine.Config) {
 	t.Helper()
-	tree, err := registry.NewTree(map[string]any{
+	return testConfig(t, map[string]any{
 		"backend":    "go",
 		"randomness": map[string]any{"seed": 3},
 		"model": map[string]any{
@@ -49,7 +49,13 @@ func tinyConfig(t *testing.T, sets ...string) (*registry.Tree, *engine.Config) {
 			"checkpoint": map[string]any{"type": "CheckpointHook", "interval": 1, "max_keep_ckpts": 2},
 		},
 		"custom_hooks": []any{map[string]any{"type": "KNNHook", "num_knn": []int{1, 5}}},
-	}, "tiny")
+	}, "tiny", sets...)
+}
+
+// testConfig makes a config tree of table, applies the overrides and decodes it.
+func testConfig(t *testing.T, table map[string]any, name string, sets ...string) (*registry.Tree, *engine.Config) {
+	t.Helper()
+	tree, err := registry.NewTree(table, name)
 	if err != nil {
 		t.Fatal(err)
 	}
