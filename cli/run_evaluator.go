@@ -3,9 +3,9 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"slices"
-	"sort"
 
 	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/evaluators"
@@ -113,11 +113,7 @@ func runPlugin(c *evalCommand, comp *host.PluginComponent, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	names := make([]string, 0, len(res.Metrics))
-	for k := range res.Metrics {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(res.Metrics))
 	metrics := map[string]any{"checkpoint": c.checkpoint, "evaluator": comp.Spec.Type, "plugin": comp.Binary.Name}
 	for _, k := range names {
 		fmt.Fprintf(stdout, "%-32s %8.2f\n", k, res.Metrics[k])

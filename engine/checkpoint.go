@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -60,12 +61,7 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 		if err := writeEntry(zw, "meta.json", func(w io.Writer) error { _, err := w.Write(meta); return err }); err != nil {
 			return err
 		}
-		names := make([]string, 0, len(c.Tensors))
-		for n := range c.Tensors {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range slices.Sorted(maps.Keys(c.Tensors)) {
 			t := c.Tensors[n]
 			if err := writeEntry(zw, "tensors/"+n+".npy", func(w io.Writer) error { return WriteNPY(w, t) }); err != nil {
 				return fmt.Errorf("saving %s: %w", n, err)

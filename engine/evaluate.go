@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -436,12 +437,7 @@ func (s *FeatureSet) WriteNPY(dir, split string) ([]string, error) {
 		paths = append(paths, path)
 		return nil
 	}
-	names := make([]string, 0, len(s.Features))
-	for n := range s.Features {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(s.Features)) {
 		f := s.Features[n]
 		if err := write(n, func(w io.Writer) error { return npy.Write(w, []int{f.N, f.Dim}, f.Data) }); err != nil {
 			return nil, err

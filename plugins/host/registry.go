@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -59,12 +61,7 @@ func (c *PluginComponent) DecodeTable(t map[string]any) error {
 		names = append(names, k.Name)
 	}
 	sort.Strings(names)
-	keys := make([]string, 0, len(t))
-	for k := range t {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(t)) {
 		spec, ok := known[k]
 		if !ok {
 			errs = append(errs, registry.FieldErrorf(k, "unknown key for %s (plugin %s); its keys: %s", c.Spec.Type, c.Binary.Name, strings.Join(names, ", ")))
