@@ -197,7 +197,8 @@ func describe(b *Binary, cacheDir string) (*pb.Manifest, error) {
 	return m, nil
 }
 
-// ManifestJSON formats a manifest for people.
+// ManifestJSON formats a manifest for people: protojson's output, re-indented with
+// encoding/json, since protojson varies its spacing on purpose.
 func ManifestJSON(m *pb.Manifest) string {
 	data, err := protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Marshal(m)
 	if err != nil {
