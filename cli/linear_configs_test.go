@@ -39,8 +39,7 @@ func TestShippedLinearConfigsBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx := context.New()
-		env := &registry.Env{Registry: registry.Default}
-		registry.Provide(env, nn.NewScope(ctx, 1))
+		env := registry.With(&registry.Env{Registry: registry.Default}, nn.NewScope(ctx, 1))
 		model, err := registry.Build[engine.Algorithm](env, cfg.Model)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.config, err)

@@ -149,8 +149,7 @@ func NewEvaluation(cfg *Config, opts EvalOptions) (_ *Evaluation, err error) {
 	if cfg.EnvCfg.DType == "float64" {
 		scope = scope.WithDType(dtypes.Float64)
 	}
-	e.env = &registry.Env{Registry: registry.Default}
-	registry.Provide(e.env, scope)
+	e.env = registry.With(&registry.Env{Registry: registry.Default}, scope)
 	model := cfg.Model
 	if cfg.TrainDataloader != nil {
 		// A 0.x-style Normalize in the training pipeline became the model's normalisation.

@@ -174,8 +174,7 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if cfg.EnvCfg.DType == "float64" {
 		r.Scope = r.Scope.WithDType(dtypes.Float64)
 	}
-	r.env = &registry.Env{Registry: registry.Default}
-	registry.Provide(r.env, r.Scope)
+	r.env = registry.With(&registry.Env{Registry: registry.Default}, r.Scope)
 	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
 		return err
 	}

@@ -21,9 +21,7 @@ type LinearClsHead struct {
 
 // buildLoss builds a head's loss under the scope "loss".
 func buildLoss(env *registry.Env, s *nn.Scope, spec registry.Spec) (Loss, error) {
-	e := *env
-	registry.Provide(&e, s.In("loss"))
-	return registry.Build[Loss](&e, spec)
+	return registry.Build[Loss](registry.With(env, s.In("loss")), spec)
 }
 
 func (c *LinearClsHeadConfig) Build(env *registry.Env) (any, error) {
@@ -84,7 +82,7 @@ func (c *MultiClsHeadConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	channels, err := registry.Need[models.BackboneChannels](env)
+	channels, err := registry.Need[nn.BackboneChannels](env)
 	if err != nil {
 		return nil, err
 	}

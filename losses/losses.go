@@ -6,7 +6,6 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
-	"github.com/goselfsup/goselfsup/models"
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -81,7 +80,7 @@ func (c *NCELossConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := registry.Need[models.DataSize](env)
+	n, err := registry.Need[nn.DataSize](env)
 	if err != nil {
 		return nil, fmt.Errorf("NCELoss needs the number of training images, which NPID provides: %w", err)
 	}

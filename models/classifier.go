@@ -42,11 +42,7 @@ func (c *ImageClassifierConfig) Build(env *registry.Env) (any, error) {
 	}
 	m := &ImageClassifier{Preprocessor: NewPreprocessor(c.DataPreprocessor)}
 	m.Preprocessor.DType = s.DType()
-	sub := func(name string) *registry.Env {
-		e := *env
-		registry.Provide(&e, s.In(name))
-		return &e
-	}
+	sub := func(name string) *registry.Env { return registry.With(env, s.In(name)) }
 	if m.Backbone, err = registry.Build[Backbone](sub("backbone"), c.Backbone); err != nil {
 		return nil, err
 	}
@@ -55,17 +51,12 @@ func (c *ImageClassifierConfig) Build(env *registry.Env) (any, error) {
 			return nil, err
 		}
 	}
-	headEnv := sub("head")
-	registry.Provide(headEnv, BackboneChannels(m.Backbone.OutChannels()))
+	headEnv := registry.With(sub("head"), nn.BackboneChannels(m.Backbone.OutChannels()))
 	if m.Head, err = registry.Build[ClsHead](headEnv, c.Head); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
-
-// BackboneChannels are the channels of the backbone outputs that a head receives; the
-// ImageClassifier provides them to the head it builds.
-type BackboneChannels []int
 
 func (m *ImageClassifier) forward(images *Node, train bool) []*Node {
 	outs := m.Backbone.Forward(m.Preprocessor.Apply(images), train)

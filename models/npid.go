@@ -64,11 +64,7 @@ func (c *NPIDConfig) Build(env *registry.Env) (any, error) {
 	n := &NPID{NegNum: c.NegNum, EnsureNeg: c.EnsureNeg, Shared: c.NegMode == "shared", scope: s,
 		Preprocessor: NewPreprocessor(c.DataPreprocessor)}
 	n.Preprocessor.DType = s.DType()
-	sub := func(name string) *registry.Env {
-		e := *env
-		registry.Provide(&e, s.In(name))
-		return &e
-	}
+	sub := func(name string) *registry.Env { return registry.With(env, s.In(name)) }
 	if n.Backbone, err = registry.Build[Backbone](sub("backbone"), c.Backbone); err != nil {
 		return nil, err
 	}
@@ -83,17 +79,12 @@ func (c *NPIDConfig) Build(env *registry.Env) (any, error) {
 	if c.EnsureNeg && n.Memory.Size() < 2 {
 		return nil, fmt.Errorf("ensure_neg needs a memory bank of at least 2 rows")
 	}
-	headEnv := sub("head")
-	registry.Provide(headEnv, DataSize(n.Memory.Size()))
+	headEnv := registry.With(sub("head"), nn.DataSize(n.Memory.Size()))
 	if n.Head, err = registry.Build[ContrastiveHead](headEnv, c.Head); err != nil {
 		return nil, err
 	}
 	return n, nil
 }
-
-// DataSize is the number of training images, which the NCE loss needs for its noise
-// distribution. NPID provides it to the head it builds.
-type DataSize int
 
 // Scope is the scope that holds the model's variables.
 func (n *NPID) Scope() *nn.Scope { return n.scope }

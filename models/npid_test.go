@@ -88,8 +88,7 @@ func crossEntropyLoss(feats, bank [][]float32, idx []int32, negs [][]int32, temp
 func buildNPID(t *testing.T, feats [][]float32, loss map[string]any, negNum int) (*models.NPID, *context.Context) {
 	t.Helper()
 	ctx := context.New()
-	env := &registry.Env{}
-	registry.Provide(env, nn.NewScope(ctx, 7))
+	env := registry.With(nil, nn.NewScope(ctx, 7))
 	spec := registry.NewSpec("algorithms", "NPID", map[string]any{
 		"neg_num":     negNum,
 		"backbone":    map[string]any{"type": "ResNet", "depth": 18}, // replaced below
@@ -239,8 +238,7 @@ func TestNCELossAndZ(t *testing.T) {
 func TestEnsureNegNeverDrawsTheSample(t *testing.T) {
 	b := pureGo(t)
 	ctx := context.New()
-	env := &registry.Env{}
-	registry.Provide(env, nn.NewScope(ctx, 7))
+	env := registry.With(nil, nn.NewScope(ctx, 7))
 	spec := registry.NewSpec("algorithms", "NPID", map[string]any{
 		"neg_num": 50, "ensure_neg": true,
 		"backbone":    map[string]any{"type": "ResNet", "depth": 18, "base_channels": 1, "stem_channels": 1},

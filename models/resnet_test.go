@@ -16,8 +16,7 @@ import (
 func buildBackbone(t *testing.T, typ string, table map[string]any) (models.Backbone, *context.Context) {
 	t.Helper()
 	ctx := context.New()
-	env := &registry.Env{}
-	registry.Provide(env, nn.NewScope(ctx, 1))
+	env := registry.With(nil, nn.NewScope(ctx, 1))
 	bb, err := registry.Build[models.Backbone](env, registry.NewSpec("backbones", typ, table))
 	if err != nil {
 		t.Fatal(err)
@@ -49,8 +48,7 @@ func TestResNetParameterCounts(t *testing.T) {
 		}
 	}
 	ctx := context.New()
-	env := &registry.Env{}
-	registry.Provide(env, nn.NewScope(ctx, 1))
+	env := registry.With(nil, nn.NewScope(ctx, 1))
 	if _, err := registry.Build[models.Neck](env, registry.NewSpec("necks", "LinearNeck",
 		map[string]any{"in_channels": 2048, "out_channels": 128})); err != nil {
 		t.Fatal(err)

@@ -2,15 +2,13 @@
 // configs: TOML files with mmengine-style _base_ inheritance, _delete_, --set overrides and
 // a record of which file set every key.
 //
-// A component is a config struct whose zero-argument constructor fills in its defaults.
-// Packages register their components from init():
+// A component is a config struct whose zero-argument constructor fills in its defaults and
+// whose Build method makes the component. Packages register their components from init(),
+// next to the config, its Build and the type it builds:
 //
 //	func init() {
-//		registry.Register(registry.Component{
-//			Namespace: registry.Backbones, Type: "ResNet",
-//			New: func() any { return &ResNetConfig{Depth: 50, ...} },
-//			Doc: "ResNet 18/34/50/101 with mmselfsup stage indexing",
-//		})
+//		registry.Add(registry.Backbones, "ResNet", "ResNet 18/34/50/101 with mmselfsup stage indexing",
+//			func() *ResNetConfig { return &ResNetConfig{Depth: 50, ...} })
 //	}
 //
 // A config names a component by the namespace its field implies plus its type:
@@ -61,6 +59,15 @@ type Component struct {
 
 // ID is the component's namespaced identifier, such as "backbones.ResNet".
 func (c Component) ID() string { return c.Namespace + "." + c.Type }
+
+// Source is the file and line that registered the component.
+func (c Component) Source() string { return c.registeredAt }
+
+// Add registers, in the default registry, the component typ of namespace whose config
+// defaults returns with its default values. It panics as Register does.
+func Add[C any](namespace, typ, doc string, defaults func() *C) {
+	Register(Component{Namespace: namespace, Type: typ, Doc: doc, New: func() any { return defaults() }})
+}
 
 // Builder is implemented by component configs that can construct the component.
 type Builder interface {

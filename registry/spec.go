@@ -75,24 +75,39 @@ func (s Spec) Source(key string) string {
 }
 
 // Env carries what components need to build themselves: the registry for their nested
-// components and the run's shared dependencies (a logger, a compute backend ...), provided by
-// type with Provide and fetched with Need.
+// components and the run's shared dependencies (a logger, a compute backend ...), added by
+// type with With and fetched with Need. An Env is a value that With copies: a parent
+// building its children with their own dependencies never changes its own Env.
 type Env struct {
 	Registry *Registry
 	deps     map[reflect.Type]any
 }
 
-// Provide makes v available to the components built with env, under the type T.
-func Provide[T any](env *Env, v T) {
-	if env.deps == nil {
-		env.deps = map[reflect.Type]any{}
+// With returns a copy of env (nil: an empty Env of the default registry) in which the
+// dependency of type T is v; env itself is unchanged.
+func With[T any](env *Env, v T) *Env {
+	out := &Env{}
+	if env != nil {
+		out.Registry = env.Registry
 	}
-	env.deps[reflect.TypeFor[T]()] = v
+	out.deps = make(map[reflect.Type]any, len(envDeps(env))+1)
+	for k, d := range envDeps(env) {
+		out.deps[k] = d
+	}
+	out.deps[reflect.TypeFor[T]()] = v
+	return out
+}
+
+func envDeps(env *Env) map[reflect.Type]any {
+	if env == nil {
+		return nil
+	}
+	return env.deps
 }
 
 // Need returns the dependency of type T, or an error naming it.
 func Need[T any](env *Env) (T, error) {
-	v, ok := env.deps[reflect.TypeFor[T]()]
+	v, ok := envDeps(env)[reflect.TypeFor[T]()]
 	if !ok {
 		var zero T
 		return zero, fmt.Errorf("the build environment provides no %v", reflect.TypeFor[T]())
