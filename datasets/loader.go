@@ -32,59 +32,39 @@ type Loader struct {
 	BatchSize int
 	Workers   int
 	DropLast  bool
-	Shuffle   bool
 	Seed      uint64
 	Prefetch  int
-	// Rank and WorldSize split each epoch among several processes or devices, as PyTorch's
-	// DistributedSampler: the order is padded to a multiple of WorldSize by repeating its
-	// start, and rank r takes every WorldSize-th sample from r. WorldSize 0 or 1: all.
+	// Sampler orders each epoch's samples. Without one, the Loader samples as a
+	// DefaultSampler of Shuffle, Seed, Rank and WorldSize.
+	Sampler Sampler
+	// Shuffle, Rank and WorldSize configure the Loader's own DefaultSampler when Sampler is
+	// nil: a permutation per epoch, split among WorldSize devices as PyTorch's
+	// DistributedSampler.
+	Shuffle         bool
 	Rank, WorldSize int
 	// OnSkip, if set, hears of every unreadable image that SkipCorrupt replaced. It is called
 	// from the worker goroutines.
 	OnSkip func(path string, err error)
 }
 
+func (l *Loader) sampler() Sampler {
+	if l.Sampler != nil {
+		return l.Sampler
+	}
+	return &DefaultSampler{Shuffle: l.Shuffle, Seed: l.Seed, Rank: l.Rank, WorldSize: l.WorldSize, RoundUp: true}
+}
+
 // Len is the number of batches in an epoch.
 func (l *Loader) Len() int {
-	n := l.samplesPerRank()
+	n := l.sampler().Len(l.Dataset.Len())
 	if l.DropLast {
 		return n / l.BatchSize
 	}
 	return (n + l.BatchSize - 1) / l.BatchSize
 }
 
-func (l *Loader) samplesPerRank() int {
-	n, w := l.Dataset.Len(), max(l.WorldSize, 1)
-	return (n + w - 1) / w
-}
-
-// Order returns this rank's sample order for an epoch: a permutation seeded by (Seed,
-// epoch) when shuffling, else the dataset order; the same permutation on every rank.
-func (l *Loader) Order(epoch int) []int {
-	n := l.Dataset.Len()
-	var order []int
-	if l.Shuffle {
-		order = rand.New(rand.NewPCG(l.Seed^0x73616d706c6572, uint64(epoch))).Perm(n)
-	} else {
-		order = make([]int, n)
-		for i := range order {
-			order[i] = i
-		}
-	}
-	w := max(l.WorldSize, 1)
-	if w == 1 {
-		return order
-	}
-	total := l.samplesPerRank() * w
-	for i := 0; len(order) < total; i++ {
-		order = append(order, order[i%n])
-	}
-	mine := make([]int, 0, total/w)
-	for i := l.Rank; i < total; i += w {
-		mine = append(mine, order[i])
-	}
-	return mine
-}
+// Order returns the sample order of an epoch.
+func (l *Loader) Order(epoch int) []int { return l.sampler().Order(l.Dataset.Len(), epoch) }
 
 // SampleRNG returns the random source of sample index in epoch.
 func SampleRNG(seed uint64, epoch, index int) *rand.Rand {
@@ -99,13 +79,19 @@ type result struct {
 // Epoch returns the batches of one epoch, in order. The iteration ends at the first error,
 // or when ctx is done.
 func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] {
+	return l.EpochFrom(ctx, epoch, 0)
+}
+
+// EpochFrom returns the batches of one epoch from batch first on (a run resumed in the
+// middle of an epoch), without loading the ones before.
+func (l *Loader) EpochFrom(ctx context.Context, epoch, first int) iter.Seq2[*Batch, error] {
 	return func(yield func(*Batch, error) bool) {
 		parent := ctx
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		order := l.Order(epoch)
 		out := make(chan result, max(l.Prefetch, 1))
-		go l.produce(ctx, epoch, order, out)
+		go l.produce(ctx, epoch, order, first, out)
 		for r := range out {
 			if r.err != nil {
 				yield(nil, r.err)
@@ -122,10 +108,10 @@ func (l *Loader) Epoch(ctx context.Context, epoch int) iter.Seq2[*Batch, error] 
 	}
 }
 
-func (l *Loader) produce(ctx context.Context, epoch int, order []int, out chan<- result) {
+func (l *Loader) produce(ctx context.Context, epoch int, order []int, first int, out chan<- result) {
 	defer close(out)
 	workers := max(l.Workers, 1)
-	for b := 0; b < l.Len(); b++ {
+	for b := first; b < l.Len(); b++ {
 		idx := order[b*l.BatchSize : min((b+1)*l.BatchSize, len(order))]
 		batch, err := l.load(ctx, epoch, idx, workers)
 		select {

@@ -20,7 +20,7 @@ import (
 func trainedTiny(t *testing.T) (*engine.Runner, string) {
 	t.Helper()
 	dir := t.TempDir()
-	r, err := train(t, dir, engine.Options{}, context.Background(), "train_cfg.max_epochs=1", "custom_hooks=[]")
+	r, err := train(t, dir, engine.Options{}, context.Background(), "train_cfg.max_epochs=1", "param_scheduler=[]", "custom_hooks=[]")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/models/nn"
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 // torchSGD is PyTorch's SGD update rule for one parameter, written out as the PyTorch
@@ -76,17 +77,23 @@ func TestSGDMatchesPyTorch(t *testing.T) {
 			bn.Weight.MustSetValue(tensors.FromFlatDataAndDimensions(f32(q0), 2))
 			bn.Bias.SetTrainable(false)
 			norm := tc.norm
-			o, err := NewSGD(&tc.cfg, &OptimWrapperConfig{ParamwiseCfg: ParamwiseCfg{NormDecayMult: &norm}}, s)
+			cfg := tc.cfg
+			w := &OptimWrapperConfig{Optimizer: registry.NewSpec(registry.Optimizers, "SGD", map[string]any{
+				"lr": cfg.LR, "momentum": cfg.Momentum, "dampening": cfg.Dampening,
+				"weight_decay": cfg.WeightDecay, "nesterov": cfg.Nesterov,
+			}), ParamwiseCfg: ParamwiseCfg{NormDecayMult: &norm}, AccumulativeCounts: 1}
+			built, err := w.Build(registry.With(nil, s))
 			if err != nil {
 				t.Fatal(err)
 			}
+			o := built.(OptimWrapper)
 			exec := context.MustNewExec(b, ctx, func(ctx *context.Context, lr *Node) *Node {
 				g := lr.Graph()
 				p := Reshape(conv.Weight.ValueGraph(g), 4)
 				q := bn.Weight.ValueGraph(g)
 				loss := Add(MulScalar(ReduceAllSum(Mul(Const(g, f32(a)), Mul(p, p))), 0.5),
 					ReduceAllSum(Mul(Const(g, f32(c)), q)))
-				o.Update(loss, lr)
+				o.Step(loss, lr)
 				return loss
 			})
 			want := &torchSGD{lr: tc.cfg.LR, momentum: tc.cfg.Momentum, dampening: tc.cfg.Dampening, wd: tc.cfg.WeightDecay, nesterov: tc.cfg.Nesterov}

@@ -127,7 +127,7 @@ func parity(t *testing.T, python string, arch parityArch, dtype string, steps in
 	wantLosses := loadNPY(t, filepath.Join(dir, "losses.npy")).Value().([]float64)
 
 	step := gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, negs, lr *Node) *Node {
-		return engine.Step(ctx, r.Model, r.Opt, models.Batch{Images: images, Indices: idx, Negatives: negs}, lr)
+		return engine.Step(ctx, r.Model, r.Optim, models.Batch{Images: images, Indices: idx, Negatives: negs}, lr)
 	})
 	per := arch.batch * arch.size * arch.size * 3
 	for s := 0; s < steps; s++ {

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -40,6 +42,8 @@ type Algorithm interface {
 
 // Options are a run's settings that do not belong in its config.
 type Options struct {
+	// WorkDir holds the run's checkpoints, and each run's log, config copy and metrics in a
+	// folder named by its start time, as mmengine's.
 	WorkDir string
 	// Resume continues from a checkpoint: "auto" for the newest in WorkDir, or a path.
 	Resume string
@@ -47,58 +51,53 @@ type Options struct {
 	Seed *int64
 	// Console receives the human log and the progress bar (os.Stderr if nil).
 	Console io.Writer
-	// Hooks are extra hooks, after those of the config.
-	Hooks []Hook
+	// Hooks are extra hooks, added after those of the config.
+	Hooks []*Hook
 	// Pretrained is a checkpoint whose backbone.* weights initialise the model's backbone
 	// (a self-supervised checkpoint for linear evaluation).
 	Pretrained string
+	// Devices is the number of devices the backend offers (default 1); a config asking for
+	// more runs on these, with a warning.
+	Devices int
 }
 
 // Runner trains a model as its config describes.
 type Runner struct {
-	Cfg     *Config
-	Tree    *registry.Tree
-	WorkDir string
-	Log     *zap.Logger
-	Backend backends.Backend
-	Ctx     *gctx.Context
-	Scope   *nn.Scope
-	Model   Algorithm
-	Opt     *SGD
-	Sched   *Schedule
-	Loader  *datasets.Loader
-	Seed    int64
+	Cfg  *Config
+	Tree *registry.Tree
+	// WorkDir holds the checkpoints; RunDir, inside it, this run's log (log.jsonl and the
+	// console's lines), config.toml, vis_data/scalars.json and metrics.json.
+	WorkDir, RunDir string
+	Log             *zap.Logger
+	Backend         backends.Backend
+	Ctx             *gctx.Context
+	Scope           *nn.Scope
+	Model           Algorithm
+	Optim           OptimWrapper
+	Sched           *Schedule
+	Loader          *datasets.Loader
+	Loop            TrainLoop
+	Seed            int64
 	// Epoch and Iter count the epochs and iterations completed.
 	Epoch, Iter int
-	MaxEpochs   int
+	// MaxEpochs and MaxIters are the run's length, as its train loop gives it.
+	MaxEpochs, MaxIters int
 	// Metrics collects results, written to metrics.json at the end.
 	Metrics map[string]float64
 
-	hooks    []Hook
-	val      *validation
+	hooks    hooks
+	val      EvalLoop
 	step     *gctx.Exec
 	features *gctx.Exec
 	progress *progress
-	closeLog func()
+	logs     *runLogs
+	eta      eta
 	lastCkpt string
 	resumed  bool
 	env      *registry.Env
 	skipped  atomic.Int64            // unreadable images replaced (skip_corrupt)
 	norm     *datasets.Normalization // the train pipeline's Normalize, if any
 }
-
-// Hook is anything with some of the methods BeforeTrain, AfterTrainIter, AfterTrainEpoch
-// and AfterTrain (see the interfaces below); the runner calls those it has.
-type Hook any
-
-type (
-	beforeTrain    interface{ BeforeTrain(r *Runner) error }
-	afterTrainIter interface {
-		AfterTrainIter(r *Runner, it IterInfo) error
-	}
-	afterTrainEpoch interface{ AfterTrainEpoch(r *Runner) error }
-	afterTrain      interface{ AfterTrain(r *Runner) error }
-)
 
 // IterInfo describes the iteration that just ended.
 type IterInfo struct {
@@ -108,14 +107,13 @@ type IterInfo struct {
 	Time, Data    time.Duration // the whole iteration, and the wait for its batch
 }
 
-// NewRunner builds everything a run needs: the work_dir and its log, the backend, the model,
-// the optimizer, the schedule, the data and the hooks.
+// NewRunner builds everything a run needs: the backend, the data, the model, the optimizer,
+// the schedule, the loops and the hooks. Every check that can fail runs before anything is
+// written; then the run's folder is made under the work_dir and receives the config and
+// the log.
 func NewRunner(tree *registry.Tree, cfg *Config, opts Options) (_ *Runner, err error) {
 	if opts.WorkDir == "" {
 		return nil, errors.New("no work_dir")
-	}
-	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
-		return nil, err
 	}
 	console := opts.Console
 	if console == nil {
@@ -123,22 +121,51 @@ func NewRunner(tree *registry.Tree, cfg *Config, opts Options) (_ *Runner, err e
 	}
 	r := &Runner{Cfg: cfg, Tree: tree, WorkDir: opts.WorkDir, Metrics: map[string]float64{}}
 	r.progress = newProgress(console)
-	r.Log, r.closeLog, err = newLogger(r.progress, filepath.Join(opts.WorkDir, "log.jsonl"), cfg.LogLevel)
-	if err != nil {
+	if r.logs, err = newRunLogs(r.progress, cfg.LogLevel); err != nil {
 		return nil, err
 	}
+	r.Log = r.logs.log
 	defer func() {
 		if err != nil {
 			r.Close()
 		}
 	}()
-	if err := tree.WriteFile(filepath.Join(opts.WorkDir, "config.toml")); err != nil {
-		return nil, err
-	}
 	if err := r.setup(cfg, opts); err != nil {
 		return nil, err
 	}
+	if r.RunDir, err = newRunDir(opts.WorkDir, time.Now()); err != nil {
+		return nil, err
+	}
+	if err := tree.WriteFile(filepath.Join(r.RunDir, "config.toml")); err != nil {
+		return nil, err
+	}
+	if err := r.logs.open(r.RunDir); err != nil {
+		return nil, err
+	}
+	r.Log.Info("run folder", zap.String("path", r.RunDir))
 	return r, nil
+}
+
+// newRunDir makes the folder of a run started at t: work_dir/YYYYMMDD_HHMMSS, with a suffix
+// if a run started in the same second.
+func newRunDir(workDir string, t time.Time) (string, error) {
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return "", err
+	}
+	base := filepath.Join(workDir, t.Format("20060102_150405"))
+	for i := 0; ; i++ {
+		dir := base
+		if i > 0 {
+			dir = fmt.Sprintf("%s_%d", base, i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", err
+		}
+	}
 }
 
 func (r *Runner) setup(cfg *Config, opts Options) (err error) {
@@ -155,17 +182,6 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if opts.Seed != nil {
 		r.Seed = *opts.Seed
 	}
-	if r.Backend, err = backend.New(cfg.Backend); err != nil {
-		return err
-	}
-	devices := max(cfg.EnvCfg.NumDevices, 1)
-	if devices > 1 {
-		return fmt.Errorf("env_cfg.num_devices = %d: training on several devices is not supported yet; "+
-			"set env_cfg.num_devices = 1 (and raise train_dataloader.batch_size to keep the global batch)", devices)
-	}
-	r.Log.Info("run", zap.String("config", r.Tree.File()), zap.String("work_dir", r.WorkDir),
-		zap.Int64("seed", r.Seed), zap.String("backend", r.Backend.Description()))
-
 	if cfg.TrainDataloader == nil {
 		return errors.New("the config has no train_dataloader")
 	}
@@ -174,10 +190,19 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if cfg.EnvCfg.DType == "float64" {
 		r.Scope = r.Scope.WithDType(dtypes.Float64)
 	}
-	r.env = registry.With(&registry.Env{Registry: registry.Default}, r.Scope)
+	r.env = registry.With(registry.With(&registry.Env{Registry: registry.Default}, r.Scope), datasets.SamplerSeed(r.Seed))
+	// The data first: a missing dataset is the most common first error, and says where the
+	// data must be.
 	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
 		return err
 	}
+	if r.Loader.Len() == 0 {
+		return fmt.Errorf("train_dataloader: %d samples make no batch of %d", r.Loader.Dataset.Len(), r.Loader.BatchSize)
+	}
+	if r.Backend, err = backend.New(cfg.Backend); err != nil {
+		return err
+	}
+	r.checkDevices(cfg, opts.Devices)
 	r.norm = r.Loader.Dataset.Normalization()
 	model, err := withPipelineNormalization(cfg.Model, r.norm, cfg.TrainDataloader.Dataset.Path)
 	if err != nil {
@@ -189,28 +214,36 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if err := r.Ctx.SetRNGStateFromSeed(r.Seed); err != nil {
 		return err
 	}
-	if r.Loader.Len() == 0 {
-		return fmt.Errorf("train_dataloader: %d samples make no batch of %d", r.Loader.Dataset.Len(), r.Loader.BatchSize)
-	}
-	if err := r.buildOptimizer(cfg); err != nil {
+	if r.Optim, err = registry.Build[OptimWrapper](r.env, cfg.OptimWrapper); err != nil {
 		return err
 	}
-	loop, err := registry.Default.Decode(cfg.TrainCfg)
-	if err != nil {
+	if r.Sched, err = NewSchedule(r.env, cfg.ParamScheduler, r.Optim.LR(), r.Loader.Len()); err != nil {
 		return err
 	}
-	ebl, ok := loop.(*EpochBasedTrainLoopConfig)
-	if !ok {
-		return fmt.Errorf("train_cfg: %s is not supported; use EpochBasedTrainLoop", cfg.TrainCfg.Type)
+	if r.Loop, err = registry.Build[TrainLoop](r.env, cfg.TrainCfg); err != nil {
+		return err
 	}
-	r.MaxEpochs = ebl.MaxEpochs
+	r.MaxEpochs, r.MaxIters = r.Loop.Length(r.Loader.Len())
+	if err := r.checkRun(cfg); err != nil {
+		return err
+	}
 	if err := r.buildHooks(cfg, opts.Hooks); err != nil {
 		return err
 	}
 	r.compile()
-	if r.val, err = r.buildValidation(cfg, ebl); err != nil {
-		return err
+	if !cfg.ValEvaluator.IsZero() {
+		valCfg := cfg.ValCfg
+		if valCfg.IsZero() {
+			valCfg = registry.NewSpec(registry.Loops, "ValLoop", nil)
+		}
+		if r.val, err = registry.Build[EvalLoop](r.env, valCfg); err != nil {
+			return err
+		}
+		if err := r.val.Prepare(r, cfg.ValDataloader, cfg.ValEvaluator); err != nil {
+			return err
+		}
 	}
+	r.logIgnoredKeys(cfg)
 	if opts.Pretrained != "" {
 		if err := r.loadPretrained(opts.Pretrained); err != nil {
 			return err
@@ -230,7 +263,50 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 			return err
 		}
 	}
+	r.Log.Info("run", zap.String("config", r.Tree.File()), zap.String("work_dir", r.WorkDir),
+		zap.Int64("seed", r.Seed), zap.String("backend", r.Backend.Description()))
 	return nil
+}
+
+// checkDevices runs a config that asks for more devices than the backend offers on those it
+// has, as mmselfsup's tools/train.py does on one GPU, and says what that changes.
+func (r *Runner) checkDevices(cfg *Config, available int) {
+	available = max(available, 1)
+	want := max(cfg.EnvCfg.NumDevices, 1)
+	if want <= available {
+		return
+	}
+	per := cfg.TrainDataloader.BatchSize
+	r.Log.Warn(fmt.Sprintf("env_cfg.num_devices = %d but the backend has %d device(s): training on %d with %d images each, "+
+		"a global batch of %d instead of %d; the learning rate is not rescaled (scale it by %d/%d for the same recipe)",
+		want, available, available, per, per*available, per*want, available, want))
+}
+
+// checkRun checks the keys that depend on each other against the run's length.
+func (r *Runner) checkRun(cfg *Config) error {
+	errs := []error{CheckRun(r.env.Registry, cfg, RunLength{Epochs: r.MaxEpochs, Iters: r.MaxIters})}
+	if m, ok := r.Model.(interface{ MemorySize() int }); ok {
+		if n := r.Loader.Dataset.Len(); m.MemorySize() < n {
+			errs = append(errs, fmt.Errorf("model.memory_bank.length = %d is below the %d images of train_dataloader: every image needs its row", m.MemorySize(), n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logIgnoredKeys names the keys that a config may carry for mmengine but that change
+// nothing here.
+func (r *Runner) logIgnoredKeys(cfg *Config) {
+	for _, d := range []struct {
+		name string
+		dl   *Dataloader
+	}{{"train_dataloader", cfg.TrainDataloader}, {"val_dataloader", cfg.ValDataloader}} {
+		if d.dl != nil && d.dl.PinMemory {
+			r.Log.Warn(d.name + ".pin_memory has no effect: batches go to the device from ordinary memory")
+		}
+	}
+	if cfg.Randomness.Deterministic {
+		r.Log.Info("randomness.deterministic: runs are deterministic on the CPU backend whatever it says; XLA on GPUs may not be")
+	}
 }
 
 // withPipelineNormalization makes a train pipeline's Normalize (mmselfsup 0.x, mmcv) the
@@ -276,75 +352,60 @@ func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error
 	})
 }
 
-// newLoader builds a dataloader's dataset and sampler; a training loader shuffles unless
-// its sampler says otherwise.
+// newLoader builds a dataloader's dataset and sampler. A training loader shuffles unless its
+// sampler says otherwise; an evaluation loader without a sampler keeps the dataset order.
 func newLoader(env *registry.Env, d *Dataloader, train bool, seed uint64, onSkip func(path string, err error)) (*datasets.Loader, error) {
 	ds, err := registry.Build[*datasets.Dataset](env, d.Dataset)
 	if err != nil {
 		return nil, err
 	}
-	shuffle := train
-	if !d.Sampler.IsZero() {
-		sc, err := registry.Default.Decode(d.Sampler)
-		if err != nil {
+	if !d.CollateFn.IsZero() {
+		if _, err := registry.Build[datasets.Collate](env, d.CollateFn); err != nil {
 			return nil, err
 		}
-		s, ok := sc.(*DefaultSamplerConfig)
-		if !ok {
-			return nil, fmt.Errorf("%s: %s is not supported; use DefaultSampler", d.Sampler.Path, d.Sampler.Type)
-		}
-		shuffle = s.Shuffle
-		if s.Seed != nil {
-			seed = uint64(*s.Seed)
+	}
+	l := &datasets.Loader{Dataset: ds, BatchSize: d.BatchSize, Workers: d.NumWorkers, DropLast: d.DropLast && train,
+		Shuffle: train, Seed: seed, Prefetch: 2, OnSkip: onSkip}
+	if !d.Sampler.IsZero() {
+		if l.Sampler, err = registry.Build[datasets.Sampler](registry.With(env, datasets.SamplerSeed(seed)), d.Sampler); err != nil {
+			return nil, err
 		}
 	}
-	return &datasets.Loader{Dataset: ds, BatchSize: d.BatchSize, Workers: d.NumWorkers, DropLast: d.DropLast && train,
-		Shuffle: shuffle, Seed: seed, Prefetch: 2, OnSkip: onSkip}, nil
+	return l, nil
 }
 
-func (r *Runner) buildOptimizer(cfg *Config) error {
-	wc, err := registry.Default.Decode(cfg.OptimWrapper)
-	if err != nil {
-		return err
-	}
-	w, ok := wc.(*OptimWrapperConfig)
-	if !ok {
-		return fmt.Errorf("optim_wrapper: %s is not supported; use OptimWrapper", cfg.OptimWrapper.Type)
-	}
-	oc, err := registry.Default.Decode(w.Optimizer)
-	if err != nil {
-		return err
-	}
-	sgd, ok := oc.(*SGDConfig)
-	if !ok {
-		return fmt.Errorf("optim_wrapper.optimizer: %s is not supported; use SGD", w.Optimizer.Type)
-	}
-	if r.Opt, err = NewSGD(sgd, w, r.Scope); err != nil {
-		return err
-	}
-	r.Sched, err = NewSchedule(registry.Default, cfg.ParamScheduler, sgd.LR, r.Loader.Len())
-	return err
-}
-
-func (r *Runner) buildHooks(cfg *Config, extra []Hook) error {
-	names := make([]string, 0, len(cfg.DefaultHooks))
-	for n := range cfg.DefaultHooks {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	specs := make([]registry.Spec, 0, len(names)+len(cfg.CustomHooks))
-	for _, n := range names {
+// buildHooks builds default_hooks and custom_hooks, then adds the extra ones, each after
+// those of its priority or higher. A hook's table may carry mmengine's priority key.
+func (r *Runner) buildHooks(cfg *Config, extra []*Hook) error {
+	specs := make([]registry.Spec, 0, len(cfg.DefaultHooks)+len(cfg.CustomHooks))
+	for _, n := range slices.Sorted(maps.Keys(cfg.DefaultHooks)) {
 		specs = append(specs, cfg.DefaultHooks[n])
 	}
 	specs = append(specs, cfg.CustomHooks...)
 	for _, s := range specs {
-		h, err := registry.Build[Hook](r.env, s)
+		var prio *Priority
+		if v, ok := s.Get("priority"); ok {
+			p, err := ParsePriority(v)
+			if err != nil {
+				return &registry.Error{Path: s.Path + ".priority", Source: s.Source("priority"), Msg: err.Error()}
+			}
+			prio, s = &p, s.Without("priority")
+		}
+		h, err := registry.Build[*Hook](r.env, s)
 		if err != nil {
 			return err
 		}
-		r.hooks = append(r.hooks, h)
+		if h.Name == "" {
+			h.Name = s.Type
+		}
+		if prio != nil {
+			h.Priority = *prio
+		}
+		r.hooks = r.hooks.add(h)
 	}
-	r.hooks = append(r.hooks, extra...)
+	for _, h := range extra {
+		r.hooks = r.hooks.add(h)
+	}
 	return nil
 }
 
@@ -352,7 +413,7 @@ func (r *Runner) buildHooks(cfg *Config, extra []Hook) error {
 // memory-bank update) and the feature extractor; GoMLX compiles them at their first call.
 func (r *Runner) compile() {
 	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, labels, lr *Node) *Node {
-		return Step(ctx, r.Model, r.Opt, models.Batch{Images: images, Indices: idx, Labels: labels}, lr)
+		return Step(ctx, r.Model, r.Optim, models.Batch{Images: images, Indices: idx, Labels: labels}, lr)
 	})
 	r.features = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
 		return r.Model.Features(images)
@@ -362,9 +423,9 @@ func (r *Runner) compile() {
 // Step adds one training step to a graph: the loss of the batch, its gradient, the
 // optimizer's update and the state updates of the model (batch-norm statistics, the memory
 // bank). It returns the loss.
-func Step(ctx *gctx.Context, model Algorithm, opt *SGD, b models.Batch, lr *Node) *Node {
+func Step(ctx *gctx.Context, model Algorithm, opt OptimWrapper, b models.Batch, lr *Node) *Node {
 	loss := model.Loss(ctx, b)
-	opt.Update(loss, lr)
+	opt.Step(loss, lr)
 	return loss
 }
 
@@ -375,121 +436,155 @@ func (r *Runner) Close() {
 		r.features.Finalize()
 	}
 	if r.val != nil {
-		r.val.exec.Finalize()
+		r.val.Close()
 	}
-	if r.closeLog != nil {
-		r.closeLog()
+	if r.logs != nil {
+		r.logs.close()
 	}
 }
 
-// call runs a hook method, turning panics into errors.
-func call(f func() error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%v", p)
-		}
-	}()
-	return f()
-}
-
-// Train runs the epochs left. A cancelled ctx stops it between iterations, without saving.
+// Train runs the train loop to its end. A cancelled ctx stops it between iterations, without
+// saving.
 func (r *Runner) Train(ctx context.Context) error {
-	err := r.eachHook(func(h Hook) error {
-		if h, ok := h.(beforeTrain); ok {
-			return h.BeforeTrain(r)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := r.hooks.call("BeforeRun", func(h *Hook) func() error { return bindRunner(h.BeforeRun, r) }); err != nil {
 		return err
 	}
-	start, startIter := time.Now(), r.Iter
-	total := r.MaxEpochs * r.Loader.Len()
-	for r.Epoch < r.MaxEpochs {
-		err := r.trainEpoch(ctx, func(done int) time.Duration {
-			return time.Duration(float64(time.Since(start)) / float64(done-startIter) * float64(total-done))
-		})
+	if err := r.hooks.call("BeforeTrain", func(h *Hook) func() error { return bindRunner(h.BeforeTrain, r) }); err != nil {
+		return err
+	}
+	r.eta.start(r.Iter)
+	if err := r.Loop.Run(ctx, r); err != nil {
 		r.progress.clear()
-		if err != nil {
-			return err
-		}
-		r.Epoch++ // the hooks see the epoch as completed
-		err = r.eachHook(func(h Hook) error {
-			if h, ok := h.(afterTrainEpoch); ok {
-				return h.AfterTrainEpoch(r)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if r.val != nil && r.val.due(r.Epoch, r.MaxEpochs) {
-			if err := r.val.run(ctx, r); err != nil {
-				return err
-			}
-		}
-	}
-	err = r.eachHook(func(h Hook) error {
-		if h, ok := h.(afterTrain); ok {
-			return h.AfterTrain(r)
-		}
-		return nil
-	})
-	if err != nil {
 		return err
 	}
-	return r.writeMetrics()
+	r.progress.clear()
+	if err := r.hooks.call("AfterTrain", func(h *Hook) func() error { return bindRunner(h.AfterTrain, r) }); err != nil {
+		return err
+	}
+	if err := r.writeMetrics(); err != nil {
+		return err
+	}
+	return r.hooks.call("AfterRun", func(h *Hook) func() error { return bindRunner(h.AfterRun, r) })
 }
 
-// trainEpoch runs the iterations of epoch r.Epoch; eta estimates the time left after a
-// number of iterations done.
-func (r *Runner) trainEpoch(ctx context.Context, eta func(done int) time.Duration) error {
+func bindRunner(fn func(*Runner) error, r *Runner) func() error {
+	if fn == nil {
+		return nil
+	}
+	return func() error { return fn(r) }
+}
+
+// TrainEpoch runs the iterations of epoch r.Epoch that are left, stopping early once the
+// run has done until iterations (a train loop's max_iters), and calls after, if not nil,
+// after each iteration. When the epoch ends it counts it and calls the epoch hooks; done
+// reports that it ended.
+func (r *Runner) TrainEpoch(ctx context.Context, until int, after func() error) (done bool, err error) {
 	ipe := r.Loader.Len()
-	i := 0
+	first := r.Iter - r.Epoch*ipe // > 0 in an epoch resumed in its middle
+	if first == 0 {
+		if err := r.hooks.call("BeforeTrainEpoch", func(h *Hook) func() error { return bindRunner(h.BeforeTrainEpoch, r) }); err != nil {
+			return false, err
+		}
+	}
+	i := first
 	t0 := time.Now()
-	for b, err := range r.Loader.Epoch(ctx, r.Epoch) {
+	for b, err := range r.Loader.EpochFrom(ctx, r.Epoch, first) {
 		if err != nil {
-			return err
+			return false, err
 		}
-		data := time.Since(t0)
-		lr := r.Sched.LR(r.Epoch, i)
-		loss, err := r.TrainStep(b, lr)
-		if err != nil {
-			return err
+		if r.Iter >= until {
+			return false, nil
 		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			last := "none was saved"
-			if r.lastCkpt != "" {
-				last = "the last good one is " + r.lastCkpt
+		if err := r.trainIter(b, i, time.Since(t0), t0); err != nil {
+			return false, err
+		}
+		if after != nil {
+			if err := after(); err != nil {
+				return false, err
 			}
-			return fmt.Errorf("the loss is %v at epoch %d, iteration %d: training stopped; %s", loss, r.Epoch+1, i+1, last)
 		}
-		r.Iter++
-		info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, Loss: loss, LR: lr, Time: time.Since(t0), Data: data}
-		err = r.eachHook(func(h Hook) error {
-			if h, ok := h.(afterTrainIter); ok {
-				return h.AfterTrainIter(r, info)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		r.progress.update(fmt.Sprintf("epoch %d/%d", r.Epoch+1, r.MaxEpochs), i+1, ipe, eta(r.Iter), fmt.Sprintf("loss %.4f", loss))
 		i++
 		t0 = time.Now()
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	r.progress.clear()
+	r.Epoch++ // the hooks see the epoch as completed
+	err = r.hooks.call("AfterTrainEpoch", func(h *Hook) func() error { return bindRunner(h.AfterTrainEpoch, r) })
+	return err == nil, err
 }
 
-// eachHook calls f on every hook, turning panics into errors, and stops at the first error.
-func (r *Runner) eachHook(f func(h Hook) error) error {
-	for _, h := range r.hooks {
-		if err := call(func() error { return f(h) }); err != nil {
-			return err
+// trainIter runs iteration i of the epoch on batch b, loaded in data since t0.
+func (r *Runner) trainIter(b *datasets.Batch, i int, data time.Duration, t0 time.Time) error {
+	ipe := r.Loader.Len()
+	info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, LR: r.Sched.LR(r.Epoch, i), Data: data}
+	if err := r.hooks.call("BeforeTrainIter", func(h *Hook) func() error {
+		if h.BeforeTrainIter == nil {
+			return nil
 		}
+		return func() error { return h.BeforeTrainIter(r, info) }
+	}); err != nil {
+		return err
 	}
+	loss, err := r.TrainStep(b, info.LR)
+	if err != nil {
+		return err
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		last := "none was saved"
+		if r.lastCkpt != "" {
+			last = "the last good one is " + r.lastCkpt
+		}
+		return fmt.Errorf("the loss is %v at epoch %d, iteration %d: training stopped; %s", loss, r.Epoch+1, i+1, last)
+	}
+	r.Iter++
+	info.Loss, info.Time = loss, time.Since(t0)
+	r.eta.record(info.Time)
+	if err := r.hooks.call("AfterTrainIter", func(h *Hook) func() error {
+		if h.AfterTrainIter == nil {
+			return nil
+		}
+		return func() error { return h.AfterTrainIter(r, info) }
+	}); err != nil {
+		return err
+	}
+	stage := fmt.Sprintf("epoch %d/%d", r.Epoch+1, r.MaxEpochs)
+	done, total := i+1, ipe
+	if r.Loop.IterBased() {
+		stage, done, total = "train", r.Iter, r.MaxIters
+	}
+	r.progress.update(stage, done, total, r.ETA(), fmt.Sprintf("loss %.4f", loss))
 	return nil
+}
+
+// ETA estimates the time the run needs for its remaining iterations: the mean time of the
+// iterations of this run (since the start or the resume) times those left. The progress bar
+// and the log show the same estimate.
+func (r *Runner) ETA() time.Duration { return r.eta.left(r.Iter, r.MaxIters) }
+
+// Validate runs the validation loop, if the config has one, records its metrics and calls
+// the validation hooks.
+func (r *Runner) Validate(ctx context.Context) error {
+	if r.val == nil {
+		return nil
+	}
+	if err := r.hooks.call("BeforeVal", func(h *Hook) func() error { return bindRunner(h.BeforeVal, r) }); err != nil {
+		return err
+	}
+	metrics, err := r.val.Run(ctx, r)
+	if err != nil {
+		return err
+	}
+	for k, v := range metrics {
+		r.Metrics[k] = v
+	}
+	return r.hooks.call("AfterVal", func(h *Hook) func() error {
+		if h.AfterVal == nil {
+			return nil
+		}
+		return func() error { return h.AfterVal(r, metrics) }
+	})
 }
 
 // TrainStep runs one training step on a batch with learning rate lr and returns the loss.
@@ -599,6 +694,9 @@ func (r *Runner) loadWeights(path string) error {
 	if err := r.restore(c, true); err != nil {
 		return fmt.Errorf("load_from %s: %w", path, err)
 	}
+	if err := r.afterLoad(c); err != nil {
+		return err
+	}
 	r.Log.Info("loaded weights", zap.String("checkpoint", path))
 	return nil
 }
@@ -653,6 +751,9 @@ func (r *Runner) resume(which string) error {
 		return fmt.Errorf("resume from %s: %w", path, err)
 	}
 	r.Epoch, r.Iter, r.lastCkpt, r.resumed = c.Meta.Epoch, c.Meta.Iter, path, true
+	if err := r.afterLoad(c); err != nil {
+		return err
+	}
 	if c.Meta.Seed != r.Seed {
 		r.Log.Warn("the checkpoint's seed differs from the run's; the data order follows the run's",
 			zap.Int64("checkpoint_seed", c.Meta.Seed), zap.Int64("seed", r.Seed))
@@ -667,6 +768,54 @@ func (r *Runner) resume(which string) error {
 // Resumed reports whether the run continues from a checkpoint.
 func (r *Runner) Resumed() bool { return r.resumed }
 
+// afterLoad calls the hooks' AfterLoadCheckpoint.
+func (r *Runner) afterLoad(c *Checkpoint) error {
+	return r.hooks.call("AfterLoadCheckpoint", func(h *Hook) func() error {
+		if h.AfterLoadCheckpoint == nil {
+			return nil
+		}
+		return func() error { return h.AfterLoadCheckpoint(r, c) }
+	})
+}
+
+// SaveCheckpoint writes the run's state to path (atomically), after the hooks'
+// BeforeSaveCheckpoint; without the optimizer, only the model's variables. It records path
+// as the work_dir's newest checkpoint, where --resume finds it.
+func (r *Runner) SaveCheckpoint(path string, withOptimizer bool) error {
+	c, err := r.Checkpoint()
+	if err != nil {
+		return err
+	}
+	if !withOptimizer {
+		for name := range c.Tensors {
+			if !isModelVariable(name) {
+				delete(c.Tensors, name)
+			}
+		}
+	}
+	if err := r.hooks.call("BeforeSaveCheckpoint", func(h *Hook) func() error {
+		if h.BeforeSaveCheckpoint == nil {
+			return nil
+		}
+		return func() error { return h.BeforeSaveCheckpoint(r, c) }
+	}); err != nil {
+		return err
+	}
+	if err := SaveCheckpoint(path, c); err != nil {
+		return err
+	}
+	r.lastCkpt = path
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(r.WorkDir, latestName), []byte(abs+"\n"), 0o644); err != nil {
+		return err
+	}
+	r.Log.Info("saved checkpoint", zap.String("path", path), zap.Int("epoch", r.Epoch), zap.Int("iter", r.Iter))
+	return nil
+}
+
 func (r *Runner) writeMetrics() error {
 	if n := r.skipped.Load(); n > 0 {
 		r.Metrics["skipped_images"] = float64(n)
@@ -675,7 +824,7 @@ func (r *Runner) writeMetrics() error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(r.WorkDir, "metrics.json")
+	path := filepath.Join(r.RunDir, "metrics.json")
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}

@@ -86,19 +86,29 @@ func train(t *testing.T, dir string, opts engine.Options, ctx context.Context, s
 
 func TestTrainLeavesAWorkDir(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := train(t, dir, engine.Options{}, context.Background()); err != nil {
+	r, err := train(t, dir, engine.Options{}, context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"config.toml", "log.jsonl", "metrics.json", "last_checkpoint", "epoch_2.ckpt", "epoch_3.ckpt"} {
+	for _, f := range []string{"last_checkpoint", "epoch_2.ckpt", "epoch_3.ckpt"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("work_dir lacks %s", f)
+		}
+	}
+	run := r.RunDir
+	if filepath.Dir(run) != dir {
+		t.Fatalf("the run's folder %s is not in the work_dir %s", run, dir)
+	}
+	for _, f := range []string{"config.toml", "log.jsonl", filepath.Base(run) + ".log", "metrics.json", "vis_data/scalars.json"} {
+		if _, err := os.Stat(filepath.Join(run, f)); err != nil {
+			t.Errorf("the run's folder lacks %s", f)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "epoch_1.ckpt")); err == nil {
 		t.Error("max_keep_ckpts = 2 kept epoch_1.ckpt")
 	}
 	var metrics map[string]float64
-	data, _ := os.ReadFile(filepath.Join(dir, "metrics.json"))
+	data, _ := os.ReadFile(filepath.Join(run, "metrics.json"))
 	if err := json.Unmarshal(data, &metrics); err != nil {
 		t.Fatal(err)
 	}
@@ -107,23 +117,21 @@ func TestTrainLeavesAWorkDir(t *testing.T) {
 			t.Errorf("metrics.json: %s = %v", k, v)
 		}
 	}
-	log, _ := os.ReadFile(filepath.Join(dir, "log.jsonl"))
+	log, _ := os.ReadFile(filepath.Join(run, "log.jsonl"))
 	if !strings.Contains(string(log), `"msg":"Epoch(train) [3][6/6]"`) || !strings.Contains(string(log), `"lr":0.003`) {
 		t.Errorf("the log lacks the last iteration or the stepped learning rate:\n%s", log)
 	}
 }
 
 // cancelAt stops the run at an iteration, as a kill would, without saving anything.
-type cancelAt struct {
-	epoch, iter int
-	cancel      context.CancelFunc
-}
-
-func (c *cancelAt) AfterTrainIter(r *engine.Runner, it engine.IterInfo) error {
-	if it.Epoch == c.epoch && it.Iter == c.iter {
-		c.cancel()
-	}
-	return nil
+func cancelAt(epoch, iter int, cancel context.CancelFunc) *engine.Hook {
+	return &engine.Hook{Name: "cancelAt", Priority: engine.PriorityLowest,
+		AfterTrainIter: func(r *engine.Runner, it engine.IterInfo) error {
+			if it.Epoch == epoch && it.Iter == iter {
+				cancel()
+			}
+			return nil
+		}}
 }
 
 func TestResumeAfterKillMatchesUninterruptedRun(t *testing.T) {
@@ -135,7 +143,7 @@ func TestResumeAfterKillMatchesUninterruptedRun(t *testing.T) {
 	killed := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := train(t, killed, engine.Options{Hooks: []engine.Hook{&cancelAt{epoch: 2, iter: 3, cancel: cancel}}}, ctx)
+	_, err := train(t, killed, engine.Options{Hooks: []*engine.Hook{cancelAt(2, 3, cancel)}}, ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("the killed run ended with %v", err)
 	}
@@ -186,7 +194,7 @@ func TestNaNLossStops(t *testing.T) {
 
 func TestLoadFromTakesWeightsOnly(t *testing.T) {
 	first := t.TempDir()
-	if _, err := train(t, first, engine.Options{}, context.Background(), "train_cfg.max_epochs=1", "custom_hooks=[]"); err != nil {
+	if _, err := train(t, first, engine.Options{}, context.Background(), "train_cfg.max_epochs=1", "param_scheduler=[]", "custom_hooks=[]"); err != nil {
 		t.Fatal(err)
 	}
 	ckpt := filepath.Join(first, "epoch_1.ckpt")
@@ -226,10 +234,10 @@ func TestPipelineNormalizeIsTheDataPreprocessor(t *testing.T) {
 		"model.data_preprocessor={ _delete_ = true }",
 		`train_dataloader.dataset.pipeline=[{ type = "RandomResizedCrop", size = 8, scale = [0.5, 1] }, { type = "RandomFlip", prob = 0.5 }, ` + norm + `]`,
 		"val_dataloader.dataset.pipeline=[" + norm + "]",
-		"train_cfg.max_epochs=1",
+		"train_cfg.max_epochs=1", "param_scheduler=[]",
 	}
 	oneX, zeroX := t.TempDir(), t.TempDir()
-	if _, err := train(t, oneX, engine.Options{}, context.Background(), "train_cfg.max_epochs=1"); err != nil {
+	if _, err := train(t, oneX, engine.Options{}, context.Background(), "train_cfg.max_epochs=1", "param_scheduler=[]"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := train(t, zeroX, engine.Options{}, context.Background(), pipelines...); err != nil {
@@ -265,7 +273,7 @@ func TestPipelineNormalizeIsTheDataPreprocessor(t *testing.T) {
 		{[]string{"model.data_preprocessor={ _delete_ = true }", "train_dataloader.dataset.pipeline=[" + norm + `, { type = "RandomFlip" }]`}, "RandomFlip after Normalize"},
 		{append(pipelines[:2:2], `val_dataloader.dataset.pipeline=[{ type = "Normalize", mean = [0, 0, 0], std = [1, 1, 1] }]`), "differs from the train pipeline's"},
 	} {
-		tree, cfg := tinyConfig(t, append(c.sets, "train_cfg.max_epochs=1")...)
+		tree, cfg := tinyConfig(t, append(c.sets, "train_cfg.max_epochs=1", "param_scheduler=[]")...)
 		r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: &strings.Builder{}})
 		if err == nil {
 			err = r.Train(context.Background())

@@ -7,103 +7,116 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// Schedule gives the learning rate of every iteration: the base learning rate times the
-// factor of each parameter scheduler, applied one after the other as mmengine chains them.
-// Before its window [begin, end) a scheduler has no effect; after it, it keeps its last
-// value.
+// ParamScheduler is a component of the "param_schedulers" namespace: it scales the learning
+// rate at each point of training. Schedulers chain as mmengine's do: each scales the rate
+// that the ones before it gave.
+type ParamScheduler interface {
+	Scale(lr float64, at Position) float64
+}
+
+// Position is a point of training, as a scheduler sees it.
+type Position struct {
+	Epoch         int // 0-based
+	Iter          int // 0-based, within the epoch
+	ItersPerEpoch int
+	// BaseLR is the optimizer's learning rate, before any scheduler.
+	BaseLR float64
+}
+
+// GlobalIter is the number of iterations before this one.
+func (p Position) GlobalIter() int { return p.Epoch*p.ItersPerEpoch + p.Iter }
+
+// Schedule gives the learning rate of every iteration: the base learning rate scaled by each
+// parameter scheduler in turn.
 type Schedule struct {
 	BaseLR        float64
 	ItersPerEpoch int
-	schedulers    []scheduler
+	schedulers    []ParamScheduler
 }
 
-type scheduler struct {
-	window     schedulerWindow
-	factor     func(t, length float64) float64 // t units into the window of the given length
-	milestones []int                           // MultiStepLR, in the scheduler's units
-}
-
-// NewSchedule builds the schedule of param_scheduler for an optimizer with base lr.
-func NewSchedule(reg *registry.Registry, specs []registry.Spec, baseLR float64, itersPerEpoch int) (*Schedule, error) {
+// NewSchedule builds the schedulers of param_scheduler for an optimizer with base lr.
+func NewSchedule(env *registry.Env, specs []registry.Spec, baseLR float64, itersPerEpoch int) (*Schedule, error) {
 	s := &Schedule{BaseLR: baseLR, ItersPerEpoch: itersPerEpoch}
 	for _, spec := range specs {
-		cfg, err := reg.Decode(spec)
+		ps, err := registry.Build[ParamScheduler](env, spec)
 		if err != nil {
 			return nil, err
 		}
-		var sc scheduler
-		switch c := cfg.(type) {
-		case *MultiStepLRConfig:
-			ms, gamma := c.Milestones, c.Gamma
-			sc = scheduler{window: c.schedulerWindow, milestones: ms}
-			sc.factor = func(t, _ float64) float64 { return math.Pow(gamma, float64(countLE(ms, t))) }
-		case *StepLRConfig:
-			step, gamma := float64(c.StepSize), c.Gamma
-			sc = scheduler{window: c.schedulerWindow}
-			sc.factor = func(t, _ float64) float64 { return math.Pow(gamma, math.Floor(t/step)) }
-		case *LinearLRConfig:
-			start, end := c.StartFactor, c.EndFactor
-			sc = scheduler{window: c.schedulerWindow}
-			sc.factor = func(t, length float64) float64 { return start + (end-start)*math.Min(t, length)/length }
-		case *CosineAnnealingLRConfig:
-			tmax := float64(c.TMax)
-			etaMin, ratio := c.EtaMin, c.EtaMinRatio
-			sc = scheduler{window: c.schedulerWindow}
-			sc.factor = func(t, length float64) float64 {
-				T := tmax
-				if T <= 0 {
-					T = length
-				}
-				min := etaMin / baseLR
-				if ratio != nil {
-					min = *ratio
-				}
-				return min + (1-min)*(1+math.Cos(math.Pi*math.Min(t, T)/T))/2
-			}
-		default:
-			return nil, fmt.Errorf("%s: %s is not a learning-rate scheduler", spec.Path, spec.Type)
-		}
-		s.schedulers = append(s.schedulers, sc)
+		s.schedulers = append(s.schedulers, ps)
 	}
 	return s, nil
 }
 
-func countLE(ms []int, t float64) int {
-	n := 0
-	for _, m := range ms {
-		if float64(m) <= t {
-			n++
-		}
-	}
-	return n
-}
-
 // LR is the learning rate of iteration iter (0-based, within the epoch) of epoch (0-based).
-//
-// Each scheduler counts in its own units: epochs (by_epoch), iterations, or fractions of
-// epochs updated every iteration (by_epoch with convert_to_iter_based). Inside its window a
-// factor is taken t units after begin; after the window, at its end (so a warm-up reaches its
-// end_factor and stays there); milestones count from the start of training.
 func (s *Schedule) LR(epoch, iter int) float64 {
+	at := Position{Epoch: epoch, Iter: iter, ItersPerEpoch: s.ItersPerEpoch, BaseLR: s.BaseLR}
 	lr := s.BaseLR
 	for _, sc := range s.schedulers {
-		w := sc.window
-		pos := float64(epoch) // in the scheduler's units
-		switch {
-		case !w.ByEpoch:
-			pos = float64(epoch*s.ItersPerEpoch + iter)
-		case w.ConvertToIterBased:
-			pos = float64(epoch) + float64(iter)/float64(s.ItersPerEpoch)
-		}
-		begin, end := float64(w.Begin), float64(w.End)
-		if pos < begin {
-			continue
-		}
-		if sc.milestones != nil {
-			lr *= sc.factor(math.Min(pos, end), 0)
-			continue
-		}
-		lr *= sc.factor(math.Min(pos, end)-begin, end-begin)
+		lr = sc.Scale(lr, at)
 	}
 	return lr
+}
+
+// schedulerWindow holds the keys every mmengine parameter scheduler shares, and places a
+// point of training in the scheduler's units.
+type schedulerWindow struct {
+	ByEpoch            bool `toml:"by_epoch" doc:"count in epochs (else in iterations)"`
+	Begin              int  `toml:"begin" doc:"the first epoch (or iteration) of the scheduler"`
+	End                int  `toml:"end" doc:"the epoch (or iteration) where it stops, exclusive; default: the end of training"`
+	ConvertToIterBased bool `toml:"convert_to_iter_based" doc:"with by_epoch, update every iteration by fractions of epochs"`
+}
+
+func defaultWindow() schedulerWindow { return schedulerWindow{ByEpoch: true, End: math.MaxInt32} }
+
+func (w schedulerWindow) validate() error {
+	if w.Begin < 0 || w.End <= w.Begin {
+		return registry.FieldErrorf("end", "the window [begin, end) = [%d, %d) is empty", w.Begin, w.End)
+	}
+	if w.ConvertToIterBased && !w.ByEpoch {
+		return registry.FieldErrorf("convert_to_iter_based", "needs by_epoch = true")
+	}
+	return nil
+}
+
+// place returns the position in the scheduler's units (epochs, iterations, or fractions of
+// epochs with convert_to_iter_based) and whether the window has begun.
+//
+// Inside its window a factor is taken t units after begin; after the window, at its end (so
+// a warm-up reaches its end_factor and stays there).
+func (w schedulerWindow) place(at Position) (pos float64, started bool) {
+	pos = float64(at.Epoch)
+	switch {
+	case !w.ByEpoch:
+		pos = float64(at.GlobalIter())
+	case w.ConvertToIterBased:
+		pos = float64(at.Epoch) + float64(at.Iter)/float64(at.ItersPerEpoch)
+	}
+	return math.Min(pos, float64(w.End)), pos >= float64(w.Begin)
+}
+
+// length is the window's length in its units; unbounded windows are MaxInt32 long.
+func (w schedulerWindow) length() float64 { return float64(w.End - w.Begin) }
+
+// unit names the window's unit, for messages.
+func (w schedulerWindow) unit() string {
+	if w.ByEpoch {
+		return "epoch"
+	}
+	return "iteration"
+}
+
+func checkMilestones(w schedulerWindow, key string, milestones []int, l RunLength) error {
+	limit := l.Epochs
+	if !w.ByEpoch {
+		limit = l.Iters
+	}
+	if limit == 0 {
+		return nil // not known before the data is read
+	}
+	for _, m := range milestones {
+		if m >= limit {
+			return fmt.Errorf("%s %v: %d is at or beyond the run's %d %ss, so it never takes effect", key, milestones, m, limit, w.unit())
+		}
+	}
+	return nil
 }

@@ -9,7 +9,7 @@ import (
 
 func TestSchedules(t *testing.T) {
 	sched := func(specs ...registry.Spec) *Schedule {
-		s, err := NewSchedule(registry.Default, specs, 0.03, 10)
+		s, err := NewSchedule(nil, specs, 0.03, 10)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,25 +9,6 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// AccuracyConfig is mmcls's Accuracy: top-k accuracy for each k of topk.
-type AccuracyConfig struct {
-	Topk []int `toml:"topk"`
-}
-
-func (c *AccuracyConfig) Validate() error { return positiveList("topk", c.Topk) }
-
-// MultiHeadEvaluatorConfig applies one metric to each head of a multi-head classifier.
-type MultiHeadEvaluatorConfig struct {
-	Metrics registry.Spec `toml:"metrics" registry:"evaluators"`
-}
-
-func (c *MultiHeadEvaluatorConfig) Validate() error {
-	if c.Metrics.IsZero() {
-		return registry.FieldErrorf("metrics", "is required, such as { type = \"Accuracy\", topk = [1, 5] }")
-	}
-	return nil
-}
-
 // WeightedKNNConfig is mmselfsup's weighted kNN (from DINO): L2-normalised features, each of
 // the k nearest training samples votes for its class with weight exp(similarity /
 // temperature). All k of num_knn come from one top-max(k) search.
@@ -155,10 +136,6 @@ func init() {
 	reg := func(ns, typ, doc string, newCfg func() any) {
 		registry.Register(registry.Component{Namespace: ns, Type: typ, Doc: doc, New: newCfg})
 	}
-	reg(registry.Evaluators, "Accuracy", "top-k classification accuracy",
-		func() any { return &AccuracyConfig{Topk: []int{1}} })
-	reg(registry.Evaluators, "MultiHeadEvaluator", "one metric per head of a multi-head classifier",
-		func() any { return &MultiHeadEvaluatorConfig{} })
 	reg(registry.Evaluators, "WeightedKNN", "weighted kNN on L2-normalised features (mmselfsup, DINO)",
 		func() any {
 			return &WeightedKNNConfig{NumKNN: []int{10, 20, 100, 200}, Temperature: 0.07, ChunkSize: 500}

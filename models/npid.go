@@ -184,3 +184,6 @@ func (n *NPID) drawNegatives(ctx *context.Context, g *Graph, idx *Node, s shapes
 	r := ConvertDType(ctx.RandomIntN(g, int64(size-1), s), dtypes.Int32)
 	return Add(r, ConvertDType(GreaterOrEqual(r, ExpandAxes(idx, -1)), dtypes.Int32))
 }
+
+// MemorySize is the number of rows of the memory bank: one per training image.
+func (n *NPID) MemorySize() int { return n.Memory.Size() }

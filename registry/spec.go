@@ -62,6 +62,15 @@ func (s Spec) With(key string, value any) Spec {
 	return s
 }
 
+// Without returns a copy of s without key (for keys that the parent reads itself, such as a
+// hook's priority).
+func (s Spec) Without(key string) Spec {
+	t := deepCopy(s.table).(map[string]any)
+	delete(t, key)
+	s.table = t
+	return s
+}
+
 // Source names the file or --set argument that set key inside the component (the component
 // itself for "").
 func (s Spec) Source(key string) string {

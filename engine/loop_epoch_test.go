@@ -17,10 +17,10 @@ func TestValidationEpochs(t *testing.T) {
 		{1, 4, 10, []int{4, 8, 10}},
 		{5, 2, 9, []int{6, 8, 9}},
 	} {
-		v := &validation{begin: tc.begin, interval: tc.interval}
+		l := &epochLoop{EpochBasedTrainLoopConfig{MaxEpochs: tc.max, ValBegin: tc.begin, ValInterval: tc.interval}}
 		var got []int
 		for e := 1; e <= tc.max; e++ {
-			if v.due(e, tc.max) {
+			if l.due(e) {
 				got = append(got, e)
 			}
 		}
