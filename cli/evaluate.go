@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/goselfsup/goselfsup/engine"
-	"github.com/goselfsup/goselfsup/evaluators"
 	"github.com/goselfsup/goselfsup/models"
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -149,20 +148,12 @@ func (c *evalCommand) open(stderr io.Writer) (*engine.Evaluation, error) {
 		Seed: *c.seed, WorkDir: *c.workDir, Console: stderr})
 }
 
-// pooling returns the benchmark's MultiPooling, or nil for AvgPool2d or none.
-func (c *evalCommand) pooling() (*models.MultiPooling, error) {
+// pooling returns the benchmark's pool_cfg, or nil without one.
+func (c *evalCommand) pooling() (models.FeaturePooling, error) {
 	if c.bench.PoolCfg.IsZero() {
 		return nil, nil
 	}
-	pc, err := c.reg.Decode(c.bench.PoolCfg)
-	if err != nil {
-		return nil, err
-	}
-	mp, ok := pc.(*evaluators.MultiPoolingConfig)
-	if !ok {
-		return nil, nil
-	}
-	return models.NewMultiPooling(mp.PoolType, mp.Backbone, mp.InIndices)
+	return registry.Build[models.FeaturePooling](&registry.Env{Registry: c.reg}, c.bench.PoolCfg)
 }
 
 // defaultFeatures are the features that the benchmark's pool_cfg implies: the backbone's
@@ -172,11 +163,7 @@ func (c *evalCommand) defaultFeatures() ([]string, error) {
 	if err != nil || pool == nil {
 		return []string{engine.FeatBackbone}, err
 	}
-	var out []string
-	for _, i := range pool.InIndices {
-		out = append(out, fmt.Sprintf("feat%d", i+1))
-	}
-	return out, nil
+	return pool.FeatureNames(), nil
 }
 
 // splits are the benchmark's datasets: "train" (the labelled training set) and "val".
@@ -203,9 +190,13 @@ func (c *evalCommand) featureSets(ctx context.Context, e *engine.Evaluation, nam
 		}
 		return out, nil
 	}
-	pool, err := c.pooling()
+	pooling, err := c.pooling()
 	if err != nil {
 		return nil, err
+	}
+	var pool *models.MultiPooling
+	if pooling != nil {
+		pool = pooling.Multi()
 	}
 	for i, s := range splits {
 		l, err := e.Loader(loaders[i])

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"archive/zip"
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/goselfsup/goselfsup/internal/atomicfile"
 )
 
 // A checkpoint is one zip file (uncompressed): meta.json, and one NumPy .npy file per
@@ -56,7 +56,7 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	err = writeFileAtomic(path, func(f io.Writer) error {
+	err = atomicfile.Write(path, func(f io.Writer) error {
 		zw := zip.NewWriter(f)
 		if err := writeEntry(zw, "meta.json", func(w io.Writer) error { _, err := w.Write(meta); return err }); err != nil {
 			return err
@@ -73,38 +73,6 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 		return fmt.Errorf("saving checkpoint: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes a file through a hidden temporary one in the same folder, synced
-// and renamed into place when complete, so that a crash never leaves a partial file.
-func writeFileAtomic(path string, write func(w io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := write(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func writeEntry(zw *zip.Writer, name string, write func(io.Writer) error) error {

@@ -1,12 +1,10 @@
 package engine
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,7 +21,6 @@ import (
 	"github.com/goselfsup/goselfsup/datasets"
 	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
-	"github.com/goselfsup/goselfsup/internal/npy"
 	"github.com/goselfsup/goselfsup/models"
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
@@ -206,14 +203,13 @@ func (e *Evaluation) Loader(d *Dataloader) (*datasets.Loader, error) {
 	return l, nil
 }
 
-// FeatureSet holds the features of a dataset's samples by name, in sample order, with the
-// samples' labels: Labels for single-label data (-1 where unlabelled), Targets ([N,
-// Classes], 1 present, 0 difficult only, -1 absent) for multi-label data such as VOC.
-type FeatureSet struct {
-	Features map[string]evaluators.Features
-	Labels   []int
-	Targets  []int8
-	Classes  int
+// FeatureSet holds the features of a dataset's samples by name, with their labels.
+type FeatureSet = evaluators.FeatureSet
+
+// ReadFeatureSet reads the features names of split from dir, as FeatureSet.WriteNPY wrote
+// them.
+func ReadFeatureSet(dir, split string, names []string) (*FeatureSet, error) {
+	return evaluators.ReadFeatureSet(dir, split, names)
 }
 
 // Extract computes the features named in names for every sample of l: FeatBackbone,
@@ -418,103 +414,4 @@ func (e *Evaluation) MemoryBank() (evaluators.Features, error) {
 		return evaluators.Features{}, err
 	}
 	return evaluators.Features{N: d[0], Dim: d[1], Data: data}, nil
-}
-
-// WriteNPY writes the set as .npy files in dir: <split>_<name>.npy (float32 [N, dim]) for
-// each feature, <split>_labels.npy (int64 [N]) and, for multi-label data,
-// <split>_targets.npy (int8 [N, classes]). It returns the paths written.
-func (s *FeatureSet) WriteNPY(dir, split string) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	var paths []string
-	write := func(name string, w func(f io.Writer) error) error {
-		path := filepath.Join(dir, split+"_"+name+".npy")
-		if err := writeFileAtomic(path, w); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-		paths = append(paths, path)
-		return nil
-	}
-	for _, n := range slices.Sorted(maps.Keys(s.Features)) {
-		f := s.Features[n]
-		if err := write(n, func(w io.Writer) error { return npy.Write(w, []int{f.N, f.Dim}, f.Data) }); err != nil {
-			return nil, err
-		}
-	}
-	labels := make([]int64, len(s.Labels))
-	for i, l := range s.Labels {
-		labels[i] = int64(l)
-	}
-	if err := write("labels", func(w io.Writer) error { return npy.Write(w, []int{len(labels)}, labels) }); err != nil {
-		return nil, err
-	}
-	if s.Targets != nil {
-		err := write("targets", func(w io.Writer) error {
-			return npy.Write(w, []int{len(s.Targets) / s.Classes, s.Classes}, s.Targets)
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return paths, nil
-}
-
-// ReadFeatureSet reads the features names of split from dir, as WriteNPY wrote them.
-func ReadFeatureSet(dir, split string, names []string) (*FeatureSet, error) {
-	s := &FeatureSet{Features: map[string]evaluators.Features{}}
-	read := func(name string, r func(f io.Reader) error) error {
-		path := filepath.Join(dir, split+"_"+name+".npy")
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := r(bufio.NewReaderSize(f, 1<<20)); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		return nil
-	}
-	for _, n := range names {
-		err := read(n, func(r io.Reader) error {
-			shape, data, err := npy.Read[float32](r)
-			if err != nil {
-				return err
-			}
-			if len(shape) != 2 {
-				return fmt.Errorf("shape %v is not [samples, dimensions]", shape)
-			}
-			s.Features[n] = evaluators.Features{N: shape[0], Dim: shape[1], Data: data}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	err := read("labels", func(r io.Reader) error {
-		_, labels, err := npy.Read[int64](r)
-		for _, l := range labels {
-			s.Labels = append(s.Labels, int(l))
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	err = read("targets", func(r io.Reader) error {
-		shape, t, err := npy.Read[int8](r)
-		if err == nil && len(shape) == 2 {
-			s.Targets, s.Classes = t, shape[1]
-		}
-		return err
-	})
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	for n, f := range s.Features {
-		if f.N != len(s.Labels) {
-			return nil, fmt.Errorf("%s: %d %s features for %d labels", dir, f.N, n, len(s.Labels))
-		}
-	}
-	return s, nil
 }

@@ -1,11 +1,83 @@
 package models
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+
+	"github.com/goselfsup/goselfsup/registry"
 )
+
+func init() {
+	registry.Add(registry.Poolings, "AvgPool2d", "global average pooling of the last backbone output",
+		func() *AvgPool2dConfig { return &AvgPool2dConfig{} })
+	registry.Add(registry.Poolings, "MultiPooling", "pooling of several backbone outputs to about 9,000 dimensions each",
+		func() *MultiPoolingConfig {
+			return &MultiPoolingConfig{PoolType: "specified", InIndices: []int{0, 1, 2, 3, 4}, Backbone: "resnet50"}
+		})
+}
+
+// FeaturePooling is a component of the "poolings" namespace, a benchmark's pool_cfg: how
+// extraction pools the backbone's outputs into feature vectors.
+type FeaturePooling interface {
+	// FeatureNames are the features it gives: "backbone" (the last output, globally
+	// pooled), or feat<i+1> for each output i of a MultiPooling.
+	FeatureNames() []string
+	// Multi is the MultiPooling that computes feat1..feat5, nil for global pooling.
+	Multi() *MultiPooling
+}
+
+// AvgPool2dConfig pools the last backbone output globally (mmselfsup's Extractor AvgPool2d).
+type AvgPool2dConfig struct{}
+
+// MultiPoolingConfig is mmselfsup's MultiPooling: each backbone output of in_indices pooled
+// to about 9,000 dimensions, by the table of the backbone ("specified") or adaptively.
+type MultiPoolingConfig struct {
+	PoolType  string `toml:"pool_type"`
+	InIndices []int  `toml:"in_indices"`
+	Backbone  string `toml:"backbone"`
+}
+
+func (c *MultiPoolingConfig) Validate() error {
+	var errs []error
+	if c.PoolType != "specified" && c.PoolType != "adaptive" {
+		errs = append(errs, registry.FieldErrorf("pool_type", `must be "specified" or "adaptive", got %q`, c.PoolType))
+	}
+	for _, i := range c.InIndices {
+		if i < 0 || i > 4 {
+			errs = append(errs, registry.FieldErrorf("in_indices", "%d is not a ResNet output (0 = stem, 1..4 = stages)", i))
+		}
+	}
+	if c.Backbone != "resnet18" && c.Backbone != "resnet50" {
+		errs = append(errs, registry.FieldErrorf("backbone", `must be "resnet18" or "resnet50", got %q`, c.Backbone))
+	}
+	return errors.Join(errs...)
+}
+
+func (*AvgPool2dConfig) Build(*registry.Env) (any, error) { return globalPooling{}, nil }
+
+type globalPooling struct{}
+
+func (globalPooling) FeatureNames() []string { return []string{"backbone"} }
+func (globalPooling) Multi() *MultiPooling   { return nil }
+
+func (c *MultiPoolingConfig) Build(*registry.Env) (any, error) {
+	return NewMultiPooling(c.PoolType, c.Backbone, c.InIndices)
+}
+
+// FeatureNames are feat<i+1> for each output i it pools.
+func (m *MultiPooling) FeatureNames() []string {
+	out := make([]string, len(m.InIndices))
+	for j, i := range m.InIndices {
+		out[j] = fmt.Sprintf("feat%d", i+1)
+	}
+	return out
+}
+
+// Multi is m itself.
+func (m *MultiPooling) Multi() *MultiPooling { return m }
 
 // PoolParams is one AvgPool2d of MultiPooling's "specified" table.
 type PoolParams struct{ Kernel, Stride, Padding int }
