@@ -6,7 +6,7 @@ package main
 import (
 	"os"
 
-	"github.com/goselfsup/goselfsup/cli"
+	"github.com/goselfsup/goselfsup/internal/benchmark"
 )
 
-func main() { os.Exit(cli.Benchmark(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(benchmark.Main(os.Args[1:], os.Stdout, os.Stderr)) }
