@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/plugins/host"
 	"github.com/goselfsup/goselfsup/registry"
 
@@ -85,20 +86,24 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// parseArgs parses flags that may come before or after the positional arguments.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
+// parseArgs parses flags that may come before or after the positional arguments; -h and
+// --help print fs's usage to stdout (usageExit(err) is then 0), and --cfg-options takes
+// several key=value pairs (see cmdline.Parse).
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	return cmdline.Parse(fs, args, stdout)
+}
+
+// usageExit is the exit code after parseArgs fails: exitOK after -h or --help, else exitUsage.
+func usageExit(err error) int { return cmdline.ExitCode(err) }
+
+// isHelp reports whether arg is -h or --help.
+func isHelp(arg string) bool { return cmdline.IsHelp(arg) }
+
+// setFlags defines --set and its alias --cfg-options (mmselfsup's name, which takes one or
+// more key=value pairs), both appending to sets.
+func setFlags(fs *flag.FlagSet, sets *stringList, doc string) {
+	fs.Var(sets, "set", doc)
+	fs.Var(sets, cmdline.CfgOptions, "the same as --set, as mmselfsup names it; takes one or more `key=value` pairs")
 }
 
 // report writes an error for the user: one line per config problem.
