@@ -1,6 +1,8 @@
-// Package cli holds the command-line tools' entry points, so that a user's own main can
-// import extra component packages (which register themselves in init) and call the same
-// entry point as the shipped tools:
+// Package cli holds goselfsup's commands: Main dispatches a command line to its subcommand
+// (train, print_config, extract, knn, svm, linear, evaluate, plugin, benchmark), as the
+// goselfsup binary (cmd/goselfsup) and the tools/* mains do. A build with one's own
+// components is one main that imports the component packages (which register themselves in
+// init) and calls Main; it has every subcommand, and Register adds one's own:
 //
 //	package main
 //
@@ -11,7 +13,10 @@
 //		_ "example.com/mylab/mybackbone" // registers backbones.MyNet
 //	)
 //
-//	func main() { os.Exit(cli.PrintConfig(os.Args[1:], os.Stdout, os.Stderr)) }
+//	func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }
+//
+// The subcommands' entry points (Train, PrintConfig, ...) are exported too: each takes the
+// arguments after the subcommand's name.
 package cli
 
 import (
