@@ -1,6 +1,8 @@
-// Package cli holds the command-line tools' entry points, so that a user's own main can
-// import extra component packages (which register themselves in init) and call the same
-// entry point as the shipped tools:
+// Package cli holds goselfsup's commands: Main dispatches a command line to its subcommand
+// (train, print_config, extract, knn, svm, linear, evaluate, plugin, benchmark), as the
+// goselfsup binary (cmd/goselfsup) and the tools/* mains do. A build with one's own
+// components is one main that imports the component packages (which register themselves in
+// init) and calls Main; it has every subcommand, and Register adds one's own:
 //
 //	package main
 //
@@ -11,7 +13,10 @@
 //		_ "example.com/mylab/mybackbone" // registers backbones.MyNet
 //	)
 //
-//	func main() { os.Exit(cli.PrintConfig(os.Args[1:], os.Stdout, os.Stderr)) }
+//	func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }
+//
+// The subcommands' entry points (Train, PrintConfig, ...) are exported too: each takes the
+// arguments after the subcommand's name.
 package cli
 
 import (
@@ -25,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/plugins/host"
 	"github.com/goselfsup/goselfsup/registry"
 
@@ -85,20 +91,24 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// parseArgs parses flags that may come before or after the positional arguments.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
+// parseArgs parses flags that may come before or after the positional arguments; -h and
+// --help print fs's usage to stdout (usageExit(err) is then 0), and --cfg-options takes
+// several key=value pairs (see cmdline.Parse).
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	return cmdline.Parse(fs, args, stdout)
+}
+
+// usageExit is the exit code after parseArgs fails: exitOK after -h or --help, else exitUsage.
+func usageExit(err error) int { return cmdline.ExitCode(err) }
+
+// isHelp reports whether arg is -h or --help.
+func isHelp(arg string) bool { return cmdline.IsHelp(arg) }
+
+// setFlags defines --set and its alias --cfg-options (mmselfsup's name, which takes one or
+// more key=value pairs), both appending to sets.
+func setFlags(fs *flag.FlagSet, sets *stringList, doc string) {
+	fs.Var(sets, "set", doc)
+	fs.Var(sets, cmdline.CfgOptions, "the same as --set, as mmselfsup names it; takes one or more `key=value` pairs")
 }
 
 // report writes an error for the user: one line per config problem.

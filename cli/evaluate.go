@@ -59,14 +59,14 @@ type evalCommand struct {
 func newEvalCommand(name, usage string, stderr io.Writer) *evalCommand {
 	c := &evalCommand{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError)}
 	c.fs.SetOutput(stderr)
-	c.fs.Var(&c.sets, "set", "override a key of BENCHMARK_CONFIG: `key.path=value` in TOML syntax; repeatable")
+	setFlags(c.fs, &c.sets, "override a key of BENCHMARK_CONFIG: `key.path=value` in TOML syntax; repeatable")
 	c.modelConfig = c.fs.String("model-config", "", "the model's `config` (default: the config saved in CHECKPOINT)")
 	c.workDir = c.fs.String("work-dir", "", "the output `folder` (default: work_dirs/"+name+"/<benchmark>/<checkpoint>)")
 	c.backend = c.fs.String("backend", "", "the GoMLX backend (default: the model config's): go, xla:cuda, xla:<PJRT plugin>")
 	c.seed = c.fs.Int64("seed", 0, "the seed of the random initialisation and of sampling")
 	c.fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fmt.Fprint(stderr, evalFlagsUsage)
+		fmt.Fprint(c.fs.Output(), usage)
+		fmt.Fprint(c.fs.Output(), evalFlagsUsage)
 		c.fs.PrintDefaults()
 	}
 	return c
@@ -80,15 +80,16 @@ func (c *evalCommand) withFeatureFlags(def, what string) {
 	}
 }
 
-// parse parses the command line and loads the benchmark config.
-func (c *evalCommand) parse(args []string, stderr io.Writer) int {
-	pos, err := parseArgs(c.fs, args)
+// parse parses the command line and loads the benchmark config; !ok means that the
+// command is done (-h, a wrong command line, a config that fails), with exit code rc.
+func (c *evalCommand) parse(args []string, stdout, stderr io.Writer) (rc int, ok bool) {
+	pos, err := parseArgs(c.fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return usageExit(err), false
 	}
 	if len(pos) < 1 || len(pos) > 2 {
 		c.fs.Usage()
-		return exitUsage
+		return exitUsage, false
 	}
 	c.benchPath = pos[0]
 	if len(pos) == 2 {
@@ -97,7 +98,7 @@ func (c *evalCommand) parse(args []string, stderr io.Writer) int {
 	c.log = consoleLogger(stderr)
 	if c.benchTree, c.bench, c.reg, err = loadConfig(c.benchPath, c.sets, c.log); err != nil {
 		report(stderr, err)
-		return exitFailed
+		return exitFailed, false
 	}
 	if *c.workDir == "" {
 		ck := "random-init"
@@ -107,7 +108,7 @@ func (c *evalCommand) parse(args []string, stderr io.Writer) int {
 		}
 		*c.workDir = filepath.Join("work_dirs", c.name, configName(c.benchPath), ck)
 	}
-	return exitOK
+	return exitOK, true
 }
 
 func configName(path string) string {
@@ -241,7 +242,7 @@ func interruptible() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt)
 }
 
-const extractUsage = `usage: extract BENCHMARK_CONFIG [CHECKPOINT] [flags]
+const extractUsage = `usage: goselfsup extract BENCHMARK_CONFIG [CHECKPOINT] [flags]
 
 Extracts features of the benchmark's training and test sets (train_dataloader,
 val_dataloader) and writes them as NumPy files in the work_dir's features/ folder:
@@ -258,7 +259,7 @@ the four stages pooled by pool_cfg's MultiPooling to about 9,000 values each).
 func Extract(args []string, stdout, stderr io.Writer) int {
 	c := newEvalCommand("extract", extractUsage, stderr)
 	c.withFeatureFlags("", "to extract (default: those of pool_cfg)")
-	if rc := c.parse(args, stderr); rc != exitOK {
+	if rc, ok := c.parse(args, stdout, stderr); !ok {
 		return rc
 	}
 	names := c.featureNames()

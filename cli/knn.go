@@ -13,7 +13,7 @@ import (
 	"github.com/goselfsup/goselfsup/evaluators"
 )
 
-const knnUsage = `usage: knn BENCHMARK_CONFIG [CHECKPOINT] [flags]
+const knnUsage = `usage: goselfsup knn BENCHMARK_CONFIG [CHECKPOINT] [flags]
 
 Weighted kNN (mmselfsup's, from DINO): L2-normalised features of the test set
 (val_dataloader) vote with their k most similar training features (train_dataloader),
@@ -31,7 +31,7 @@ func KNN(args []string, stdout, stderr io.Writer) int {
 	c.withFeatureFlags(engine.FeatBackbone, "to compare")
 	memoryBank := c.fs.Bool("memory-bank", false, "lemniscate.pytorch's kNN: the memory bank as the training features, the neck's embedding as the test features")
 	search := c.fs.String("search", "auto", "where to search: cpu, device (the backend's), or auto (the device under XLA, else the CPU)")
-	if rc := c.parse(args, stderr); rc != exitOK {
+	if rc, ok := c.parse(args, stdout, stderr); !ok {
 		return rc
 	}
 	if err := runKNN(c, *memoryBank, *search, stdout, stderr); err != nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-const linearUsage = `usage: linear CONFIG CHECKPOINT [flags]
+const linearUsage = `usage: goselfsup linear CONFIG [CHECKPOINT] [flags]
 
 Linear evaluation of self-supervised features: trains the classifier of CONFIG (an
 ImageClassifier whose backbone is frozen, as configs/benchmarks/classification/imagenet/*)
@@ -28,9 +28,9 @@ func Linear(args []string, stdout, stderr io.Writer) int {
 		"the output `folder` (default: work_dirs/linear/<config>/<checkpoint>)", stderr)
 	backend := f.fs.String("backend", "", "the GoMLX backend (default: the config's): go, xla:cuda, xla:<PJRT plugin>")
 	randomInit := f.fs.Bool("random-init", false, "train on a randomly initialised backbone (no CHECKPOINT): the baseline")
-	pos, err := f.parse(args)
+	pos, err := f.parse(args, stdout)
 	if err != nil {
-		return exitUsage
+		return usageExit(err)
 	}
 	if len(pos) != 2 && !(len(pos) == 1 && *randomInit) || len(pos) == 2 && *randomInit {
 		f.fs.Usage()

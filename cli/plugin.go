@@ -15,7 +15,7 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-const pluginUsage = `usage: plugin list | describe NAME [--start] | verify [NAME ...] [--write]
+const pluginUsage = `usage: goselfsup plugin list | describe NAME [--start] | verify [NAME ...] [--write]
 
 Manages goselfsup plugins: programs named goselfsup-plugin-<name>, found in the folders of
 $GOSELFSUP_PLUGIN_PATH, then ~/.config/goselfsup/plugins, then ./plugins (the first of a
@@ -25,22 +25,29 @@ name wins).
   describe   a plugin's manifest; --start also starts it, asks it over gRPC and times that
   verify     compares each plugin (or those named) with its goselfsup-plugin-<name>_SHA256SUM
              file; --write writes those files from the binaries as they are now
+
+flags:
 `
 
 // Plugin is the entry point of tools/plugin.
 func Plugin(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, pluginUsage)
-		return exitUsage
-	}
-	fs := flag.NewFlagSet("plugin "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("plugin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, pluginUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), pluginUsage); fs.PrintDefaults() }
 	write := fs.Bool("write", false, "verify: write the checksum files instead of checking them")
 	start := fs.Bool("start", false, "describe: start the plugin and ask it for its manifest over gRPC, timing it")
-	pos, err := parseArgs(fs, args[1:])
-	if err != nil {
+	if len(args) == 0 {
+		fs.Usage()
 		return exitUsage
+	}
+	if isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK
+	}
+	pos, err := parseArgs(fs, args[1:], stdout)
+	if err != nil {
+		return usageExit(err)
 	}
 	h := host.New(host.Options{Log: consoleLogger(stderr)})
 	defer h.Close()

@@ -9,7 +9,8 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-const printConfigUsage = `usage: print_config [flags] CONFIG
+const printConfigUsage = `usage: goselfsup print_config CONFIG [flags]
+       goselfsup print_config --list | --components
 
 Prints the merged config (CONFIG, its _base_ files and the --set overrides) as TOML and
 checks every component in it against the registry. Exits non-zero if the config has a
@@ -24,17 +25,17 @@ func PrintConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("print_config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var sets, explains stringList
-	fs.Var(&sets, "set", "override a key: `key.path=value` in TOML syntax (a bare word is a string); repeatable")
+	setFlags(fs, &sets, "override a key: `key.path=value` in TOML syntax (a bare word is a string); repeatable")
 	fs.Var(&explains, "explain", "print the files and overrides that set `KEY`, instead of the config; repeatable")
 	list := fs.Bool("list", false, "list the shipped configs")
 	components := fs.Bool("components", false, "list the registered components by namespace")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, printConfigUsage)
+		fmt.Fprint(fs.Output(), printConfigUsage)
 		fs.PrintDefaults()
 	}
-	pos, err := parseArgs(fs, args)
+	pos, err := parseArgs(fs, args, stdout)
 	if err != nil {
-		return exitUsage
+		return usageExit(err)
 	}
 	switch {
 	case *list:

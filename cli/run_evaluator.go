@@ -12,7 +12,7 @@ import (
 	"github.com/goselfsup/goselfsup/plugins/host"
 )
 
-const evaluateUsage = `usage: evaluate BENCHMARK_CONFIG [CHECKPOINT] [flags]
+const evaluateUsage = `usage: goselfsup evaluate BENCHMARK_CONFIG [CHECKPOINT] [flags]
 
 Runs the val_evaluator of BENCHMARK_CONFIG, whichever it is: WeightedKNN as tools/knn,
 VOC07SVM as tools/svm, or the evaluator of a plugin (see "Writing a plugin" in the README).
@@ -27,7 +27,7 @@ checkpoint and the work_dir; its metrics are printed and written to metrics.json
 func Evaluate(args []string, stdout, stderr io.Writer) int {
 	c := newEvalCommand("evaluate", evaluateUsage, stderr)
 	c.withFeatureFlags("", "for the evaluator (default: as the evaluator or pool_cfg says)")
-	if rc := c.parse(args, stderr); rc != exitOK {
+	if rc, ok := c.parse(args, stdout, stderr); !ok {
 		return rc
 	}
 	ev, err := c.reg.Decode(c.bench.ValEvaluator)

@@ -10,7 +10,7 @@ import (
 	"github.com/goselfsup/goselfsup/evaluators"
 )
 
-const svmUsage = `usage: svm BENCHMARK_CONFIG [CHECKPOINT] [flags]
+const svmUsage = `usage: goselfsup svm BENCHMARK_CONFIG [CHECKPOINT] [flags]
 
 The VOC07 SVM benchmark (mmselfsup's svm_voc07): features scaled to f / (||f|| + 1e-5),
 one linear SVM per class (liblinear's dual coordinate descent: squared hinge, L2, weight
@@ -28,7 +28,7 @@ func SVM(args []string, stdout, stderr io.Writer) int {
 	c := newEvalCommand("svm", svmUsage, stderr)
 	c.withFeatureFlags("", "to evaluate (default: val_evaluator.features)")
 	lowShot := c.fs.Bool("low-shot", true, "run val_evaluator.low_shot when the config has it")
-	if rc := c.parse(args, stderr); rc != exitOK {
+	if rc, ok := c.parse(args, stdout, stderr); !ok {
 		return rc
 	}
 	if err := runSVM(c, *lowShot, stdout, stderr); err != nil {

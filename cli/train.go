@@ -16,7 +16,7 @@ import (
 // DemoConfig is the config that tools/train runs without one.
 const DemoConfig = "goselfsup::demo/npid_shapes.toml"
 
-const trainUsage = `usage: train [CONFIG] [flags]
+const trainUsage = `usage: goselfsup train [CONFIG] [flags]
 
 Trains the model of CONFIG (without one: the demo, NPID on generated shapes on the CPU).
 The work_dir receives the merged config (config.toml), the log (log.jsonl), checkpoints
@@ -37,21 +37,21 @@ type trainFlags struct {
 func newTrainFlags(name, usage, setDoc, workDirDoc string, stderr io.Writer) *trainFlags {
 	f := &trainFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
 	f.fs.SetOutput(stderr)
-	f.fs.Var(&f.sets, "set", setDoc+": `key.path=value` in TOML syntax; repeatable")
+	setFlags(f.fs, &f.sets, setDoc+": `key.path=value` in TOML syntax; repeatable")
 	f.workDir = f.fs.String("work-dir", "", workDirDoc)
 	f.seed = f.fs.Int64("seed", 0, "the random seed (overrides randomness.seed)")
 	f.resume = f.fs.String("resume", "", "resume from a checkpoint: `PATH`, or \"auto\" for the newest in the work_dir (--resume alone)")
 	f.fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(f.fs.Output(), usage)
 		f.fs.PrintDefaults()
 	}
 	return f
 }
 
 // parse parses the command line (--resume may come without a value) and returns the
-// positional arguments.
-func (f *trainFlags) parse(args []string) ([]string, error) {
-	return parseArgs(f.fs, optionalValue(args, "resume", "auto"))
+// positional arguments; -h prints the usage to stdout.
+func (f *trainFlags) parse(args []string, stdout io.Writer) ([]string, error) {
+	return parseArgs(f.fs, optionalValue(args, "resume", "auto"), stdout)
 }
 
 // options are the run's options that the flags set.
@@ -69,9 +69,9 @@ func (f *trainFlags) options(console io.Writer) engine.Options {
 func Train(args []string, stdout, stderr io.Writer) int {
 	f := newTrainFlags("train", trainUsage, "override a key",
 		"the run's folder (default: work_dir of the config, else work_dirs/<config name>)", stderr)
-	pos, err := f.parse(args)
+	pos, err := f.parse(args, stdout)
 	if err != nil {
-		return exitUsage
+		return usageExit(err)
 	}
 	if len(pos) > 1 {
 		f.fs.Usage()

@@ -1,4 +1,5 @@
 // Command benchmark times goselfsup against reference implementations, in one run.
+// It is "goselfsup benchmark" (cmd/goselfsup): "go run ./tools/benchmark -h" lists its flags.
 //
 //	go run ./tools/benchmark train-step
 package main
@@ -9,4 +10,4 @@ import (
 	"github.com/goselfsup/goselfsup/cli"
 )
 
-func main() { os.Exit(cli.Benchmark(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(cli.Main(append([]string{"benchmark"}, os.Args[1:]...), os.Stdout, os.Stderr)) }

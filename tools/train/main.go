@@ -1,4 +1,5 @@
 // Command train trains a model from a config; without one, it runs the CPU demo.
+// It is "goselfsup train" (cmd/goselfsup): "go run ./tools/train -h" lists its flags.
 //
 //	go run ./tools/train
 //	go run ./tools/train configs/npid/resnet50_8xb32-steplr-200e.toml --work-dir runs/r50
@@ -10,4 +11,4 @@ import (
 	"github.com/goselfsup/goselfsup/cli"
 )
 
-func main() { os.Exit(cli.Train(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(cli.Main(append([]string{"train"}, os.Args[1:]...), os.Stdout, os.Stderr)) }

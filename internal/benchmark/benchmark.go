@@ -1,7 +1,11 @@
-package cli
+// Package benchmark is goselfsup's benchmark harness (goselfsup benchmark, tools/benchmark):
+// it times goselfsup against reference implementations (PyTorch, torchvision, FAISS,
+// scikit-learn, run from the Python scripts in benchmarks/) on the same inputs, in one run.
+package benchmark
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,32 +20,37 @@ import (
 
 	"github.com/goselfsup/goselfsup/datasets"
 	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/internal/pyref"
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-const benchmarkUsage = `usage: benchmark SUBCOMMAND [flags]
+const benchmarkUsage = `usage: goselfsup benchmark SUBCOMMAND [flags]
 
 Times goselfsup against a reference implementation on this machine, in one run, and prints a
 table and, as its last line, one JSON object: {"benchmark", "ours", "reference", "ratio",
 "unit", ...}, where ratio = ours / reference.
 
 subcommands:
-  train-step   one NPID training step (small CIFAR ResNet, widths 16/32/64/128, batch 64,
-               32x32 images, 4096 negatives) against PyTorch on the CPU
-               (benchmarks/npid_reference.py, Debian's python3-torch)
-  data         NPID's data pipeline against torchvision's, one core each: at 224 on the
-               COCO128 photos and at 32 on CIFAR-10's JPEGs (../shared/data), decoding
-               alone too, and our loader with 1 and 2 workers
-  knn          exhaustive inner-product search, the core of the weighted kNN (10,000 queries,
-               1,000,000 database vectors of 128 dimensions, k = 200), against FAISS's
-               IndexFlatIP (benchmarks/knn_reference.py, Debian's python3-faiss)
-  svm          the VOC07 SVM benchmark (cross-validated costs, refit, test AP per class) on
-               synthetic features against scikit-learn's LinearSVC (benchmarks/svm_reference.py,
-               Debian's python3-sklearn)
 `
 
-// benchmarks are the subcommands of tools/benchmark.
+// docs describe the subcommands, in the order of the usage.
+var docs = []struct{ name, doc string }{
+	{"train-step", `one NPID training step (small CIFAR ResNet, widths 16/32/64/128, batch 64,
+32x32 images, 4096 negatives) against PyTorch on the CPU
+(benchmarks/npid_reference.py, Debian's python3-torch)`},
+	{"data", `NPID's data pipeline against torchvision's, one core each: at 224 on the
+COCO128 photos and at 32 on CIFAR-10's JPEGs (../shared/data), decoding
+alone too, and our loader with 1 and 2 workers`},
+	{"knn", `exhaustive inner-product search, the core of the weighted kNN (10,000 queries,
+1,000,000 database vectors of 128 dimensions, k = 200), against FAISS's
+IndexFlatIP (benchmarks/knn_reference.py, Debian's python3-faiss)`},
+	{"svm", `the VOC07 SVM benchmark (cross-validated costs, refit, test AP per class) on
+synthetic features against scikit-learn's LinearSVC (benchmarks/svm_reference.py,
+Debian's python3-sklearn)`},
+}
+
+// benchmarks are the subcommands.
 var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"train-step": benchTrainStep,
 	"data":       benchData,
@@ -49,13 +58,71 @@ var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"knn":        benchKNN,
 }
 
-// Benchmark is the entry point of tools/benchmark.
-func Benchmark(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || benchmarks[args[0]] == nil {
-		fmt.Fprint(stderr, benchmarkUsage)
+// Main is the entry point of goselfsup benchmark (and tools/benchmark): args begin with the
+// subcommand.
+func Main(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) > 0 && cmdline.IsHelp(args[0]):
+		printUsage(stdout)
+		return exitOK
+	case len(args) == 0:
+		printUsage(stderr)
+		return exitUsage
+	case benchmarks[args[0]] == nil:
+		fmt.Fprintf(stderr, "error: no benchmark %q\n", args[0])
+		printUsage(stderr)
 		return exitUsage
 	}
 	return benchmarks[args[0]](args[1:], stdout, stderr)
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, benchmarkUsage)
+	for _, d := range docs {
+		fmt.Fprintf(w, "  %-12s %s\n", d.name, strings.ReplaceAll(d.doc, "\n", "\n"+strings.Repeat(" ", 15)))
+	}
+}
+
+// newFlags returns the flags of a subcommand, with its usage.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("benchmark "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: goselfsup benchmark %s [flags]\n\n", name)
+		for _, d := range docs {
+			if d.name == name {
+				fmt.Fprintf(fs.Output(), "Times %s.\n\n", d.doc)
+			}
+		}
+		fmt.Fprint(fs.Output(), "flags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses the flags; -h prints the usage to stdout.
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	return cmdline.Parse(fs, args, stdout)
+}
+
+// Exit codes.
+const (
+	exitOK     = cmdline.OK
+	exitFailed = cmdline.Failed
+	exitUsage  = cmdline.Usage
+)
+
+// report writes an error for the user: one line per config problem.
+func report(w io.Writer, err error) {
+	var list registry.Errors
+	if errors.As(err, &list) {
+		fmt.Fprintf(w, "error: the config has %d problem(s):\n", len(list))
+		for _, e := range list {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+		return
+	}
+	fmt.Fprintf(w, "error: %s\n", err)
 }
 
 // benchResult is the last line of every benchmark.
@@ -69,8 +136,7 @@ type benchResult struct {
 }
 
 func benchTrainStep(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("benchmark train-step", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("train-step", stderr)
 	steps := fs.Int("steps", 5, "timed steps on each side")
 	warmup := fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)")
 	batch := fs.Int("batch", 64, "images per step")
@@ -78,8 +144,8 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	negs := fs.Int("negs", 4096, "negatives per image")
 	bk := fs.String("backend", "go", "goselfsup's backend")
 	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
-	if _, err := parseArgs(fs, args); err != nil {
-		return exitUsage
+	if _, err := parseArgs(fs, args, stdout); err != nil {
+		return cmdline.ExitCode(err)
 	}
 	const bank, base = 50000, 16
 	python, script, err := reference("benchmarks/npid_reference.py", "torch", "numpy")

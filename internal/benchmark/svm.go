@@ -1,8 +1,7 @@
-package cli
+package benchmark
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -17,22 +16,22 @@ import (
 	"time"
 
 	"github.com/goselfsup/goselfsup/evaluators"
+	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/internal/npy"
 )
 
 // benchSVM times the VOC07 SVM benchmark (cross-validated costs, refit, test AP, per class)
 // here and with scikit-learn's LinearSVC on the same features.
 func benchSVM(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("benchmark svm", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("svm", stderr)
 	nTrain := fs.Int("train", 5011, "training images (VOC07 trainval has 5011)")
 	nTest := fs.Int("test", 4952, "test images (VOC07 test has 4952)")
 	dim := fs.Int("dim", 256, "feature dimensions")
 	classes := fs.Int("classes", 20, "classes")
 	costList := fs.String("costs", "1,10,100", "costs, comma-separated")
 	seed := fs.Uint64("seed", 1, "the synthetic features' seed")
-	if _, err := parseArgs(fs, args); err != nil {
-		return exitUsage
+	if _, err := parseArgs(fs, args, stdout); err != nil {
+		return cmdline.ExitCode(err)
 	}
 	var costs []float64
 	for _, c := range strings.Split(*costList, ",") {

@@ -1,11 +1,10 @@
-package cli
+package benchmark
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/goselfsup/goselfsup/datasets"
+	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/internal/shareddata"
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -26,12 +26,11 @@ import (
 // core each: at 224 on the COCO128 photos and at 32 on CIFAR-10's JPEGs; decoding alone too;
 // and our loader with one and two workers.
 func benchData(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("benchmark data", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("data", stderr)
 	repeat := fs.Int("repeat", 5, "timed passes over the images; each rate is the best pass's")
 	cifar := fs.Int("cifar", 2000, "CIFAR-10 JPEGs to use")
-	if _, err := parseArgs(fs, args); err != nil {
-		return exitUsage
+	if _, err := parseArgs(fs, args, stdout); err != nil {
+		return cmdline.ExitCode(err)
 	}
 	python, script, err := reference("benchmarks/pipeline_reference.py", "torchvision", "PIL", "numpy")
 	if err != nil {

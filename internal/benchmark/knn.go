@@ -1,8 +1,7 @@
-package cli
+package benchmark
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
+	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/internal/npy"
 )
 
@@ -25,15 +25,14 @@ import (
 // FAISS (IndexFlatIP), on the same L2-normalised vectors; with --backend, also on a GoMLX
 // backend (evaluators.TopKOnDevice).
 func benchKNN(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("benchmark knn", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("knn", stderr)
 	nDB := fs.Int("database", 1_000_000, "database vectors")
 	nQ := fs.Int("queries", 10_000, "queries")
 	dim := fs.Int("dim", 128, "dimensions")
 	k := fs.Int("k", 200, "neighbours per query")
 	bk := fs.String("backend", "", "also time the search on this GoMLX backend (go, xla:cuda, xla:/path/to/pjrt_plugin.so); empty: the CPU search only")
-	if _, err := parseArgs(fs, args); err != nil {
-		return exitUsage
+	if _, err := parseArgs(fs, args, stdout); err != nil {
+		return cmdline.ExitCode(err)
 	}
 	var device backends.Backend
 	if *bk != "" {
