@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -23,6 +24,15 @@ func TestPluginFromAConfig(t *testing.T) {
 	code, out, errOut := run(Plugin, "list")
 	if code != 0 || !strings.Contains(out, "evaluators.LogisticRegressionProbe") {
 		t.Fatalf("plugin list: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The config tools list and describe the plugin's components with the built-in ones.
+	if code, out, errOut = run(PrintConfig, "--components"); code != 0 || !strings.Contains(out, "backbones:\n  ResNet ") ||
+		!regexp.MustCompile(`\n  LogisticRegressionProbe +.*\(plugin logreg`).MatchString(out) {
+		t.Errorf("print_config --components: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut = run(PrintConfig, "--describe", "LogisticRegressionProbe"); code != 0 ||
+		!strings.HasPrefix(out, "evaluators.LogisticRegressionProbe: ") || !strings.Contains(out, "\nprovided by plugin logreg (") {
+		t.Errorf("print_config --describe LogisticRegressionProbe: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if code, out, errOut = run(Plugin, "verify", "--write", "logreg"); code != 0 {
 		t.Fatalf("plugin verify --write: exit %d\n%s\n%s", code, out, errOut)

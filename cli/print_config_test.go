@@ -2,10 +2,18 @@ package cli
 
 import (
 	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 func runPrintConfig(args ...string) (code int, stdout, stderr string) {
@@ -152,5 +160,127 @@ func TestPrintConfigOutsideRepository(t *testing.T) {
 	code, out, _ = runPrintConfig("--components")
 	if code != 0 || !strings.Contains(out, "backbones:\n  ResNet ") {
 		t.Errorf("--components: %d %s", code, out)
+	}
+}
+
+func TestPrintConfigDescribe(t *testing.T) {
+	code, out, errOut := runPrintConfig("--describe", "ResNet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`^backbones\.ResNet: ResNet 18/34/50/101`),
+		regexp.MustCompile(`\n  key +type +default +doc\n`),
+		regexp.MustCompile(`\n  depth +int +\(required\) +the network's depth: 18, 34, 50 or 101\n`),
+		regexp.MustCompile(`\n  out_indices +array of int +\[4\] +the outputs the backbone returns: 0 is the stem, 1\.\.4 the stages\n`),
+		regexp.MustCompile(`\n  frozen_stages +int +-1 +`),
+		regexp.MustCompile(`\n  norm_cfg\.momentum +float +0\.1 +`),
+		regexp.MustCompile(`\n  stage_blocks +array of int +- +`),
+		regexp.MustCompile(`\nregistered at \S*models/resnet\.go:\d+\n$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("--describe ResNet lacks %s:\n%s", want, out)
+		}
+	}
+	// The CIFAR variant embeds ResNet's config: its keys are ResNet's, inlined.
+	code, out, errOut = runPrintConfig("--describe", "backbones.ResNet_CIFAR")
+	if code != 0 || !strings.Contains(out, "\n  depth ") || !regexp.MustCompile(`registered at \S*models/resnet_cifar\.go:\d+`).MatchString(out) {
+		t.Errorf("--describe backbones.ResNet_CIFAR: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runPrintConfig("--describe", "LinearClsHead")
+	if code != 0 || !regexp.MustCompile(`\n  loss +component of losses +\{ type = "CrossEntropyLoss" \} +`).MatchString(out) {
+		t.Errorf("--describe LinearClsHead: exit %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, errOut = runPrintConfig("--describe", "NoSuchType")
+	if code != 1 || out != "" || !strings.Contains(errOut, `no component is registered as "NoSuchType"; nearest: `) ||
+		!strings.Contains(errOut, "print_config --components lists them all") {
+		t.Errorf("--describe NoSuchType: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = runPrintConfig("--describe", "Resnet50")
+	if code != 1 || !strings.Contains(errOut, "nearest: backbones.ResNet, ") {
+		t.Errorf("--describe Resnet50: exit %d\n%s", code, errOut)
+	}
+	code, _, errOut = runPrintConfig("--describe", "heads.ResNet")
+	if code != 1 || !strings.Contains(errOut, `no component is registered as "heads.ResNet"; nearest: backbones.ResNet, `) {
+		t.Errorf("--describe heads.ResNet: exit %d\n%s", code, errOut)
+	}
+	if code, _, _ := runPrintConfig("--describe", "ResNet", npidConfig); code != 2 {
+		t.Errorf("--describe with a config: exit %d, want 2", code)
+	}
+}
+
+// Each component of models, heads, losses and datasets sits in one file: the file that
+// registers it declares its config type and the config's Validate and Build, and documents
+// every key.
+func TestComponentsOneFileEach(t *testing.T) {
+	packages := map[string]map[string]string{} // dir -> "Type.Method" or "Type" -> file
+	declared := func(dir string) map[string]string {
+		if m, ok := packages[dir]; ok {
+			return m
+		}
+		m := map[string]string{}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			file, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range file.Decls {
+				switch d := d.(type) {
+				case *ast.GenDecl:
+					for _, s := range d.Specs {
+						if ts, ok := s.(*ast.TypeSpec); ok {
+							m[ts.Name.Name] = f
+						}
+					}
+				case *ast.FuncDecl:
+					if d.Recv != nil {
+						if star, ok := d.Recv.List[0].Type.(*ast.StarExpr); ok {
+							if id, ok := star.X.(*ast.Ident); ok {
+								m[id.Name+"."+d.Name.Name] = f
+							}
+						}
+					}
+				}
+			}
+		}
+		packages[dir] = m
+		return m
+	}
+	checked := 0
+	for _, ns := range registry.Default.Namespaces() {
+		for _, c := range registry.Default.List(ns) {
+			file, _, _ := strings.Cut(c.Source(), ":")
+			dir := filepath.Base(filepath.Dir(file))
+			if !filepath.IsAbs(file) || !slices.Contains([]string{"models", "heads", "losses", "datasets"}, dir) {
+				continue
+			}
+			checked++
+			cfg := reflect.TypeOf(c.New()).Elem().Name()
+			decls := declared(filepath.Dir(file))
+			for _, name := range []string{cfg, cfg + ".Build", cfg + ".Validate"} {
+				if f, ok := decls[name]; ok && f != file {
+					t.Errorf("%s is registered in %s but %s is declared in %s", c.ID(), file, name, f)
+				} else if !ok && name != cfg+".Validate" {
+					t.Errorf("%s: %s is not declared in its package", c.ID(), name)
+				}
+			}
+			d, err := registry.Default.Describe(c.Namespace, c.Type)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range d.Keys {
+				if k.Doc == "" {
+					t.Errorf("%s: key %s has no doc tag", c.ID(), k.Name)
+				}
+			}
+		}
+	}
+	if checked < 30 {
+		t.Errorf("checked %d components; are the sources absolute paths?", checked)
 	}
 }

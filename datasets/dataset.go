@@ -1,3 +1,7 @@
+// Package datasets holds the data sources (ImageNet, image lists, Places205, VOC,
+// CIFAR-10, Fashion-MNIST and the demo's shapes), the transforms, with mmselfsup's names and
+// semantics, and the loader. Each dataset and each transform has one file: its config, the
+// config's Validate and Build, the type it builds and its registration.
 package datasets
 
 import (
@@ -93,4 +97,33 @@ func PipelineNormalization(env *registry.Env, dataset registry.Spec) (*Normaliza
 		return t.(*Normalization), nil
 	}
 	return nil, nil
+}
+
+// DataLayoutHelp points at the README section that says how to lay out datasets.
+const DataLayoutHelp = "see \"Datasets\" in README.md for the layouts goselfsup reads"
+
+func missing(what, path string) error {
+	return fmt.Errorf("%s %s not found; %s", what, path, DataLayoutHelp)
+}
+
+// memorySource holds decoded images.
+type memorySource struct {
+	images  []Image
+	labels  []int
+	classes []string
+}
+
+func (m *memorySource) Len() int          { return len(m.images) }
+func (m *memorySource) Classes() []string { return m.classes }
+func (m *memorySource) Sample(i int) (Sample, error) {
+	if i < 0 || i >= len(m.images) {
+		return Sample{}, fmt.Errorf("sample %d out of range [0, %d)", i, len(m.images))
+	}
+	return Sample{Image: m.images[i].Clone(), Label: m.labels[i], Index: i}, nil
+}
+
+func (m *memorySource) truncate(n int) {
+	if n > 0 && n < len(m.images) {
+		m.images, m.labels = m.images[:n], m.labels[:n]
+	}
 }

@@ -2,7 +2,6 @@ package datasets
 
 import (
 	"bufio"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,60 @@ import (
 
 	"github.com/goselfsup/goselfsup/registry"
 )
+
+// DataPrefix is mmengine's data_prefix: a folder under data_root for the images (a string,
+// or { img_path = "train/" }) and, for VOC, for the annotations.
+type DataPrefix struct {
+	ImgPath string `toml:"img_path" doc:"the folder of the images, under data_root"`
+	AnnPath string `toml:"ann_path" doc:"the folder of the annotations, under data_root (VOC)"`
+}
+
+// TOMLType says what a DataPrefix takes, for print_config --describe.
+func (DataPrefix) TOMLType() string { return "string or table" }
+
+func (p *DataPrefix) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		p.ImgPath = x
+		return nil
+	case map[string]any:
+		for k, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("data_prefix.%s must be a string, got %v", k, e)
+			}
+			switch k {
+			case "img_path":
+				p.ImgPath = s
+			case "ann_path":
+				p.AnnPath = s
+			default:
+				return fmt.Errorf("data_prefix has no key %q: it takes img_path and ann_path", k)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("data_prefix must be a folder name or { img_path = \"...\" }, got %v", v)
+}
+
+// source holds the keys that every dataset of image files shares.
+type source struct {
+	DataRoot   string          `toml:"data_root" doc:"the dataset's folder; the other paths are under it unless absolute" required:"true"`
+	DataPrefix DataPrefix      `toml:"data_prefix" doc:"the folder of the images under data_root, or { img_path = ..., ann_path = ... }"`
+	Pipeline   []registry.Spec `toml:"pipeline" registry:"transforms" doc:"the transforms that make each sample a model input, in order; the first is LoadImageFromFile"`
+	TestMode   bool            `toml:"test_mode" doc:"mmengine's flag for test sets; no effect on these datasets"`
+	// SkipCorrupt replaces an image that cannot be read by another sample (chosen from the
+	// sample's own random stream, so runs stay reproducible), and counts and logs it;
+	// otherwise such an image stops the run with its path. goselfsup's own key.
+	SkipCorrupt bool `toml:"skip_corrupt" doc:"replace an image that cannot be read by another sample, and count and log it; otherwise stop the run; goselfsup's own key"`
+}
+
+func (s *source) validate() error {
+	if s.DataRoot == "" {
+		return registry.FieldErrorf("data_root", "is required")
+	}
+	return nil
+}
 
 // fileSource is a list of image files under a root, with labels (and, for multi-label
 // datasets, per-class targets).
@@ -109,159 +162,6 @@ func readList(ann, imgRoot string, withLabel bool) (*fileSource, error) {
 		src.classes = append(src.classes, strconv.Itoa(i))
 	}
 	return src, nil
-}
-
-// Build reads mmselfsup's ImageNet layout: ann_file lines "relative/path.JPEG label" under
-// data_root/data_prefix; with no ann_file, one folder per class.
-func (c *ImageNetConfig) Build(env *registry.Env) (any, error) {
-	imgRoot := underRoot(c.DataRoot, c.DataPrefix.ImgPath)
-	var src *fileSource
-	var err error
-	if c.AnnFile == "" {
-		src, err = listClassFolders(imgRoot)
-	} else {
-		src, err = readList(underRoot(c.DataRoot, c.AnnFile), imgRoot, false)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return fileDataset(env, c.source, src)
-}
-
-// Build reads a list of image paths, each optionally followed by a label.
-func (c *ImageListConfig) Build(env *registry.Env) (any, error) {
-	src, err := readList(underRoot(c.DataRoot, c.AnnFile), underRoot(c.DataRoot, c.DataPrefix.ImgPath), c.WithLabel)
-	if err != nil {
-		return nil, err
-	}
-	return fileDataset(env, c.source, src)
-}
-
-// Build reads a Places205 list file ("path label" per line).
-func (c *Places205Config) Build(env *registry.Env) (any, error) {
-	src, err := readList(underRoot(c.DataRoot, c.AnnFile), underRoot(c.DataRoot, c.DataPrefix.ImgPath), true)
-	if err != nil {
-		return nil, err
-	}
-	return fileDataset(env, c.source, src)
-}
-
-func listClassFolders(root string) (*fileSource, error) {
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return nil, missing("image folder", root)
-	}
-	src := &fileSource{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		label := len(src.classes)
-		src.classes = append(src.classes, e.Name())
-		files, err := os.ReadDir(filepath.Join(root, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			if !f.IsDir() && isImageFile(f.Name()) {
-				src.paths = append(src.paths, filepath.Join(root, e.Name(), f.Name()))
-				src.labels = append(src.labels, label)
-			}
-		}
-	}
-	if len(src.paths) == 0 {
-		return nil, missing("class folders with images in", root)
-	}
-	return src, nil
-}
-
-// VOCClasses are PASCAL VOC's twenty classes, in label order.
-var VOCClasses = []string{"aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-	"diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"}
-
-// Build reads PASCAL VOC classification in the VOCdevkit layout: image_set_path lists the
-// image ids, data_prefix.img_path holds <id>.jpg and data_prefix.ann_path <id>.xml. Each
-// sample's Targets give, per class, 1 (present), 0 (present only as difficult objects) or
-// -1 (absent), mmselfsup's convention for the SVM benchmark.
-func (c *VOCConfig) Build(env *registry.Env) (any, error) {
-	ids, err := readIDs(underRoot(c.DataRoot, c.ImageSetPath))
-	if err != nil {
-		return nil, err
-	}
-	imgRoot := underRoot(c.DataRoot, c.DataPrefix.ImgPath)
-	annRoot := underRoot(c.DataRoot, c.DataPrefix.AnnPath)
-	src := &fileSource{classes: VOCClasses}
-	index := map[string]int{}
-	for i, name := range VOCClasses {
-		index[name] = i
-	}
-	for _, id := range ids {
-		img, err := within(imgRoot, id+".jpg")
-		if err != nil {
-			return nil, err
-		}
-		ann, err := within(annRoot, id+".xml")
-		if err != nil {
-			return nil, err
-		}
-		targets, err := readVOCAnnotation(ann, index)
-		if err != nil {
-			return nil, err
-		}
-		src.paths = append(src.paths, img)
-		src.labels = append(src.labels, -1)
-		src.targets = append(src.targets, targets)
-	}
-	return fileDataset(env, c.source, src)
-}
-
-func readIDs(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, missing("image set", path)
-	}
-	var ids []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
-			ids = append(ids, f[0])
-		}
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("%s lists no images", path)
-	}
-	return ids, nil
-}
-
-func readVOCAnnotation(path string, index map[string]int) ([]int8, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, missing("annotation", path)
-	}
-	var a struct {
-		Objects []struct {
-			Name      string `xml:"name"`
-			Difficult int    `xml:"difficult"`
-		} `xml:"object"`
-	}
-	if err := xml.Unmarshal(data, &a); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	targets := make([]int8, len(index))
-	for i := range targets {
-		targets[i] = -1
-	}
-	for _, o := range a.Objects {
-		c, ok := index[strings.TrimSpace(o.Name)]
-		if !ok {
-			return nil, fmt.Errorf("%s: unknown class %q", path, o.Name)
-		}
-		if o.Difficult == 0 {
-			targets[c] = 1
-		} else if targets[c] == -1 {
-			targets[c] = 0
-		}
-	}
-	return targets, nil
 }
 
 func isImageFile(name string) bool {

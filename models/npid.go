@@ -1,6 +1,7 @@
 package models
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -12,30 +13,49 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// ContrastiveHead scores the positive logits [B, 1] against the negative ones [B, K].
-type ContrastiveHead interface {
-	Loss(ctx *context.Context, pos, neg *Node) *Node
+// NPIDConfig is mmselfsup's NPID: the positive of a sample is the memory-bank row of the
+// same image, and neg_num negatives are drawn uniformly, with replacement, from the bank.
+type NPIDConfig struct {
+	Backbone   registry.Spec `toml:"backbone" registry:"backbones" doc:"the backbone, such as a ResNet" required:"true"`
+	Neck       registry.Spec `toml:"neck" registry:"necks" doc:"the neck that maps the backbone outputs to the embedding; none: global average pooling of the last output"`
+	Head       registry.Spec `toml:"head" registry:"heads" doc:"the head that scores the positive against the negatives, such as ContrastiveHead" required:"true"`
+	MemoryBank registry.Spec `toml:"memory_bank" registry:"memories" doc:"the memory bank of one embedding per training image, such as SimpleMemory" required:"true"`
+	NegNum     int           `toml:"neg_num" doc:"the negatives drawn from the memory bank for each sample (for the whole batch with neg_mode = shared)"`
+	EnsureNeg  bool          `toml:"ensure_neg" doc:"never draw a sample's own index as one of its negatives (per_sample mode only)"`
+	// NegMode is "per_sample" (mmselfsup: neg_num negatives for each image) or "shared"
+	// (goselfsup's own: neg_num negatives for the whole batch, a [B, C] x [C, K] product
+	// instead of a [B, K, C] gather).
+	NegMode          string           `toml:"neg_mode" doc:"per_sample (mmselfsup: neg_num negatives for each image) or shared (neg_num for the whole batch, one matrix product); goselfsup's own key"`
+	DataPreprocessor DataPreprocessor `toml:"data_preprocessor" doc:"how the uint8 images are normalised on the device"`
+	Pretrained       string           `toml:"pretrained" doc:"not supported: use load_from to start from a checkpoint's weights"`
 }
 
-// Memory is a memory bank of one feature per training image.
-type Memory interface {
-	Rows(g *Graph, idx *Node) *Node
-	Update(idx, features *Node)
-	Size() int
+func init() {
+	registry.Add(registry.Algorithms, "NPID", "non-parametric instance discrimination with a memory bank",
+		func() *NPIDConfig { return &NPIDConfig{NegNum: 65536, NegMode: "per_sample"} })
 }
 
-// Size is the number of rows.
-func (m *SimpleMemory) Size() int { return m.Length }
-
-// Batch is what a training step sees of a batch.
-type Batch struct {
-	Images  *Node // uint8 [B, H, W, 3], RGB
-	Indices *Node // int32 [B]: each image's index in the dataset
-	Labels  *Node // int32 [B]: each image's class, for supervised heads
-	// Negatives, when not nil, are the negative indices to use (int32 [B, neg_num], or
-	// [neg_num] in the shared mode) instead of drawing them: for tests that compare with a
-	// reference implementation.
-	Negatives *Node
+func (c *NPIDConfig) Validate() error {
+	var errs []error
+	required := []struct {
+		key  string
+		spec registry.Spec
+	}{{"backbone", c.Backbone}, {"head", c.Head}, {"memory_bank", c.MemoryBank}}
+	for _, r := range required {
+		if r.spec.IsZero() {
+			errs = append(errs, registry.FieldErrorf(r.key, "is required"))
+		}
+	}
+	if c.NegNum < 1 {
+		errs = append(errs, registry.FieldErrorf("neg_num", "must be at least 1, got %d", c.NegNum))
+	}
+	if c.NegMode != "per_sample" && c.NegMode != "shared" {
+		errs = append(errs, registry.FieldErrorf("neg_mode", `must be "per_sample" or "shared", got %q`, c.NegMode))
+	}
+	if c.EnsureNeg && c.NegMode == "shared" {
+		errs = append(errs, registry.FieldErrorf("ensure_neg", `applies to neg_mode = "per_sample" only`))
+	}
+	return errors.Join(errs...)
 }
 
 // NPID is mmselfsup's NPID algorithm.

@@ -1,9 +1,41 @@
 package models
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+
+	"github.com/goselfsup/goselfsup/registry"
 )
+
+// DataPreprocessor normalises uint8 image batches on the device: (x - mean) / std per
+// channel, in 0-255 units, after an optional BGR to RGB flip (mmselfsup's bgr_to_rgb,
+// mmcls's to_rgb). It is the data_preprocessor table of the algorithms, not a registered
+// component.
+type DataPreprocessor struct {
+	Type     string     `toml:"type" doc:"SelfSupDataPreprocessor or ClsDataPreprocessor (mmselfsup's names; both act alike here)"`
+	Mean     [3]float64 `toml:"mean" doc:"the mean of each channel, in 0-255 units and the network's channel order"`
+	Std      [3]float64 `toml:"std" doc:"the standard deviation of each channel, in 0-255 units; all zero: no normalisation"`
+	BGRToRGB bool       `toml:"bgr_to_rgb" doc:"the network sees RGB (mmselfsup's key); otherwise BGR, as mmselfsup decodes images"`
+	ToRGB    bool       `toml:"to_rgb" doc:"the same as bgr_to_rgb (mmcls's key)"`
+}
+
+func (p *DataPreprocessor) Validate() error {
+	var errs []error
+	switch p.Type {
+	case "", "SelfSupDataPreprocessor", "ClsDataPreprocessor":
+	default:
+		errs = append(errs, registry.FieldErrorf("type", "must be SelfSupDataPreprocessor or ClsDataPreprocessor, got %q", p.Type))
+	}
+	for i, s := range p.Std {
+		if s < 0 {
+			errs = append(errs, registry.FieldErrorf(fmt.Sprintf("std.%d", i), "must be positive, got %g", s))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Preprocessor normalises uint8 RGB images on the device: (x - mean) / std in 0-255 units.
 // goselfsup decodes images as RGB; mmselfsup decodes BGR and flips them when bgr_to_rgb

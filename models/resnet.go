@@ -1,7 +1,9 @@
 package models
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 
@@ -9,11 +11,92 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// Backbone turns a batch of normalised NHWC images into feature maps, one per output index.
-type Backbone interface {
-	Forward(x *Node, train bool) []*Node
-	// OutChannels are the channels of each output.
-	OutChannels() []int
+// ResNetConfig is mmselfsup's ResNet (mmcls's, with mmselfsup's output indices): 0 is the
+// stem (conv, BN, ReLU, before the max-pool) and 1..4 are the four stages.
+type ResNetConfig struct {
+	Depth            int        `toml:"depth" doc:"the network's depth: 18, 34, 50 or 101" required:"true"`
+	InChannels       int        `toml:"in_channels" doc:"the channels of the input images"`
+	StemChannels     int        `toml:"stem_channels" doc:"the output channels of the stem"`
+	BaseChannels     int        `toml:"base_channels" doc:"the width of the first stage; each stage doubles it"`
+	NumStages        int        `toml:"num_stages" doc:"the number of stages, 1 to 4"`
+	Strides          []int      `toml:"strides" doc:"the stride of the first block of each stage"`
+	Dilations        []int      `toml:"dilations" doc:"the dilation of each stage (only 1 is supported)"`
+	OutIndices       []int      `toml:"out_indices" doc:"the outputs the backbone returns: 0 is the stem, 1..4 the stages"`
+	Style            string     `toml:"style" doc:"pytorch (stride on the 3x3 convolution, ResNet v1.5); caffe is not supported"`
+	DeepStem         bool       `toml:"deep_stem" doc:"three 3x3 convolutions as the stem (not supported)"`
+	AvgDown          bool       `toml:"avg_down" doc:"average pooling in the shortcut downsampling (not supported)"`
+	FrozenStages     int        `toml:"frozen_stages" doc:"the stages whose weights and batch statistics are frozen: -1 none, 0 the stem, i the stem and stages 1..i"`
+	NormCfg          NormConfig `toml:"norm_cfg" doc:"the batch normalisation of every layer"`
+	NormEval         bool       `toml:"norm_eval" doc:"keep every batch norm in eval mode while training"`
+	WithCP           bool       `toml:"with_cp" doc:"gradient checkpointing (not supported)"`
+	ZeroInitResidual bool       `toml:"zero_init_residual" doc:"start the last norm of each residual block at zero, so each block starts as the identity"`
+	// StageBlocks overrides the number of blocks of each stage that depth implies, for small
+	// networks such as the demo's ResNet-10 ([1, 1, 1, 1] with depth 18). goselfsup's own key.
+	StageBlocks []int `toml:"stage_blocks" doc:"the number of blocks of each stage, instead of those that depth implies; goselfsup's own key"`
+}
+
+// ResNetDepths are the supported depths.
+var ResNetDepths = []int{18, 34, 50, 101}
+
+func init() {
+	registry.Add(registry.Backbones, "ResNet", "ResNet 18/34/50/101; out_indices 0 = stem, 1..4 = stages",
+		func() *ResNetConfig { return defaultResNet() })
+}
+
+func defaultResNet() *ResNetConfig {
+	return &ResNetConfig{
+		InChannels: 3, StemChannels: 64, BaseChannels: 64, NumStages: 4,
+		Strides: []int{1, 2, 2, 2}, Dilations: []int{1, 1, 1, 1}, OutIndices: []int{4},
+		Style: "pytorch", FrozenStages: -1, NormCfg: defaultNorm(),
+	}
+}
+
+func (c *ResNetConfig) Validate() error {
+	var errs []error
+	if !slices.Contains(ResNetDepths, c.Depth) {
+		errs = append(errs, registry.FieldErrorf("depth", "must be one of %v, got %d", ResNetDepths, c.Depth))
+	}
+	if c.NumStages < 1 || c.NumStages > 4 {
+		errs = append(errs, registry.FieldErrorf("num_stages", "must be 1 to 4, got %d", c.NumStages))
+	}
+	if len(c.Strides) != c.NumStages {
+		errs = append(errs, registry.FieldErrorf("strides", "needs one stride per stage (%d), got %v", c.NumStages, c.Strides))
+	}
+	if len(c.Dilations) != c.NumStages {
+		errs = append(errs, registry.FieldErrorf("dilations", "needs one dilation per stage (%d), got %v", c.NumStages, c.Dilations))
+	}
+	if len(c.OutIndices) == 0 {
+		errs = append(errs, registry.FieldErrorf("out_indices", "must name at least one output"))
+	}
+	for _, i := range c.OutIndices {
+		if i < 0 || i > c.NumStages {
+			errs = append(errs, registry.FieldErrorf("out_indices", "%d is not an output: 0 is the stem and 1..%d the stages", i, c.NumStages))
+		}
+	}
+	if c.Style != "pytorch" && c.Style != "caffe" {
+		errs = append(errs, registry.FieldErrorf("style", `must be "pytorch" or "caffe", got %q`, c.Style))
+	}
+	if c.FrozenStages < -1 || c.FrozenStages > c.NumStages {
+		errs = append(errs, registry.FieldErrorf("frozen_stages", "must be -1 (none) to %d, got %d", c.NumStages, c.FrozenStages))
+	}
+	if c.InChannels < 1 {
+		errs = append(errs, registry.FieldErrorf("in_channels", "must be at least 1, got %d", c.InChannels))
+	}
+	if c.StemChannels < 1 || c.BaseChannels < 1 {
+		errs = append(errs, registry.FieldErrorf("base_channels", "stem_channels and base_channels must be at least 1"))
+	}
+	if c.StageBlocks != nil {
+		if len(c.StageBlocks) != c.NumStages {
+			errs = append(errs, registry.FieldErrorf("stage_blocks", "needs one count per stage (%d), got %v", c.NumStages, c.StageBlocks))
+		}
+		for _, n := range c.StageBlocks {
+			if n < 1 {
+				errs = append(errs, registry.FieldErrorf("stage_blocks", "each stage needs at least one block, got %v", c.StageBlocks))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ResNet is mmcls's ResNet in PyTorch style (v1.5: the stride on the 3x3 convolution), with
@@ -37,17 +120,8 @@ type block interface {
 
 var stageBlocks = map[int][]int{18: {2, 2, 2, 2}, 34: {3, 4, 6, 3}, 50: {3, 4, 6, 3}, 101: {3, 4, 23, 3}}
 
-// ResNetCIFARConfig is mmcls's ResNet_CIFAR: the ResNet with a 3x3 stride-1 stem and no
-// max-pool, for 32x32 images.
-type ResNetCIFARConfig struct{ ResNetConfig }
-
 // Build builds the ResNet.
 func (c *ResNetConfig) Build(env *registry.Env) (any, error) { return newResNet(env, c, false) }
-
-// Build builds the CIFAR ResNet.
-func (c *ResNetCIFARConfig) Build(env *registry.Env) (any, error) {
-	return newResNet(env, &c.ResNetConfig, true)
-}
 
 func newResNet(env *registry.Env, c *ResNetConfig, cifar bool) (*ResNet, error) {
 	s, err := registry.Need[*nn.Scope](env)
@@ -258,10 +332,6 @@ func (d *downsample) forward(x *Node, train bool) *Node {
 		return x
 	}
 	return d.bn.Forward(d.conv.Forward(x), train)
-}
-
-func normOptions(c NormConfig) nn.NormOptions {
-	return nn.NormOptions{Momentum: c.Momentum, Eps: c.Eps, Affine: c.Affine, RequiresGrad: c.RequiresGrad}
 }
 
 // zeroed marks the last norm of a residual block for zero initialisation

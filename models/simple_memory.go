@@ -1,6 +1,7 @@
 package models
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 
@@ -13,6 +14,33 @@ import (
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
 )
+
+// SimpleMemoryConfig is mmselfsup's SimpleMemory: one L2-normalised feature per training
+// image, updated as normalise((1 - momentum) * old + momentum * feature).
+type SimpleMemoryConfig struct {
+	Length   int     `toml:"length" doc:"the number of rows: the number of training images" required:"true"`
+	FeatDim  int     `toml:"feat_dim" doc:"the dimension of each feature (the neck's out_channels)" required:"true"`
+	Momentum float64 `toml:"momentum" doc:"the weight of the new feature in each update: normalise((1 - momentum) * old + momentum * new)"`
+}
+
+func init() {
+	registry.Add(registry.Memories, "SimpleMemory", "one L2-normalised feature per training image, momentum-updated",
+		func() *SimpleMemoryConfig { return &SimpleMemoryConfig{Momentum: 0.5} })
+}
+
+func (c *SimpleMemoryConfig) Validate() error {
+	var errs []error
+	if c.Length < 1 {
+		errs = append(errs, registry.FieldErrorf("length", "must be at least 1 (the number of training images), got %d", c.Length))
+	}
+	if c.FeatDim < 1 {
+		errs = append(errs, registry.FieldErrorf("feat_dim", "must be at least 1, got %d", c.FeatDim))
+	}
+	if c.Momentum < 0 || c.Momentum > 1 {
+		errs = append(errs, registry.FieldErrorf("momentum", "must be in [0, 1], got %g", c.Momentum))
+	}
+	return errors.Join(errs...)
+}
 
 // SimpleMemory is mmselfsup's SimpleMemory: one L2-normalised feature per training image,
 // resident on the device as a non-trainable variable ("memory_bank.feature_bank"), and
@@ -63,6 +91,9 @@ func randomRows[T float32 | float64](rng *rand.Rand, n, dim int) []T {
 	}
 	return data
 }
+
+// Size is the number of rows.
+func (m *SimpleMemory) Size() int { return m.Length }
 
 // Rows gathers the bank rows of idx ([n] integers) -> [n, feat_dim].
 func (m *SimpleMemory) Rows(g *Graph, idx *Node) *Node {

@@ -1,7 +1,9 @@
 package heads
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -11,57 +13,51 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// LinearClsHead is mmcls's LinearClsHead: one linear layer ("fc", weights N(0, 0.01), zero
-// bias) over the last of its inputs, which must be pooled vectors (a GlobalAveragePooling
-// neck before it).
-type LinearClsHead struct {
-	fc        *nn.Linear
-	criterion Loss
+// MultiClsHeadConfig is mmselfsup's MultiClsHead: for each backbone output of in_indices,
+// pooling to about 9,000 dimensions ("specified": the MultiPooling table for the backbone),
+// batch norm and one linear layer. mmselfsup logs the heads as feature1..feature5.
+type MultiClsHeadConfig struct {
+	PoolType            string            `toml:"pool_type" doc:"specified (the AvgPool2d of the backbone's MultiPooling table, for 224x224 images) or adaptive (adaptive pooling to the table's sides)"`
+	InIndices           []int             `toml:"in_indices" doc:"the backbone outputs to classify, one head each: 0 is the stem, 1..4 the stages (must equal the backbone's out_indices)"`
+	WithLastLayerUnpool bool              `toml:"with_last_layer_unpool" doc:"the last output skips the pooling (its 7x7 map at 224x224)"`
+	Backbone            string            `toml:"backbone" doc:"the MultiPooling table: resnet50 (mmselfsup's) or resnet18"`
+	NormCfg             models.NormConfig `toml:"norm_cfg" doc:"the batch norm before each linear layer (the benchmark configs turn affine off)"`
+	NumClasses          int               `toml:"num_classes" doc:"the number of classes"`
+	Loss                registry.Spec     `toml:"loss" registry:"losses" doc:"the classification loss of each head; the heads' losses are summed"`
 }
 
-// buildLoss builds a head's loss under the scope "loss".
-func buildLoss(env *registry.Env, s *nn.Scope, spec registry.Spec) (Loss, error) {
-	return registry.Build[Loss](registry.With(env, s.In("loss")), spec)
+// MultiPoolingBackbones are the backbones with a pooling table.
+var MultiPoolingBackbones = []string{"resnet18", "resnet50"}
+
+func init() {
+	registry.Add(registry.Heads, "MultiClsHead", "a BN + linear classifier on each of several backbone outputs",
+		func() *MultiClsHeadConfig {
+			norm := models.NormConfig{Type: "BN", RequiresGrad: true, Momentum: 0.1, Eps: 1e-5, Affine: true}
+			return &MultiClsHeadConfig{PoolType: "adaptive", InIndices: []int{0}, Backbone: "resnet50",
+				NormCfg: norm, NumClasses: 1000, Loss: crossEntropy()}
+		})
 }
 
-func (c *LinearClsHeadConfig) Build(env *registry.Env) (any, error) {
-	s, err := registry.Need[*nn.Scope](env)
-	if err != nil {
-		return nil, err
+func (c *MultiClsHeadConfig) Validate() error {
+	var errs []error
+	if c.PoolType != "specified" && c.PoolType != "adaptive" {
+		errs = append(errs, registry.FieldErrorf("pool_type", `must be "specified" or "adaptive", got %q`, c.PoolType))
 	}
-	loss, err := buildLoss(env, s, c.Loss)
-	if err != nil {
-		return nil, err
+	if len(c.InIndices) == 0 {
+		errs = append(errs, registry.FieldErrorf("in_indices", "must name at least one backbone output"))
 	}
-	return &LinearClsHead{fc: nn.NewLinearNormal(s.In("fc"), c.InChannels, c.NumClasses, 0.01), criterion: loss}, nil
-}
-
-func (h *LinearClsHead) Logits(outs []*Node, _ bool) []*Node {
-	x := outs[len(outs)-1]
-	if x.Rank() != 2 {
-		panic(fmt.Sprintf("LinearClsHead takes pooled features [batch, channels], got %s: add a neck such as GlobalAveragePooling", x.Shape()))
-	}
-	if x.Shape().Dim(1) != h.fc.InFeatures {
-		panic(fmt.Sprintf("LinearClsHead: in_channels is %d but the features have %d", h.fc.InFeatures, x.Shape().Dim(1)))
-	}
-	return []*Node{h.fc.Forward(x)}
-}
-
-func (h *LinearClsHead) Loss(ctx *context.Context, logits []*Node, labels *Node) *Node {
-	return sumLosses(ctx, h.criterion, logits, labels)
-}
-
-func sumLosses(ctx *context.Context, criterion Loss, logits []*Node, labels *Node) *Node {
-	var total *Node
-	for _, l := range logits {
-		loss := criterion.Loss(ctx, l, labels)
-		if total == nil {
-			total = loss
-		} else {
-			total = Add(total, loss)
+	for _, i := range c.InIndices {
+		if i < 0 || i > 4 {
+			errs = append(errs, registry.FieldErrorf("in_indices", "%d is not a ResNet output (0 = stem, 1..4 = stages)", i))
 		}
 	}
-	return total
+	if !slices.Contains(MultiPoolingBackbones, c.Backbone) {
+		errs = append(errs, registry.FieldErrorf("backbone", "must be one of %v, got %q", MultiPoolingBackbones, c.Backbone))
+	}
+	if c.NumClasses < 2 {
+		errs = append(errs, registry.FieldErrorf("num_classes", "must be at least 2, got %d", c.NumClasses))
+	}
+	return errors.Join(errs...)
 }
 
 // MultiClsHead is mmselfsup's MultiClsHead: for each backbone output of in_indices, the

@@ -1,6 +1,8 @@
 package heads
 
 import (
+	"errors"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -10,9 +12,27 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// Loss scores logits [B, C] against integer labels [B].
-type Loss interface {
-	Loss(ctx *context.Context, logits, labels *Node) *Node
+// ContrastiveHeadConfig is mmselfsup's ContrastiveHead: the loss over the logits
+// [positive | negatives] / temperature, with the positive as class 0.
+type ContrastiveHeadConfig struct {
+	Loss        registry.Spec `toml:"loss" registry:"losses" doc:"the loss of the logits with the positive as class 0: CrossEntropyLoss (InfoNCE, mmselfsup) or NCELoss (the NPID paper)" required:"true"`
+	Temperature float64       `toml:"temperature" doc:"the logits are divided by it (NPID: 0.07)"`
+}
+
+func init() {
+	registry.Add(registry.Heads, "ContrastiveHead", "loss over [positive | negatives] / temperature (NPID, MoCo)",
+		func() *ContrastiveHeadConfig { return &ContrastiveHeadConfig{Temperature: 0.1} })
+}
+
+func (c *ContrastiveHeadConfig) Validate() error {
+	var errs []error
+	if c.Loss.IsZero() {
+		errs = append(errs, registry.FieldErrorf("loss", "is required, such as { type = \"CrossEntropyLoss\" }"))
+	}
+	if c.Temperature <= 0 {
+		errs = append(errs, registry.FieldErrorf("temperature", "must be positive, got %g", c.Temperature))
+	}
+	return errors.Join(errs...)
 }
 
 // ContrastiveHead is mmselfsup's ContrastiveHead: the logits [pos | neg] / temperature, with

@@ -15,11 +15,16 @@ import (
 // noise. What separates the classes is the outline, which survives cropping, flipping and
 // colour jitter; the colour does not help. Made in the program from the seed: no files.
 type DemoShapesConfig struct {
-	NumSamples int             `toml:"num_samples"`
-	NumClasses int             `toml:"num_classes"`
-	Size       int             `toml:"size"`
-	Seed       uint64          `toml:"seed"`
-	Pipeline   []registry.Spec `toml:"pipeline" registry:"transforms"`
+	NumSamples int             `toml:"num_samples" doc:"the number of images"`
+	NumClasses int             `toml:"num_classes" doc:"the number of shapes, 2 to 10; image i has class i mod num_classes"`
+	Size       int             `toml:"size" doc:"the side of the square images, in pixels"`
+	Seed       uint64          `toml:"seed" doc:"the seed the images are drawn from; each image has its own stream"`
+	Pipeline   []registry.Spec `toml:"pipeline" registry:"transforms" doc:"the transforms that make each sample a model input, in order"`
+}
+
+func init() {
+	registry.Add(registry.Datasets, "DemoShapes", "generated shapes, one class per shape, made from a seed (the demo's data)",
+		func() *DemoShapesConfig { return &DemoShapesConfig{NumSamples: 1000, NumClasses: 10, Size: 16} })
 }
 
 // DemoClasses are the shapes, in label order.
@@ -121,10 +126,4 @@ func inShape(class int, dx, dy float64) bool {
 	default:
 		return ax+ay <= 1
 	}
-}
-
-func init() {
-	registry.Register(registry.Component{Namespace: registry.Datasets, Type: "DemoShapes",
-		Doc: "generated shapes, one class per shape, made from a seed (the demo's data)",
-		New: func() any { return &DemoShapesConfig{NumSamples: 1000, NumClasses: 10, Size: 16} }})
 }

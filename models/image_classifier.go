@@ -1,6 +1,7 @@
 package models
 
 import (
+	"errors"
 	"fmt"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph"
@@ -10,14 +11,30 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// ClsHead is a classification head: one or several classifiers over backbone (or neck)
-// outputs, as the linear and multi-head evaluations train them.
-type ClsHead interface {
-	// Logits returns each classifier's class scores [B, classes] for the outputs.
-	Logits(outs []*Node, train bool) []*Node
-	// Loss is the training loss of the logits against integer labels [B]: the sum of the
-	// classifiers' losses.
-	Loss(ctx *context.Context, logits []*Node, labels *Node) *Node
+// ImageClassifierConfig is mmcls's ImageClassifier: backbone, neck and classification head,
+// for linear evaluation.
+type ImageClassifierConfig struct {
+	Backbone         registry.Spec    `toml:"backbone" registry:"backbones" doc:"the backbone, such as a ResNet" required:"true"`
+	Neck             registry.Spec    `toml:"neck" registry:"necks" doc:"the neck between backbone and head; none: the head takes the backbone outputs"`
+	Head             registry.Spec    `toml:"head" registry:"heads" doc:"the classification head, such as LinearClsHead or MultiClsHead" required:"true"`
+	DataPreprocessor DataPreprocessor `toml:"data_preprocessor" doc:"how the uint8 images are normalised on the device"`
+	Pretrained       string           `toml:"pretrained" doc:"not supported: give the self-supervised checkpoint to tools/linear"`
+}
+
+func init() {
+	registry.Add(registry.Algorithms, "ImageClassifier", "backbone, neck and classification head (linear evaluation)",
+		func() *ImageClassifierConfig { return &ImageClassifierConfig{} })
+}
+
+func (c *ImageClassifierConfig) Validate() error {
+	var errs []error
+	if c.Backbone.IsZero() {
+		errs = append(errs, registry.FieldErrorf("backbone", "is required"))
+	}
+	if c.Head.IsZero() {
+		errs = append(errs, registry.FieldErrorf("head", "is required"))
+	}
+	return errors.Join(errs...)
 }
 
 // ImageClassifier is mmcls's ImageClassifier: backbone, optional neck and a classification

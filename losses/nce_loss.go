@@ -10,43 +10,21 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// CrossEntropy is softmax cross-entropy with integer labels, as PyTorch's CrossEntropyLoss:
-// the mean over the batch of -log softmax(logits)[label], or the weighted mean
-// Σ w[y]·l / Σ w[y] with class weights.
-type CrossEntropy struct {
-	Reduction   string
-	LossWeight  float64
-	ClassWeight []float64
+// NCELossConfig configures NCE.
+type NCELossConfig struct {
+	Eps float64 `toml:"eps" doc:"added to each denominator, as lemniscate's NCECriterion"`
 }
 
-func (c *CrossEntropyLossConfig) Build(*registry.Env) (any, error) {
-	return &CrossEntropy{Reduction: c.Reduction, LossWeight: c.LossWeight, ClassWeight: c.ClassWeight}, nil
+func init() {
+	registry.Add(registry.Losses, "NCELoss", "the NPID paper's noise-contrastive estimation, Z estimated on the first batch",
+		func() *NCELossConfig { return &NCELossConfig{Eps: 1e-7} })
 }
 
-// Loss returns the loss of logits [B, C] against labels [B].
-func (l *CrossEntropy) Loss(_ *context.Context, logits, labels *Node) *Node {
-	numClasses := logits.Shape().Dim(1)
-	if l.ClassWeight != nil && len(l.ClassWeight) != numClasses {
-		panic(fmt.Sprintf("CrossEntropyLoss: %d class weights for %d classes", len(l.ClassWeight), numClasses))
+func (c *NCELossConfig) Validate() error {
+	if c.Eps < 0 {
+		return registry.FieldErrorf("eps", "must not be negative, got %g", c.Eps)
 	}
-	onehot := OneHot(labels, numClasses, logits.DType())
-	nll := Neg(ReduceSum(Mul(LogSoftmax(logits), onehot), -1)) // [B]
-	weights := OnesLike(nll)
-	if l.ClassWeight != nil {
-		w := ConvertDType(Const(logits.Graph(), l.ClassWeight), logits.DType())
-		weights = ReduceSum(Mul(onehot, ExpandLeftToRank(w, 2)), -1)
-		nll = Mul(nll, weights)
-	}
-	var loss *Node
-	switch l.Reduction {
-	case "sum":
-		loss = ReduceAllSum(nll)
-	case "none":
-		loss = nll
-	default:
-		loss = Div(ReduceAllSum(nll), ReduceAllSum(weights))
-	}
-	return MulScalar(loss, l.LossWeight)
+	return nil
 }
 
 // NCE is the noise-contrastive estimation loss of the NPID paper (lemniscate.pytorch's
@@ -61,18 +39,6 @@ type NCE struct {
 	Z        *context.Variable
 	DataSize int
 	Eps      float64
-}
-
-// NCELossConfig configures NCE.
-type NCELossConfig struct {
-	Eps float64 `toml:"eps"`
-}
-
-func (c *NCELossConfig) Validate() error {
-	if c.Eps < 0 {
-		return registry.FieldErrorf("eps", "must not be negative, got %g", c.Eps)
-	}
-	return nil
 }
 
 func (c *NCELossConfig) Build(env *registry.Env) (any, error) {

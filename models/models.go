@@ -1,0 +1,55 @@
+// Package models holds the networks and algorithms: NPID and the image classifier used for
+// linear evaluation, the ResNet backbones, the necks and the memory bank. Each component
+// has one file: its config, the config's Validate and Build, the type it builds and its
+// registration.
+package models
+
+import (
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// Backbone turns a batch of normalised NHWC images into feature maps, one per output index.
+type Backbone interface {
+	Forward(x *Node, train bool) []*Node
+	// OutChannels are the channels of each output.
+	OutChannels() []int
+}
+
+// Neck maps backbone outputs to one feature vector per image.
+type Neck interface {
+	Forward(feats []*Node) *Node
+}
+
+// ContrastiveHead scores the positive logits [B, 1] against the negative ones [B, K].
+type ContrastiveHead interface {
+	Loss(ctx *context.Context, pos, neg *Node) *Node
+}
+
+// ClsHead is a classification head: one or several classifiers over backbone (or neck)
+// outputs, as the linear and multi-head evaluations train them.
+type ClsHead interface {
+	// Logits returns each classifier's class scores [B, classes] for the outputs.
+	Logits(outs []*Node, train bool) []*Node
+	// Loss is the training loss of the logits against integer labels [B]: the sum of the
+	// classifiers' losses.
+	Loss(ctx *context.Context, logits []*Node, labels *Node) *Node
+}
+
+// Memory is a memory bank of one feature per training image.
+type Memory interface {
+	Rows(g *Graph, idx *Node) *Node
+	Update(idx, features *Node)
+	Size() int
+}
+
+// Batch is what a training step sees of a batch.
+type Batch struct {
+	Images  *Node // uint8 [B, H, W, 3], RGB
+	Indices *Node // int32 [B]: each image's index in the dataset
+	Labels  *Node // int32 [B]: each image's class, for supervised heads
+	// Negatives, when not nil, are the negative indices to use (int32 [B, neg_num], or
+	// [neg_num] in the shared mode) instead of drawing them: for tests that compare with a
+	// reference implementation.
+	Negatives *Node
+}
