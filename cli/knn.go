@@ -4,13 +4,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"text/tabwriter"
-
-	"github.com/gomlx/gomlx/backends"
 
 	"github.com/goselfsup/goselfsup/engine"
-	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 const knnUsage = `usage: goselfsup knn BENCHMARK_CONFIG [CHECKPOINT] [flags]
@@ -42,106 +39,70 @@ func KNN(args []string, stdout, stderr io.Writer) int {
 }
 
 func runKNN(c *evalCommand, memoryBank bool, search string, stdout, stderr io.Writer) error {
-	if !slices.Contains([]string{"auto", "cpu", "device"}, search) {
-		return fmt.Errorf("--search %q: use cpu, device or auto", search)
-	}
-	ec, err := c.reg.Decode(c.bench.ValEvaluator)
-	if err != nil {
-		return err
-	}
-	kc, ok := ec.(*evaluators.WeightedKNNConfig)
-	if !ok {
-		return fmt.Errorf("%s: val_evaluator is %s, not WeightedKNN", c.benchPath, c.bench.ValEvaluator.Type)
+	spec := c.bench.ValEvaluator
+	if spec.Type != "WeightedKNN" {
+		return fmt.Errorf("%s: val_evaluator is %s, not WeightedKNN", c.benchPath, spec.Type)
 	}
 	names := c.featureNames()
 	if memoryBank {
 		names = []string{engine.FeatNeck}
 	}
-	if len(names) != 1 {
+	if len(names) > 1 {
 		return fmt.Errorf("--features: kNN compares one feature, got %v", names)
 	}
-	var e *engine.Evaluation // the model, unless the features are read from files
-	if memoryBank || *c.featuresDir == "" {
-		if e, err = c.open(stderr); err != nil {
-			return err
-		}
-		defer e.Close()
+	if len(names) == 1 {
+		spec = spec.With("feature", names[0])
 	}
-	ctx, stop := interruptible()
-	defer stop()
-	var train, test evaluators.Features
-	var trainLabels, testLabels []int
-	classes := 0
-	if memoryBank {
-		if train, err = e.MemoryBank(); err != nil {
-			return err
-		}
-		if trainLabels, err = modelTrainLabels(e); err != nil {
-			return err
-		}
-		if len(trainLabels) != train.N {
-			return fmt.Errorf("the memory bank has %d rows for the %d images of the model's training set", train.N, len(trainLabels))
-		}
-		splits, loaders, err := c.splits()
-		if err != nil {
-			return err
-		}
-		l, err := e.Loader(loaders[slices.Index(splits, "val")])
-		if err != nil {
-			return fmt.Errorf("val_dataloader: %w", err)
-		}
-		set, err := e.Extract(ctx, l, names, nil, "extracting val")
-		if err != nil {
-			return err
-		}
-		test, testLabels, classes = set.Features[names[0]], set.Labels, set.Classes
-	} else {
-		sets, err := c.featureSets(ctx, e, names)
-		if err != nil {
-			return err
-		}
-		train, trainLabels = sets["train"].Features[names[0]], sets["train"].Labels
-		test, testLabels = sets["val"].Features[names[0]], sets["val"].Labels
-		classes = max(sets["train"].Classes, sets["val"].Classes)
-	}
-	for _, l := range [][]int{trainLabels, testLabels} {
-		for _, y := range l {
-			classes = max(classes, y+1)
-		}
-	}
-	var bk backends.Backend
-	switch {
-	case e != nil:
-		bk = e.Backend
-	case search == "device" || *c.backend != "":
-		if bk, err = backend.New(*c.backend); err != nil {
-			return err
-		}
-		defer bk.Finalize()
-	}
-	searcher, where := evaluators.CPUSearch, "cpu"
-	if search == "device" || search == "auto" && bk != nil && !backend.IsPureGo(bk) {
-		searcher = func(q, db evaluators.Features, k int) ([][]evaluators.Neighbour, error) {
-			return evaluators.TopKOnDevice(bk, q, db, k)
-		}
-		where = bk.Name()
-	}
-	fmt.Fprintf(stderr, "kNN: %d training and %d test features of %d dimensions, %d classes, search on %s\n",
-		train.N, test.N, train.Dim, classes, where)
-	res, err := evaluators.KNN(train, trainLabels, test, testLabels, classes, kc.NumKNN, kc.Temperature, searcher)
+	ev, err := registry.Build[evaluators.FeatureEvaluator](&registry.Env{Registry: c.reg}, spec)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "k\ttop-1\ttop-5\t")
-	metrics := map[string]any{"feature": names[0], "memory_bank": memoryBank, "temperature": kc.Temperature,
-		"train": train.N, "test": test.N, "checkpoint": c.checkpoint}
-	for _, r := range res {
-		fmt.Fprintf(tw, "%d\t%.2f\t%.2f\t\n", r.K, r.Top1, r.Top5)
-		metrics[fmt.Sprintf("knn_top1_k%d", r.K)] = r.Top1
-		metrics[fmt.Sprintf("knn_top5_k%d", r.K)] = r.Top5
+	if !memoryBank {
+		return runFeatureEvaluator(c, ev, search, stdout, stderr)
 	}
-	tw.Flush()
+	// lemniscate's variant: the memory bank's rows are the training features.
+	e, err := c.open(stderr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ctx, stop := interruptible()
+	defer stop()
+	bank, err := e.MemoryBank()
+	if err != nil {
+		return err
+	}
+	trainLabels, err := modelTrainLabels(e)
+	if err != nil {
+		return err
+	}
+	if len(trainLabels) != bank.N {
+		return fmt.Errorf("the memory bank has %d rows for the %d images of the model's training set", bank.N, len(trainLabels))
+	}
+	splits, loaders, err := c.splits()
+	if err != nil {
+		return err
+	}
+	l, err := e.Loader(loaders[slices.Index(splits, "val")])
+	if err != nil {
+		return fmt.Errorf("val_dataloader: %w", err)
+	}
+	val, err := e.Extract(ctx, l, names, nil, "extracting val")
+	if err != nil {
+		return err
+	}
+	train := &engine.FeatureSet{Features: map[string]evaluators.Features{engine.FeatNeck: bank}, Labels: trainLabels, Classes: val.Classes}
+	searcher, err := c.searcher(e, search)
+	if err != nil {
+		return err
+	}
+	metrics, err := ev.Evaluate(ctx, &evaluators.FeatureInput{Train: train, Val: val, WorkDir: *c.workDir,
+		Search: searcher, Seed: uint64(*c.seed), Out: stdout, Log: c.log})
+	if err != nil {
+		return err
+	}
+	metrics["memory_bank"] = true
+	metrics["checkpoint"] = c.checkpoint
 	return c.writeMetrics(stdout, metrics)
 }
 

@@ -3,13 +3,15 @@ package cli
 import (
 	"fmt"
 	"io"
-	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/engine/backend"
 	"github.com/goselfsup/goselfsup/evaluators"
-	"github.com/goselfsup/goselfsup/plugins/host"
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 const evaluateUsage = `usage: goselfsup evaluate BENCHMARK_CONFIG [CHECKPOINT] [flags]
@@ -30,23 +32,9 @@ func Evaluate(args []string, stdout, stderr io.Writer) int {
 	if rc, ok := c.parse(args, stdout, stderr); !ok {
 		return rc
 	}
-	ev, err := c.reg.Decode(c.bench.ValEvaluator)
-	if err != nil {
-		report(stderr, err)
-		return exitFailed
-	}
-	switch ev := ev.(type) {
-	case *evaluators.WeightedKNNConfig:
-		if *c.features == "" {
-			*c.features = "backbone"
-		}
-		err = runKNN(c, false, "auto", stdout, stderr)
-	case *evaluators.VOC07SVMConfig:
-		err = runSVM(c, true, stdout, stderr)
-	case *host.PluginComponent:
-		err = runPlugin(c, ev, stdout, stderr)
-	default:
-		err = fmt.Errorf("%s: val_evaluator %s is not one that tools/evaluate runs (WeightedKNN, VOC07SVM or a plugin's)", c.benchPath, c.bench.ValEvaluator.Type)
+	ev, err := registry.Build[evaluators.FeatureEvaluator](&registry.Env{Registry: c.reg}, c.bench.ValEvaluator)
+	if err == nil {
+		err = runFeatureEvaluator(c, ev, "auto", stdout, stderr)
 	}
 	if err != nil {
 		report(stderr, err)
@@ -55,43 +43,40 @@ func Evaluate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// runPlugin extracts the features (unless --features-dir has them) and runs a plugin's
-// evaluator on them.
-func runPlugin(c *evalCommand, comp *host.PluginComponent, stdout, stderr io.Writer) error {
-	ctx, stop := interruptible()
-	defer stop()
-	dir := *c.featuresDir
-	if dir == "" {
-		names := c.featureNames()
-		if len(names) == 0 {
-			pooled, err := c.defaultFeatures()
-			if err != nil {
-				return err
-			}
-			names = []string{engine.FeatBackbone, engine.FeatNeck}
-			for _, n := range pooled {
-				if !slices.Contains(names, n) {
-					names = append(names, n)
-				}
-			}
-		}
-		e, err := c.open(stderr)
+// runFeatureEvaluator gives an evaluator the features it asks for (or --features), read from
+// --features-dir or extracted from the model, prints its report and writes metrics.json.
+func runFeatureEvaluator(c *evalCommand, ev evaluators.FeatureEvaluator, search string, stdout, stderr io.Writer) error {
+	names := c.featureNames()
+	if len(names) == 0 {
+		names = ev.Features()
+	}
+	if len(names) == 0 {
+		pooled, err := c.defaultFeatures()
 		if err != nil {
 			return err
 		}
-		sets, err := c.featureSets(ctx, e, names)
-		e.Close()
-		if err != nil {
-			return err
-		}
-		dir = filepath.Join(*c.workDir, "features")
-		for _, s := range []string{"train", "val"} {
-			if _, err := sets[s].WriteNPY(dir, s); err != nil {
-				return err
+		names = []string{engine.FeatBackbone, engine.FeatNeck}
+		for _, n := range pooled {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
 			}
 		}
 	}
-	abs, err := filepath.Abs(dir)
+	var e *engine.Evaluation // the model, unless the features are read from files
+	if *c.featuresDir == "" {
+		var err error
+		if e, err = c.open(stderr); err != nil {
+			return err
+		}
+		defer e.Close()
+	}
+	ctx, stop := interruptible()
+	defer stop()
+	sets, err := c.featureSets(ctx, e, names)
+	if err != nil {
+		return err
+	}
+	searcher, err := c.searcher(e, search)
 	if err != nil {
 		return err
 	}
@@ -99,28 +84,52 @@ func runPlugin(c *evalCommand, comp *host.PluginComponent, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	ckpt := c.checkpoint
-	if ckpt != "" {
-		if ckpt, err = filepath.Abs(ckpt); err != nil {
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	in := &evaluators.FeatureInput{Train: sets["train"], Val: sets["val"], WorkDir: work, Search: searcher,
+		Seed: uint64(*c.seed), Out: stdout, Log: c.log}
+	if *c.featuresDir != "" {
+		if in.FeaturesDir, err = filepath.Abs(*c.featuresDir); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stderr, "running %s of plugin %s (%s)\n", comp.Spec.Type, comp.Binary.Name, comp.Binary.Path)
-	res, err := comp.Run(ctx, host.Request{Checkpoint: ckpt, WorkDir: work, Inputs: map[string]string{"features_dir": abs}},
-		func(stage string, done, total int64) {
-			c.log.Sugar().Debugf("%s %d/%d", stage, done, total)
-		})
+	if c.checkpoint != "" {
+		if in.Checkpoint, err = filepath.Abs(c.checkpoint); err != nil {
+			return err
+		}
+	}
+	metrics, err := ev.Evaluate(ctx, in)
 	if err != nil {
 		return err
 	}
-	names := slices.Sorted(maps.Keys(res.Metrics))
-	metrics := map[string]any{"checkpoint": c.checkpoint, "evaluator": comp.Spec.Type, "plugin": comp.Binary.Name}
-	for _, k := range names {
-		fmt.Fprintf(stdout, "%-32s %8.2f\n", k, res.Metrics[k])
-		metrics[k] = res.Metrics[k]
-	}
-	for _, a := range res.Artifacts {
-		fmt.Fprintf(stdout, "artefact %s: %s (sha256 %s)\n", a.Name, a.Path, a.Sha256)
-	}
+	metrics["checkpoint"] = c.checkpoint
+	metrics["evaluator"] = c.bench.ValEvaluator.Type
 	return c.writeMetrics(stdout, metrics)
+}
+
+// searcher returns the nearest-neighbour search of --search: cpu, device (the backend's),
+// or auto (the device under XLA, else the CPU's blocked search, which beats the pure-Go
+// backend's).
+func (c *evalCommand) searcher(e *engine.Evaluation, search string) (evaluators.Searcher, error) {
+	if !slices.Contains([]string{"auto", "cpu", "device"}, search) {
+		return nil, fmt.Errorf("--search %q: use cpu, device or auto", search)
+	}
+	var bk backends.Backend
+	switch {
+	case e != nil:
+		bk = e.Backend
+	case search == "device" || *c.backend != "":
+		var err error
+		if bk, err = backend.New(*c.backend); err != nil {
+			return nil, err
+		}
+	}
+	if search == "device" || search == "auto" && bk != nil && !backend.IsPureGo(bk) {
+		c.log.Sugar().Infof("nearest neighbours searched on %s", bk.Name())
+		return func(q, db evaluators.Features, k int) ([][]evaluators.Neighbour, error) {
+			return evaluators.TopKOnDevice(bk, q, db, k)
+		}, nil
+	}
+	return evaluators.CPUSearch, nil
 }

@@ -142,7 +142,7 @@ func (s *voc07SVM) Evaluate(ctx context.Context, in *FeatureInput) (map[string]a
 			fmt.Fprintf(tw, "%d\t%g\t%.2f\t\n", k, res.Cost[k], 100*res.AP[k])
 		}
 		tw.Flush()
-		if sc.LowShot != nil && s.lowShot {
+		if sc.LowShot != nil {
 			ls, err := LowShotSVM(train, trainT, test, testT, opts, sc.LowShot.Shots, sc.LowShot.Samples)
 			if err != nil {
 				return nil, fmt.Errorf("%s: low-shot: %w", name, err)
