@@ -28,6 +28,7 @@ func PrintConfig(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&explains, "explain", "print the files and overrides that set `KEY`, instead of the config; repeatable")
 	list := fs.Bool("list", false, "list the shipped configs")
 	components := fs.Bool("components", false, "list the registered components by namespace")
+	plugins := addPluginFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, printConfigUsage)
 		fs.PrintDefaults()
@@ -53,7 +54,7 @@ func PrintConfig(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	tree, _, err := LoadConfig(pos[0], sets)
+	tree, _, _, err := loadConfig(pos[0], sets, *plugins, nil)
 	if tree == nil {
 		report(stderr, err)
 		return exitFailed
