@@ -150,7 +150,7 @@ func checksumState(b *host.Binary) string {
 		return "none"
 	case errors.Is(b.Err, host.ErrChecksum):
 		return "MISMATCH"
-	case b.Checksum != "":
+	case b.Verify() == nil:
 		return "verified" // its describe failed
 	}
 	return "unreadable"
