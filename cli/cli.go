@@ -53,17 +53,21 @@ const (
 func Loader() *registry.Loader { return &registry.Loader{Shipped: configs.FS} }
 
 // LoadConfig loads a config file, applies the overrides in order and decodes and checks the
-// result, every component included, those of the installed plugins too. The tree is
-// returned even when the check fails, so that a tool can still show it.
+// result, every component included, those of the installed plugins too (those of
+// host.DefaultDirs that are approved). The tree is returned even when the check fails, so
+// that a tool can still show it.
 func LoadConfig(path string, overrides []string) (*registry.Tree, *engine.Config, error) {
-	tree, cfg, _, err := loadConfig(path, overrides, nil)
+	tree, cfg, _, err := loadConfig(path, overrides, nil, nil)
 	return tree, cfg, err
 }
 
 // loadConfig is LoadConfig returning the registry it decoded with: the built-in components
-// and, when plugins are installed, theirs (plugin processes start only when a component
-// runs). log receives the plugins' log lines.
-func loadConfig(path string, overrides []string, log *zap.Logger) (*registry.Tree, *engine.Config, *registry.Registry, error) {
+// and, when plugins are installed (in the folders of --plugin-dir, extraPluginDirs, or the
+// default ones), those of the approved ones. A plugin runs only if its checksum file
+// matches, for `describe` at most (plugin processes start when a component runs); the
+// plugins that did not load are named by an unknown-type error. log receives the plugins'
+// log lines.
+func loadConfig(path string, overrides, extraPluginDirs []string, log *zap.Logger) (*registry.Tree, *engine.Config, *registry.Registry, error) {
 	tree, err := Loader().Load(path)
 	if err != nil {
 		return nil, nil, nil, err
@@ -73,16 +77,25 @@ func loadConfig(path string, overrides []string, log *zap.Logger) (*registry.Tre
 			return nil, nil, nil, err
 		}
 	}
-	reg := registry.Default
-	if h := host.New(host.Options{Log: log}); len(h.Binaries()) > 0 {
-		// Clashing plugin components are left out; tools/plugin list reports them.
-		reg, _ = h.Extend(registry.Default)
-	}
+	reg := componentRegistry(extraPluginDirs, log)
 	cfg := new(engine.Config)
 	if err := reg.DecodeTree(tree, cfg); err != nil {
 		return tree, nil, reg, err
 	}
 	return tree, cfg, reg, nil
+}
+
+// componentRegistry is the registry that the config tools decode with: the built-in
+// components and those of the plugins found (their processes start only when a component
+// runs). Clashing plugin components are left out, and noted with the plugins that did not
+// load; tools/plugin list reports them. log receives the plugins' log lines.
+func componentRegistry(extraPluginDirs []string, log *zap.Logger) *registry.Registry {
+	h := host.New(host.Options{Dirs: pluginDirs(extraPluginDirs), Log: log})
+	if len(h.Binaries())+len(h.NotLoaded()) == 0 {
+		return registry.Default
+	}
+	reg, _ := h.Extend(registry.Default)
+	return reg
 }
 
 // stringList is a repeatable string flag.

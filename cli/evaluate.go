@@ -48,6 +48,7 @@ type evalCommand struct {
 	seed        *int64
 	featuresDir *string
 	features    *string
+	plugins     *stringList // --plugin-dir
 
 	benchPath, checkpoint string
 	bench                 *engine.Config
@@ -64,6 +65,7 @@ func newEvalCommand(name, usage string, stderr io.Writer) *evalCommand {
 	c.workDir = c.fs.String("work-dir", "", "the output `folder` (default: work_dirs/"+name+"/<benchmark>/<checkpoint>)")
 	c.backend = c.fs.String("backend", "", "the GoMLX backend (default: the model config's): go, xla:cuda, xla:<PJRT plugin>")
 	c.seed = c.fs.Int64("seed", 0, "the seed of the random initialisation and of sampling")
+	c.plugins = addPluginFlags(c.fs)
 	c.fs.Usage = func() {
 		fmt.Fprint(c.fs.Output(), usage)
 		fmt.Fprint(c.fs.Output(), evalFlagsUsage)
@@ -96,7 +98,7 @@ func (c *evalCommand) parse(args []string, stdout, stderr io.Writer) (rc int, ok
 		c.checkpoint = pos[1]
 	}
 	c.log = consoleLogger(stderr)
-	if c.benchTree, c.bench, c.reg, err = loadConfig(c.benchPath, c.sets, c.log); err != nil {
+	if c.benchTree, c.bench, c.reg, err = loadConfig(c.benchPath, c.sets, *c.plugins, c.log); err != nil {
 		report(stderr, err)
 		return exitFailed, false
 	}

@@ -50,5 +50,5 @@ func Linear(args []string, stdout, stderr io.Writer) int {
 	if *backend != "" {
 		sets = append(sets, "backend="+*backend)
 	}
-	return runTraining(config, sets, opts, "", stdout, stderr)
+	return runTraining(config, sets, *f.plugins, opts, "", stdout, stderr)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,27 +17,56 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-const pluginUsage = `usage: goselfsup plugin list | describe NAME [--start] | verify [NAME ...] [--write]
+const pluginUsage = `usage: goselfsup plugin list | describe NAME [--start] | verify [NAME ...] | verify --write NAME ...
+       [--plugin-dir DIR ...]
 
 Manages goselfsup plugins: programs named goselfsup-plugin-<name>, found in the folders of
-$GOSELFSUP_PLUGIN_PATH, then ~/.config/goselfsup/plugins, then ./plugins (the first of a
-name wins).
+--plugin-dir, then of $GOSELFSUP_PLUGIN_PATH, then ~/.config/goselfsup/plugins (the first
+of a name wins). A project's ./plugins folder is searched only when named with --plugin-dir.
 
-  list       the plugins found, their components, checksum state, and problems
+A plugin runs (to describe itself, or to evaluate) only once approved: when its binary's
+sha256 matches the one its goselfsup-plugin-<name>_SHA256SUM file records, which
+verify --write writes. One not approved, or changed since, is listed, and not run.
+
+  list       the plugins found, their components, checksum state, and why any did not load
   describe   a plugin's manifest; --start also starts it, asks it over gRPC and times that
-  verify     compares each plugin (or those named) with its goselfsup-plugin-<name>_SHA256SUM
-             file; --write writes those files from the binaries as they are now
+  verify     compares each plugin (or those named) with its checksum file; --write NAME
+             approves the plugins named: writes their checksum files from the binaries as
+             they are now (check what they are first)
 
 flags:
 `
 
-// Plugin is the entry point of tools/plugin.
+// addPluginFlags adds --plugin-dir, repeatable, to the flags of a tool that loads configs
+// or plugins, and returns the folders it collects (see pluginDirs).
+func addPluginFlags(fs *flag.FlagSet) *stringList {
+	dirs := new(stringList)
+	fs.Var(dirs, "plugin-dir", "also search `DIR` for plugins, before $GOSELFSUP_PLUGIN_PATH and ~/.config/goselfsup/plugins; "+
+		"repeatable (a project's ./plugins is searched only when named: --plugin-dir plugins)")
+	return dirs
+}
+
+// pluginDirs returns the folders searched for plugins: those of --plugin-dir, then
+// host.DefaultDirs(), each once.
+func pluginDirs(extra []string) []string {
+	var dirs []string
+	for _, d := range append(slices.Clone(extra), host.DefaultDirs()...) {
+		if !slices.ContainsFunc(dirs, func(o string) bool { return filepath.Clean(o) == filepath.Clean(d) }) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// Plugin is the entry point of tools/plugin. It depends on no working directory: it finds
+// plugins in the folders named, $GOSELFSUP_PLUGIN_PATH's and the user's.
 func Plugin(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("plugin", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), pluginUsage); fs.PrintDefaults() }
-	write := fs.Bool("write", false, "verify: write the checksum files instead of checking them")
+	write := fs.Bool("write", false, "verify: approve the plugins named, writing their checksum files instead of checking them")
 	start := fs.Bool("start", false, "describe: start the plugin and ask it for its manifest over gRPC, timing it")
+	extra := addPluginFlags(fs)
 	if len(args) == 0 {
 		fs.Usage()
 		return exitUsage
@@ -49,11 +80,12 @@ func Plugin(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageExit(err)
 	}
-	h := host.New(host.Options{Log: consoleLogger(stderr)})
+	dirs := pluginDirs(*extra)
+	h := host.New(host.Options{Dirs: dirs, Log: consoleLogger(stderr)})
 	defer h.Close()
 	switch args[0] {
 	case "list":
-		return pluginList(h, stdout)
+		return pluginList(h, dirs, stdout)
 	case "describe":
 		if len(pos) != 1 {
 			fs.Usage()
@@ -61,56 +93,90 @@ func Plugin(args []string, stdout, stderr io.Writer) int {
 		}
 		return pluginDescribe(h, pos[0], *start, stdout, stderr)
 	case "verify":
+		if *write && len(pos) == 0 {
+			fmt.Fprintln(stderr, "error: verify --write approves the plugins named: give their names (see `plugin list`)")
+			return exitUsage
+		}
 		return pluginVerify(h, pos, *write, stdout, stderr)
 	}
 	fs.Usage()
 	return exitUsage
 }
 
-func pluginList(h *host.Host, stdout io.Writer) int {
-	fmt.Fprintf(stdout, "searched: %s\n", strings.Join(host.DefaultDirs(), ", "))
+// found returns every plugin found, loaded or not, by name.
+func found(h *host.Host) []*host.Binary {
+	all := append(slices.Clone(h.Binaries()), h.NotLoaded()...)
+	slices.SortFunc(all, func(a, b *host.Binary) int { return strings.Compare(a.Name, b.Name) })
+	return all
+}
+
+func pluginList(h *host.Host, dirs []string, stdout io.Writer) int {
+	fmt.Fprintf(stdout, "searched: %s\n", strings.Join(dirs, ", "))
+	all := found(h)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "plugin\tversion\tchecksum\tcomponents\tpath")
-	for _, b := range h.Binaries() {
-		var comps []string
-		for _, c := range b.Manifest.Components {
-			comps = append(comps, c.Namespace+"."+c.Type)
+	for _, b := range all {
+		version, comps := "-", "(not loaded)"
+		if b.Err == nil {
+			version = b.Manifest.Version
+			var names []string
+			for _, c := range b.Manifest.Components {
+				names = append(names, c.Namespace+"."+c.Type)
+			}
+			comps = strings.Join(names, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, b.Manifest.Version, checksumState(b), strings.Join(comps, ", "), b.Path)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, version, checksumState(b), comps, b.Path)
 		for _, s := range b.Shadowed {
 			fmt.Fprintf(tw, "\t\t\t(shadowed)\t%s\n", s)
 		}
 	}
 	tw.Flush()
+	for _, b := range h.NotLoaded() {
+		fmt.Fprintf(stdout, "not loaded: %s: %v\n", b.Name, b.Err)
+	}
 	if _, err := h.Extend(registry.Default); err != nil {
 		fmt.Fprintf(stdout, "not usable: %v\n", err)
 	}
 	for _, p := range h.Problems {
 		fmt.Fprintf(stdout, "problem: %v\n", p)
 	}
-	if len(h.Binaries()) == 0 {
+	if len(all) == 0 {
 		fmt.Fprintln(stdout, "no plugins found")
 	}
 	return exitOK
 }
 
+// checksumState is a binary's checksum, as list shows it.
 func checksumState(b *host.Binary) string {
-	err := b.Verify()
 	switch {
-	case err == nil:
-		return "verified"
-	case errors.Is(err, host.ErrChecksum):
-		return "MISMATCH"
-	case b.Checksum == "":
+	case b.Err == nil:
+		return "verified" // New verified it
+	case errors.Is(b.Err, host.ErrUntrusted):
 		return "none"
+	case errors.Is(b.Err, host.ErrChecksum):
+		return "MISMATCH"
+	case b.Verify() == nil:
+		return "verified" // its describe failed
 	}
 	return "unreadable"
 }
 
-func pluginDescribe(h *host.Host, name string, start bool, stdout, stderr io.Writer) int {
-	b, ok := h.Binary(name)
+// lookup returns the plugin of a name, loaded or not, or reports that there is none.
+func findPlugin(h *host.Host, name string, stderr io.Writer) (*host.Binary, bool) {
+	b, ok := h.Found(name)
 	if !ok {
 		report(stderr, fmt.Errorf("no plugin %q (see `plugin list`)", name))
+	}
+	return b, ok
+}
+
+func pluginDescribe(h *host.Host, name string, start bool, stdout, stderr io.Writer) int {
+	b, ok := findPlugin(h, name, stderr)
+	if !ok {
+		return exitFailed
+	}
+	if b.Err != nil {
+		report(stderr, fmt.Errorf("plugin %s (%s) did not load, and was not run: %w", b.Name, b.Path, b.Err))
 		return exitFailed
 	}
 	fmt.Fprintln(stdout, host.ManifestJSON(b.Manifest))
@@ -138,13 +204,12 @@ func pluginDescribe(h *host.Host, name string, start bool, stdout, stderr io.Wri
 }
 
 func pluginVerify(h *host.Host, names []string, write bool, stdout, stderr io.Writer) int {
-	targets := h.Binaries()
+	targets := found(h)
 	if len(names) > 0 {
 		targets = nil
 		for _, n := range names {
-			b, ok := h.Binary(n)
+			b, ok := findPlugin(h, n, stderr)
 			if !ok {
-				report(stderr, fmt.Errorf("no plugin %q (see `plugin list`)", n))
 				return exitFailed
 			}
 			targets = append(targets, b)
@@ -155,13 +220,13 @@ func pluginVerify(h *host.Host, names []string, write bool, stdout, stderr io.Wr
 		if write {
 			sum, err := host.SHA256(b.Path)
 			if err == nil {
-				err = os.WriteFile(b.Path+host.ChecksumSuffix, []byte(sum+"  "+b.Name+"\n"), 0o644)
+				err = os.WriteFile(b.Path+host.ChecksumSuffix, []byte(sum+"  "+filepath.Base(b.Path)+"\n"), 0o644)
 			}
 			if err != nil {
 				report(stderr, err)
 				return exitFailed
 			}
-			fmt.Fprintf(stdout, "%s: wrote %s%s (%s)\n", b.Name, b.Path, host.ChecksumSuffix, sum)
+			fmt.Fprintf(stdout, "%s: approved: wrote %s%s (%s)\n", b.Name, b.Path, host.ChecksumSuffix, sum)
 			continue
 		}
 		if err := b.Verify(); err != nil {

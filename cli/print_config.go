@@ -39,6 +39,7 @@ func PrintConfig(args []string, stdout, stderr io.Writer) int {
 	list := fs.Bool("list", false, "list the shipped configs")
 	components := fs.Bool("components", false, "list the registered components by namespace")
 	describe := fs.String("describe", "", "print the keys, types, defaults and docs of the component `TYPE` (ResNet or backbones.ResNet)")
+	plugins := addPluginFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), printConfigUsage)
 		fs.PrintDefaults()
@@ -57,20 +58,20 @@ func PrintConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, strings.Join(names, "\n"))
 		return exitOK
 	case *components:
-		printComponents(stdout, componentRegistry())
+		printComponents(stdout, componentRegistry(*plugins, nil))
 		return exitOK
 	case *describe != "":
 		if len(pos) != 0 {
 			fs.Usage()
 			return exitUsage
 		}
-		return printDescription(stdout, stderr, componentRegistry(), *describe)
+		return printDescription(stdout, stderr, componentRegistry(*plugins, nil), *describe)
 	case len(pos) != 1:
 		fs.Usage()
 		return exitUsage
 	}
 
-	tree, _, err := LoadConfig(pos[0], sets)
+	tree, _, _, err := loadConfig(pos[0], sets, *plugins, nil)
 	if tree == nil {
 		report(stderr, err)
 		return exitFailed
@@ -93,17 +94,6 @@ func PrintConfig(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
-}
-
-// componentRegistry is the registry that the config tools decode with: the built-in
-// components and those of the installed plugins, as loadConfig makes it. Clashing plugin
-// components are left out; tools/plugin list reports them.
-func componentRegistry() *registry.Registry {
-	if h := host.New(host.Options{}); len(h.Binaries()) > 0 {
-		reg, _ := h.Extend(registry.Default)
-		return reg
-	}
-	return registry.Default
 }
 
 // pluginOf returns the plugin that provides a component, or nil for a built-in one.

@@ -32,6 +32,7 @@ type trainFlags struct {
 	workDir *string
 	seed    *int64
 	resume  *string
+	plugins *stringList // --plugin-dir
 }
 
 func newTrainFlags(name, usage, setDoc, workDirDoc string, stderr io.Writer) *trainFlags {
@@ -41,6 +42,7 @@ func newTrainFlags(name, usage, setDoc, workDirDoc string, stderr io.Writer) *tr
 	f.workDir = f.fs.String("work-dir", "", workDirDoc)
 	f.seed = f.fs.Int64("seed", 0, "the random seed (overrides randomness.seed)")
 	f.resume = f.fs.String("resume", "", "resume from a checkpoint: `PATH`, or \"auto\" for the newest in the work_dir (--resume alone)")
+	f.plugins = addPluginFlags(f.fs)
 	f.fs.Usage = func() {
 		fmt.Fprint(f.fs.Output(), usage)
 		f.fs.PrintDefaults()
@@ -81,13 +83,13 @@ func Train(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 1 {
 		config = pos[0]
 	}
-	return runTraining(config, f.sets, f.options(stderr), "work_dirs", stdout, stderr)
+	return runTraining(config, f.sets, *f.plugins, f.options(stderr), "work_dirs", stdout, stderr)
 }
 
 // runTraining trains the model of a config; without opts.WorkDir, the run goes to the
 // config's work_dir, else to workDirs/<config name>.
-func runTraining(config string, sets []string, opts engine.Options, workDirs string, stdout, stderr io.Writer) int {
-	tree, cfg, err := LoadConfig(config, sets)
+func runTraining(config string, sets, pluginDirs []string, opts engine.Options, workDirs string, stdout, stderr io.Writer) int {
+	tree, cfg, _, err := loadConfig(config, sets, pluginDirs, nil)
 	if err != nil {
 		report(stderr, err)
 		return exitFailed

@@ -126,7 +126,7 @@ func (d *decoder) unknownType(s Spec) {
 			hint = "registered: " + strings.Join(known, ", ")
 		}
 	}
-	d.fail(path, fmt.Sprintf("unknown %s type %q", s.Namespace, s.Type), hint)
+	d.fail(path, fmt.Sprintf("unknown %s type %q", s.Namespace, s.Type), d.reg.withUnavailable(hint))
 }
 
 func (d *decoder) validation(err error, path string) {

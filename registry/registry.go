@@ -86,6 +86,8 @@ type Registry struct {
 	mu         sync.RWMutex
 	components map[string]map[string]Component // namespace -> type -> component
 	parent     *Registry                       // consulted for what this one lacks
+	// unavailable notes sources of components that did not load (NoteUnavailable).
+	unavailable []Unavailable
 }
 
 // Extend returns a registry that holds r's components and those registered in it later,

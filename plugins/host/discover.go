@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,9 +34,10 @@ const PathEnv = "GOSELFSUP_PLUGIN_PATH"
 // writes it).
 const ChecksumSuffix = "_SHA256SUM"
 
-// DefaultDirs are the folders searched for plugins, in order: those of
-// $GOSELFSUP_PLUGIN_PATH, the user's (~/.config/goselfsup/plugins on Linux) and the
-// project's (plugins/ in the working directory).
+// DefaultDirs are the folders searched for plugins unless told otherwise, in order: those of
+// $GOSELFSUP_PLUGIN_PATH and the user's (~/.config/goselfsup/plugins on Linux). A project's
+// plugins/ folder is not among them: it comes with whatever was checked out or unpacked
+// there, and is searched only when named (tools' --plugin-dir).
 func DefaultDirs() []string {
 	var dirs []string
 	for _, d := range filepath.SplitList(os.Getenv(PathEnv)) {
@@ -46,7 +48,7 @@ func DefaultDirs() []string {
 	if cfg, err := os.UserConfigDir(); err == nil {
 		dirs = append(dirs, filepath.Join(cfg, "goselfsup", "plugins"))
 	}
-	return append(dirs, "plugins")
+	return dirs
 }
 
 // Binary is a plugin program found on disk.
@@ -54,15 +56,21 @@ type Binary struct {
 	// Name is the plugin's name: the file name without goselfsup-plugin-.
 	Name string
 	Path string
+	// Dir is the searched folder it was found in, as given.
+	Dir string
 	// Shadowed are files of the same name later in the search order, which are not used.
 	Shadowed []string
-	// Manifest is what the binary's describe printed (or its cached copy).
+	// Manifest is what the binary's describe printed (or its cached copy); nil when the
+	// plugin did not load.
 	Manifest *pb.Manifest
 	// Checksum is the sha256 its checksum file expects, "" without one.
 	Checksum string
+	// Err says why the plugin did not load (nil when it did): ErrUntrusted, ErrChecksum, or
+	// a failed `describe`. A plugin that did not load was not run.
+	Err error
 }
 
-// find lists the plugin binaries of dirs; the first of a name wins.
+// find lists the plugin binaries of dirs; the first of a name wins. It runs nothing.
 func find(dirs []string) ([]*Binary, []error) {
 	byName := map[string]*Binary{}
 	var errs []error
@@ -99,7 +107,7 @@ func find(dirs []string) ([]*Binary, []error) {
 				b.Shadowed = append(b.Shadowed, path)
 				continue
 			}
-			b := &Binary{Name: name, Path: path}
+			b := &Binary{Name: name, Path: path, Dir: dir}
 			if sum, err := os.ReadFile(path + ChecksumSuffix); err == nil {
 				if f := strings.Fields(string(sum)); len(f) > 0 {
 					b.Checksum = strings.ToLower(f[0])
@@ -127,42 +135,77 @@ func SHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// ErrChecksum is a binary whose sha256 differs from its checksum file's.
-var ErrChecksum = errors.New("checksum mismatch")
+var (
+	// ErrUntrusted is a binary without a checksum file: nobody approved it, so it is not
+	// run.
+	ErrUntrusted = errors.New("no checksum recorded")
+	// ErrChecksum is a binary whose sha256 differs from its checksum file's: it changed
+	// since it was approved, so it is not run.
+	ErrChecksum = errors.New("checksum mismatch")
+)
 
-// Verify compares the binary's sha256 with its checksum file. Without a checksum file it
-// returns an error that is not ErrChecksum.
+// ApproveCommand is the command that records the binary's checksum, the user's approval:
+// `tools/plugin verify --write NAME`, with --plugin-dir when the binary's folder is not
+// searched by default.
+func (b *Binary) ApproveCommand() string {
+	cmd := "tools/plugin verify --write "
+	if b.Dir != "" && !slices.Contains(DefaultDirs(), b.Dir) {
+		cmd += "--plugin-dir " + b.Dir + " "
+	}
+	return cmd + b.Name
+}
+
+// Verify compares the binary's sha256 with its checksum file's: an error wrapping
+// ErrUntrusted without a checksum file, ErrChecksum when they differ.
 func (b *Binary) Verify() error {
+	_, err := b.verify()
+	if err != nil {
+		return fmt.Errorf("plugin %s (%s): %w", b.Name, b.Path, err)
+	}
+	return nil
+}
+
+// verify returns the binary's sha256 if it matches its checksum file, or why not (an error
+// without the plugin's name, since it is the reason a plugin did not load).
+func (b *Binary) verify() (string, error) {
 	if b.Checksum == "" {
-		return fmt.Errorf("plugin %s: %s has no checksum file %s", b.Name, b.Path, filepath.Base(b.Path)+ChecksumSuffix)
+		return "", fmt.Errorf("%w: %s has no %s; approve it with `%s` once you trust it",
+			ErrUntrusted, filepath.Base(b.Path), filepath.Base(b.Path)+ChecksumSuffix, b.ApproveCommand())
 	}
 	got, err := SHA256(b.Path)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if got != b.Checksum {
-		return fmt.Errorf("plugin %s: %w: %s has sha256 %s, its checksum file says %s", b.Name, ErrChecksum, b.Path, got, b.Checksum)
+		return "", fmt.Errorf("%w: %s has sha256 %s, %s says %s; it changed since it was approved: reinstall it, or approve it as it is now with `%s`",
+			ErrChecksum, filepath.Base(b.Path), got, filepath.Base(b.Path)+ChecksumSuffix, b.Checksum, b.ApproveCommand())
 	}
-	return nil
+	return got, nil
 }
 
 // describeTimeout bounds `describe`, which must only print the manifest.
 const describeTimeout = 10 * time.Second
 
-// describe returns the binary's manifest from the cache, or runs `describe` and caches
-// it. The cache key is the file's path, size and modification time.
+// describe verifies the binary, then returns its manifest: from the cache, or by running
+// `describe` and caching what it prints. Nothing runs unless the binary's sha256 matches its
+// checksum file, which is checked every time, on the cache's way too: the cache is keyed by
+// that sha256, so a cached manifest is only ever that of the approved content.
+//
+// The binary is hashed immediately before it runs. A file swapped in between (a window of
+// one fork) would still run; so it would with go-plugin's own check. The checksum file is an
+// approval record beside the binary, not a defence against someone who can write the folder.
 func describe(b *Binary, cacheDir string) (*pb.Manifest, error) {
-	info, err := os.Stat(b.Path)
+	sum, err := b.verify()
 	if err != nil {
 		return nil, err
 	}
-	key := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d", b.Path, info.Size(), info.ModTime().UnixNano())))
 	cache := ""
 	if cacheDir != "" {
+		key := sha256.Sum256([]byte(b.Name + "\x00" + sum))
 		cache = filepath.Join(cacheDir, hex.EncodeToString(key[:16])+".json")
 		if data, err := os.ReadFile(cache); err == nil {
 			m := new(pb.Manifest)
-			if protojson.Unmarshal(data, m) == nil {
+			if protojson.Unmarshal(data, m) == nil && m.Name == b.Name {
 				return m, nil
 			}
 		}
@@ -174,17 +217,21 @@ func describe(b *Binary, cacheDir string) (*pb.Manifest, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("plugin %s: `%s describe` did not finish within %s", b.Name, b.Path, describeTimeout)
+		return nil, fmt.Errorf("`describe` did not finish within %s", describeTimeout)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: `%s describe`: %v: %s", b.Name, b.Path, err, strings.TrimSpace(stderr.String()))
+		msg := fmt.Sprintf("`describe` failed: %v", err)
+		if e := strings.TrimSpace(stderr.String()); e != "" {
+			msg += ": " + tail(e, 500)
+		}
+		return nil, errors.New(msg)
 	}
 	m := new(pb.Manifest)
 	if err := protojson.Unmarshal(out, m); err != nil {
-		return nil, fmt.Errorf("plugin %s: `%s describe` printed no manifest: %v", b.Name, b.Path, err)
+		return nil, fmt.Errorf("`describe` printed no manifest: %v", err)
 	}
 	if m.Name != b.Name {
-		return nil, fmt.Errorf("plugin %s: %s calls itself %q", b.Name, b.Path, m.Name)
+		return nil, fmt.Errorf("its `describe` calls it %q", m.Name)
 	}
 	if cache != "" {
 		if err := os.MkdirAll(cacheDir, 0o755); err == nil {
@@ -195,6 +242,14 @@ func describe(b *Binary, cacheDir string) (*pb.Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// tail returns the last n bytes of s, marked as cut.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
 }
 
 // ManifestJSON formats a manifest for people: protojson's output, re-indented with

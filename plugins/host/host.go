@@ -34,30 +34,34 @@ type Options struct {
 	Log *zap.Logger
 	// StartTimeout bounds a plugin's start, up to its handshake (0: one minute).
 	StartTimeout time.Duration
-	// CacheDir keeps the manifests of binaries already described ("": the user's cache
-	// folder; "-": no cache).
+	// CacheDir keeps the manifests of binaries already described, by their sha256 ("": the
+	// user's cache folder; "-": no cache).
 	CacheDir string
-	// RequireChecksums refuses binaries without a checksum file.
-	RequireChecksums bool
 
 	// versions are the protocol versions this host speaks (tests change them).
 	versions []int
 }
 
-// Host finds and runs plugins.
+// Host finds and runs plugins. A plugin runs, for `describe` or to serve, only when its
+// binary's sha256 matches the one its checksum file records (the user's approval, written by
+// `tools/plugin verify --write`); it is checked before every run.
 type Host struct {
 	opts     Options
 	log      *zap.Logger
 	binaries []*Binary
-	// Problems are the binaries that could not be described, or folders that could not be
-	// read: reported by `tools/plugin list`, otherwise skipped.
+	// notLoaded are the binaries found that did not load, each with its Err.
+	notLoaded []*Binary
+	// Problems are the files and folders that could not be read: reported by
+	// `tools/plugin list`, otherwise skipped.
 	Problems []error
 
 	mu       sync.Mutex
 	sessions map[*Session]bool
 }
 
-// New finds the plugins and reads their manifests (described once, then cached).
+// New finds the plugins, verifies their checksums and reads their manifests (described
+// once, then cached by sha256). Those not approved, changed since, or whose `describe` fails
+// are not loaded (NotLoaded).
 func New(opts Options) *Host {
 	if opts.Dirs == nil {
 		opts.Dirs = DefaultDirs()
@@ -85,7 +89,13 @@ func New(opts Options) *Host {
 	for _, b := range found {
 		m, err := describe(b, opts.CacheDir)
 		if err != nil {
-			h.Problems = append(h.Problems, err)
+			b.Err = err
+			h.notLoaded = append(h.notLoaded, b)
+			log := h.log.Debug
+			if errors.Is(err, ErrChecksum) {
+				log = h.log.Warn // it was approved, and changed since
+			}
+			log("plugin not loaded", zap.String("plugin", b.Name), zap.String("path", b.Path), zap.Error(err))
 			continue
 		}
 		b.Manifest = m
@@ -94,12 +104,29 @@ func New(opts Options) *Host {
 	return h
 }
 
-// Binaries are the plugins found, by name.
+// Binaries are the plugins loaded, by name.
 func (h *Host) Binaries() []*Binary { return h.binaries }
 
-// Binary returns the plugin of a name.
+// NotLoaded are the plugins found that did not load, by name, each with its Err: they were
+// not run.
+func (h *Host) NotLoaded() []*Binary { return h.notLoaded }
+
+// Binary returns the loaded plugin of a name.
 func (h *Host) Binary(name string) (*Binary, bool) {
 	for _, b := range h.binaries {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return nil, false
+}
+
+// Found returns the plugin of a name, loaded or not (then with its Err).
+func (h *Host) Found(name string) (*Binary, bool) {
+	if b, ok := h.Binary(name); ok {
+		return b, true
+	}
+	for _, b := range h.notLoaded {
 		if b.Name == name {
 			return b, true
 		}
@@ -134,21 +161,21 @@ type Session struct {
 }
 
 // Start starts a plugin process and connects to it. stderrLog, when not empty, receives
-// the plugin's raw standard error (its log lines, and a panic's trace).
+// the plugin's raw standard error (its log lines, and a panic's trace). It refuses a plugin
+// that did not load, and one whose binary no longer matches its checksum file: go-plugin
+// hashes the binary immediately before it starts it (SecureConfig).
 func (h *Host) Start(b *Binary, stderrLog string) (_ *Session, err error) {
-	if b.Checksum == "" && h.opts.RequireChecksums {
-		return nil, fmt.Errorf("plugin %s: %s has no checksum file, and checksums are required", b.Name, b.Path)
+	if b.Err != nil {
+		return nil, fmt.Errorf("plugin %s (%s) did not load, and is not run: %w", b.Name, b.Path, b.Err)
 	}
-	var secure *plugin.SecureConfig
-	if b.Checksum != "" {
-		sum, err := hex.DecodeString(b.Checksum)
-		if err != nil || len(sum) != sha256.Size {
-			return nil, fmt.Errorf("plugin %s: %s%s does not hold a sha256", b.Name, b.Path, ChecksumSuffix)
-		}
-		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
-	} else {
-		h.log.Warn("starting a plugin without a checksum file", zap.String("plugin", b.Name), zap.String("path", b.Path))
+	if b.Checksum == "" {
+		return nil, fmt.Errorf("plugin %s (%s): %w; approve it with `%s` once you trust it", b.Name, b.Path, ErrUntrusted, b.ApproveCommand())
 	}
+	sum, err := hex.DecodeString(b.Checksum)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("plugin %s: %s%s does not hold a sha256", b.Name, b.Path, ChecksumSuffix)
+	}
+	secure := &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	s := &Session{Binary: b, host: h, tail: newLineTail(20)}
 	var stderr io.Writer = s.tail
 	if stderrLog != "" {
@@ -210,8 +237,8 @@ func (s *Session) startError(err error) error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
-		return fmt.Errorf("plugin %s: %w: %s does not match its checksum file %s; refusing to run it (reinstall the plugin, or rewrite the checksum with `tools/plugin verify --write %s` if you trust it)",
-			b.Name, ErrChecksum, b.Path, filepath.Base(b.Path)+ChecksumSuffix, b.Name)
+		return fmt.Errorf("plugin %s: %w: %s does not match its checksum file %s; refusing to run it (reinstall the plugin, or approve it as it is now with `%s` if you trust it)",
+			b.Name, ErrChecksum, b.Path, filepath.Base(b.Path)+ChecksumSuffix, b.ApproveCommand())
 	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
 		return fmt.Errorf("plugin %s: protocol version mismatch: goselfsup speaks plugin protocol %v and %s does not (%s); rebuild the plugin with a goselfsup SDK of the same protocol",
 			b.Name, s.host.opts.versions, b.Path, msg)

@@ -22,8 +22,9 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// pluginDir holds the test plugins, built once by TestMain: goselfsup-plugin-misbehave
-// (testdata/misbehave) and goselfsup-plugin-logreg (the example in examples/plugins).
+// pluginDir holds the test plugins, built and approved (their checksum files written) once
+// by TestMain: goselfsup-plugin-misbehave (testdata/misbehave) and goselfsup-plugin-logreg
+// (the example in examples/plugins).
 var pluginDir string
 
 func TestMain(m *testing.M) {
@@ -61,20 +62,35 @@ func build(dir string) error {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building the %s plugin: %v\n%s", b.name, err, out)
 		}
+		if err := approve(filepath.Join(dir, "goselfsup-plugin-"+b.name)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// copyPlugin copies a test plugin into a fresh folder, so a test may change its files.
+// approve writes a binary's checksum file, as `tools/plugin verify --write` does.
+func approve(path string) error {
+	sum, err := SHA256(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path+ChecksumSuffix, []byte(sum+"  "+filepath.Base(path)+"\n"), 0o644)
+}
+
+// copyPlugin copies a test plugin, and its checksum file, into a fresh folder, so a test
+// may change its files.
 func copyPlugin(t *testing.T, name string) string {
 	t.Helper()
 	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join(pluginDir, "goselfsup-plugin-"+name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "goselfsup-plugin-"+name), data, 0o755); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"goselfsup-plugin-" + name, "goselfsup-plugin-" + name + ChecksumSuffix} {
+		data, err := os.ReadFile(filepath.Join(pluginDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
@@ -99,7 +115,23 @@ func binary(t *testing.T, h *Host, name string) *Binary {
 	t.Helper()
 	b, ok := h.Binary(name)
 	if !ok {
+		if b, ok := h.Found(name); ok {
+			t.Fatalf("plugin %s did not load: %v", name, b.Err)
+		}
 		t.Fatalf("plugin %s not found among %v", name, h.Binaries())
+	}
+	return b
+}
+
+// notLoaded returns the plugin of a name that was found and did not load.
+func notLoaded(t *testing.T, h *Host, name string) *Binary {
+	t.Helper()
+	b, ok := h.Found(name)
+	if !ok {
+		t.Fatalf("plugin %s not found", name)
+	}
+	if b.Err == nil {
+		t.Fatalf("plugin %s loaded", name)
 	}
 	return b
 }
@@ -156,10 +188,10 @@ func TestDiscoveryAndManifests(t *testing.T) {
 	if v := binary(t, h, "logreg").Manifest.Version; v != "1.0.0-cached" {
 		t.Errorf("second discovery: version %q, want the cached manifest's", v)
 	}
-	// The environment variable, the user's folder and ./plugins are searched in that order.
+	// The environment variable's folders, then the user's, are searched; ./plugins is not.
 	t.Setenv(PathEnv, "/a"+string(os.PathListSeparator)+"/b")
 	dirs := DefaultDirs()
-	if len(dirs) != 4 || dirs[0] != "/a" || dirs[1] != "/b" || !strings.HasSuffix(dirs[2], filepath.Join("goselfsup", "plugins")) || dirs[3] != "plugins" {
+	if len(dirs) != 3 || dirs[0] != "/a" || dirs[1] != "/b" || !strings.HasSuffix(dirs[2], filepath.Join("goselfsup", "plugins")) {
 		t.Errorf("DefaultDirs %v", dirs)
 	}
 }
@@ -311,13 +343,6 @@ func TestPluginKilledMidRun(t *testing.T) {
 func TestChecksums(t *testing.T) {
 	dir := copyPlugin(t, "misbehave")
 	path := filepath.Join(dir, "goselfsup-plugin-misbehave")
-	sum, err := SHA256(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+ChecksumSuffix, []byte(sum+"  misbehave\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	h := newHost(t, Options{Dirs: []string{dir}})
 	b := binary(t, h, "misbehave")
 	if err := b.Verify(); err != nil {
@@ -329,22 +354,140 @@ func TestChecksums(t *testing.T) {
 	}
 	s.Close()
 
-	bad := strings.Repeat("0", 64)
-	if err := os.WriteFile(path+ChecksumSuffix, []byte(bad+"\n"), 0o644); err != nil {
+	// The binary changes after it was loaded: go-plugin's check refuses to start it.
+	data, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	h = newHost(t, Options{Dirs: []string{dir}})
-	b = binary(t, h, "misbehave")
+	if err := os.WriteFile(path, append(data, 0), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Verify(); !errors.Is(err, ErrChecksum) {
 		t.Errorf("Verify: %v", err)
 	}
-	if _, err := h.Start(b, ""); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "refusing to run it") {
-		t.Errorf("a mismatching checksum: %v", err)
+	if _, err := h.Start(b, ""); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "refusing to run it") ||
+		!strings.Contains(err.Error(), "tools/plugin verify --write --plugin-dir "+dir+" misbehave") {
+		t.Errorf("a binary changed since it loaded: %v", err)
 	}
+	// A new host does not load it.
+	h = newHost(t, Options{Dirs: []string{dir}})
+	b = notLoaded(t, h, "misbehave")
+	if !errors.Is(b.Err, ErrChecksum) || len(h.Binaries()) != 0 {
+		t.Errorf("a mismatching checksum: loaded %v, %v", h.Binaries(), b.Err)
+	}
+	if _, err := h.Start(b, ""); err == nil || !strings.Contains(err.Error(), "did not load, and is not run") {
+		t.Errorf("starting a plugin that did not load: %v", err)
+	}
+	// Nor one without a checksum file.
 	os.Remove(path + ChecksumSuffix)
-	h = newHost(t, Options{Dirs: []string{dir}, RequireChecksums: true})
-	if _, err := h.Start(binary(t, h, "misbehave"), ""); err == nil || !strings.Contains(err.Error(), "no checksum file") {
-		t.Errorf("no checksum when required: %v", err)
+	h = newHost(t, Options{Dirs: []string{dir}})
+	if b := notLoaded(t, h, "misbehave"); !errors.Is(b.Err, ErrUntrusted) {
+		t.Errorf("no checksum file: %v", b.Err)
+	}
+	if _, err := h.Start(&Binary{Name: "misbehave", Path: path}, ""); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("starting a binary without a checksum: %v", err)
+	}
+}
+
+// markerPlugin writes a shell-script plugin that appends a line to marker whenever it runs,
+// then prints a manifest for describe (or fails, with fail); it returns its path.
+func markerPlugin(t *testing.T, dir, name, marker string, fail bool) string {
+	t.Helper()
+	body := `echo '{"name": "` + name + `", "version": "1", "protocol_version": 1, "components": [{"namespace": "evaluators", "type": "Marked"}]}'`
+	if fail {
+		body = "echo 'the manifest is broken' >&2\nexit 1"
+	}
+	script := "#!/bin/sh\necho \"$@\" >> '" + marker + "'\n" + body + "\n"
+	path := filepath.Join(dir, "goselfsup-plugin-"+name)
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func ran(marker string) bool {
+	_, err := os.Stat(marker)
+	return err == nil
+}
+
+// No plugin code runs unless its sha256 matches its checksum file, `describe` included,
+// and a cached manifest does not skip the check.
+func TestNothingRunsUnapproved(t *testing.T) {
+	dir := t.TempDir()
+	cache := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "ran")
+	path := markerPlugin(t, dir, "marked", marker, false)
+	spec := registry.NewSpec("evaluators", "Marked", nil)
+	spec.Path = "val_evaluator"
+
+	// Not approved: not run, and a config that names its component is told why.
+	h := newHost(t, Options{Dirs: []string{dir}, CacheDir: cache})
+	b := notLoaded(t, h, "marked")
+	if !errors.Is(b.Err, ErrUntrusted) || len(h.Binaries()) != 0 || ran(marker) {
+		t.Fatalf("an unapproved plugin: loaded %v, err %v, ran %v", h.Binaries(), b.Err, ran(marker))
+	}
+	reg, _ := h.Extend(registry.Default)
+	_, err := reg.Decode(spec)
+	want := "plugin marked did not load (no checksum recorded: goselfsup-plugin-marked has no goselfsup-plugin-marked_SHA256SUM; " +
+		"approve it with `tools/plugin verify --write --plugin-dir " + dir + " marked` once you trust it)"
+	if err == nil || !strings.Contains(err.Error(), `val_evaluator.type: unknown evaluators type "Marked"; `+want) {
+		t.Errorf("the unknown type's error:\n%v\nlacks\n%s", err, want)
+	}
+	if _, err := h.Start(b, ""); err == nil || ran(marker) {
+		t.Errorf("Start ran an unapproved plugin: %v", err)
+	}
+
+	// Approved: described (the marker shows the script can run), and the manifest cached.
+	if err := approve(path); err != nil {
+		t.Fatal(err)
+	}
+	h = newHost(t, Options{Dirs: []string{dir}, CacheDir: cache})
+	binary(t, h, "marked")
+	if !ran(marker) {
+		t.Fatal("the approved plugin did not run describe: the marker does not work")
+	}
+	os.Remove(marker)
+	h = newHost(t, Options{Dirs: []string{dir}, CacheDir: cache})
+	binary(t, h, "marked")
+	if ran(marker) {
+		t.Error("the cached manifest was not used")
+	}
+
+	// Rewritten with the same size and modification time: the cache does not skip the
+	// check, and nothing runs.
+	info, _ := os.Stat(path)
+	data, _ := os.ReadFile(path)
+	evil := strings.Replace(string(data), `"version": "1"`, `"version": "2"`, 1)
+	if len(evil) != len(data) {
+		t.Fatal("the rewrite changed the size")
+	}
+	if err := os.WriteFile(path, []byte(evil), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(path, info.ModTime(), info.ModTime())
+	h = newHost(t, Options{Dirs: []string{dir}, CacheDir: cache})
+	if b := notLoaded(t, h, "marked"); !errors.Is(b.Err, ErrChecksum) || ran(marker) {
+		t.Fatalf("a rewritten plugin: err %v, ran %v", b.Err, ran(marker))
+	}
+	reg, _ = h.Extend(registry.Default)
+	if _, err := reg.Decode(spec); err == nil || !strings.Contains(err.Error(), "plugin marked did not load (checksum mismatch: ") {
+		t.Errorf("the unknown type's error: %v", err)
+	}
+
+	// Approved, but describe fails: its error reaches the config's.
+	failing := t.TempDir()
+	if err := approve(markerPlugin(t, failing, "broken", marker, true)); err != nil {
+		t.Fatal(err)
+	}
+	h = newHost(t, Options{Dirs: []string{failing}, CacheDir: cache})
+	notLoaded(t, h, "broken")
+	if !ran(marker) {
+		t.Fatal("the approved plugin did not run describe")
+	}
+	reg, _ = h.Extend(registry.Default)
+	want = "plugin broken did not load (`describe` failed: exit status 1: the manifest is broken)"
+	if _, err := reg.Decode(spec); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("the unknown type's error:\n%v\nlacks\n%s", err, want)
 	}
 }
 
@@ -364,6 +507,9 @@ func TestPluginThatNeverStarts(t *testing.T) {
 		"\nexit 0\nfi\necho 'warming up' >&2\nexec sleep 30\n"
 	path := filepath.Join(dir, "goselfsup-plugin-stuck")
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := approve(path); err != nil {
 		t.Fatal(err)
 	}
 	h := newHost(t, Options{Dirs: []string{dir}, StartTimeout: time.Second})

@@ -17,12 +17,17 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// Extend returns a registry with base's components and those of every plugin found, so
+// Extend returns a registry with base's components and those of every plugin loaded, so
 // that a config's type = "X" resolves to a built-in component or a plugin's alike. A plugin
 // component that clashes with another component is left out, and reported in the error
-// (the registry is still usable).
+// (the registry is still usable). The plugins that did not load, and the components left
+// out, are noted on the registry (registry.NoteUnavailable): a config that names an unknown
+// type is told about them, and why.
 func (h *Host) Extend(base *registry.Registry) (*registry.Registry, error) {
 	reg := base.Extend()
+	for _, b := range h.notLoaded {
+		reg.NoteUnavailable("plugin "+b.Name, b.Err.Error())
+	}
 	var errs []error
 	for _, b := range h.binaries {
 		for _, c := range b.Manifest.Components {
@@ -35,6 +40,7 @@ func (h *Host) Extend(base *registry.Registry) (*registry.Registry, error) {
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("plugin %s (%s): component %s.%s not added: %w", b.Name, b.Path, comp.Namespace, comp.Type, err))
+				reg.NoteUnavailable("plugin "+b.Name, fmt.Sprintf("its component %s.%s was left out: %v", comp.Namespace, comp.Type, err))
 			}
 		}
 	}

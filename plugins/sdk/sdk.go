@@ -1,18 +1,25 @@
 // Package sdk is what a goselfsup plugin is written with. A plugin is a program named
 // goselfsup-plugin-<name> whose main calls Serve with its components:
 //
+//	type config struct {
+//		Feature string `toml:"feature" doc:"the feature to probe"`
+//		Epochs  int    `toml:"epochs" doc:"passes over the data"`
+//	}
+//
 //	func main() {
 //		sdk.Serve(sdk.Plugin{
 //			Name: "logreg", Version: "1.0.0",
 //			Components: []sdk.Component{{
-//				Type: "LogisticRegressionProbe",
-//				Doc:  "a logistic-regression probe on extracted features",
-//				Keys: []sdk.Key{{Name: "epochs", Type: "int", Default: "100", Doc: "passes over the data"}},
-//				Run:  probe,
+//				Type:   "LogisticRegressionProbe",
+//				Doc:    "a logistic-regression probe on extracted features",
+//				Config: func() any { return &config{Feature: "backbone", Epochs: 100} },
+//				Run:    probe, // var c config; r.Decode(&c): the defaults, then the table
 //			}},
 //		})
 //	}
 //
+// The component's config keys, their types, docs and defaults, which the host checks a
+// config's table against, come from the struct that Config returns (see Component.Keys).
 // goselfsup starts the program when a config names one of its components
 // (val_evaluator = { type = "LogisticRegressionProbe", epochs = 50 }), calls the component's
 // Run with the config table, the checkpoint and the input paths, and receives what Run
@@ -31,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"runtime/debug"
 	"sync"
@@ -67,20 +75,13 @@ type Component struct {
 	// components or another plugin's.
 	Type string
 	Doc  string
-	// Keys document the keys of the component's config table; the host refuses others.
-	Keys []Key
+	// Config returns a new pointer to the component's config struct, holding its defaults.
+	// The keys of its config table (their names, types, docs, defaults, and which are
+	// required) are derived from the struct's fields and tags: see Keys. The host refuses
+	// other keys. Nil: the component takes no keys.
+	Config func() any
 	// Run evaluates. It should return when ctx is cancelled (the host stops the run).
 	Run func(ctx context.Context, r *Run) error
-}
-
-// Key documents one key of a component's config.
-type Key struct {
-	Name string
-	// Type is "string", "int", "float", "bool", "array" or "table".
-	Type     string
-	Doc      string
-	Default  string // in TOML syntax, "" for none
-	Required bool
 }
 
 // Run is one evaluation: its request, and the means to report.
@@ -96,14 +97,22 @@ type Run struct {
 	// Log writes log lines that the host shows with their level.
 	Log *zap.Logger
 
-	config string
-	mu     sync.Mutex
-	send   func(*pb.Event) error
+	config   string
+	defaults func() any // the component's Config
+	mu       sync.Mutex
+	send     func(*pb.Event) error
 }
 
-// Decode decodes the component's config table into dst (a pointer to a struct with toml
-// tags, holding the defaults).
+// Decode decodes the component's config table into dst, a pointer to a struct with toml
+// tags. When dst is of the type the component's Config returns, it first receives Config's
+// defaults, and the table's keys are decoded over them; otherwise it keeps what it holds
+// where the table has no key.
 func (r *Run) Decode(dst any) error {
+	if r.defaults != nil {
+		if def, to := reflect.ValueOf(r.defaults()), reflect.ValueOf(dst); def.Type() == to.Type() && to.Kind() == reflect.Pointer && !to.IsNil() {
+			to.Elem().Set(def.Elem())
+		}
+	}
 	md, err := toml.Decode(r.config, dst)
 	if err != nil {
 		return fmt.Errorf("%s config: %w", r.Component, err)
@@ -168,6 +177,9 @@ func (p *Plugin) check() error {
 		if c.Run == nil {
 			errs = append(errs, fmt.Errorf("component %s has no Run", c.Type))
 		}
+		if _, err := c.Keys(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -177,7 +189,8 @@ func (p *Plugin) Manifest() *pb.Manifest {
 	m := &pb.Manifest{Name: p.Name, Version: p.Version, ProtocolVersion: protocol.Version, SdkVersion: Version}
 	for _, c := range p.Components {
 		pc := &pb.Component{Namespace: "evaluators", Type: c.Type, Doc: c.Doc}
-		for _, k := range c.Keys {
+		keys, _ := c.Keys() // check reported errors
+		for _, k := range keys {
 			pc.Keys = append(pc.Keys, &pb.ConfigKey{Name: k.Name, Type: k.Type, Doc: k.Doc, Default: k.Default, Required: k.Required})
 		}
 		m.Components = append(m.Components, pc)
@@ -204,8 +217,8 @@ func Serve(p Plugin) {
 	}
 	if os.Getenv(protocol.Handshake.MagicCookieKey) == "" {
 		fmt.Fprintf(os.Stderr, "goselfsup-plugin-%s is a goselfsup plugin: goselfsup starts it when a config names one of its components.\n"+
-			"Install it in $GOSELFSUP_PLUGIN_PATH, ~/.config/goselfsup/plugins or a project's plugins/ folder;\n"+
-			"`goselfsup-plugin-%s describe` prints what it offers.\n", p.Name, p.Name)
+			"Install it in a folder of $GOSELFSUP_PLUGIN_PATH or ~/.config/goselfsup/plugins (or one given to --plugin-dir),\n"+
+			"then approve it with `tools/plugin verify --write %s`; `goselfsup-plugin-%s describe` prints what it offers.\n", p.Name, p.Name, p.Name)
 		os.Exit(1)
 	}
 	go exitWithParent(log, os.Getppid(), time.Second)
@@ -266,7 +279,7 @@ func (s *server) Evaluate(req *pb.EvaluateRequest, stream pb.Plugin_EvaluateServ
 	}
 	log := s.log.With(zap.String("component", comp.Type))
 	r := &Run{Component: comp.Type, Checkpoint: req.Checkpoint, WorkDir: req.WorkDir, Inputs: req.Inputs,
-		Log: log, config: req.ConfigToml, send: stream.Send}
+		Log: log, config: req.ConfigToml, defaults: comp.Config, send: stream.Send}
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("panic", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))

@@ -24,6 +24,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// Inside the goselfsup repository the SDK is this checkout; a plugin of your own requires a
-// goselfsup release instead and drops this line.
+// Inside the goselfsup repository the SDK is this checkout. A plugin of your own points this
+// at your clone of goselfsup (an absolute path, or relative to this file) until it can
+// require a goselfsup release; then it drops this line.
 replace github.com/goselfsup/goselfsup => ../../..

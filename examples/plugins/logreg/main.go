@@ -29,30 +29,27 @@ func main() {
 		Components: []sdk.Component{{
 			Type: "LogisticRegressionProbe",
 			Doc:  "a multinomial logistic-regression probe on extracted features; reports top-1 accuracy",
-			Keys: []sdk.Key{
-				{Name: "feature", Type: "string", Default: `"backbone"`, Doc: "the feature to probe: backbone, neck, feat1..feat5"},
-				{Name: "epochs", Type: "int", Default: "100", Doc: "passes of mini-batch gradient descent"},
-				{Name: "lr", Type: "float", Default: "0.5", Doc: "the learning rate"},
-				{Name: "weight_decay", Type: "float", Default: "1e-4", Doc: "L2 penalty on the weights"},
-				{Name: "batch_size", Type: "int", Default: "256", Doc: "samples per step"},
-				{Name: "seed", Type: "int", Default: "0", Doc: "the order of the samples"},
+			Config: func() any {
+				return &config{Feature: "backbone", Epochs: 100, LR: 0.5, WeightDecay: 1e-4, BatchSize: 256}
 			},
 			Run: probe,
 		}},
 	})
 }
 
+// config is the component's config table: its keys, their docs and (in main) their defaults
+// are what the plugin's manifest documents, and what the host checks a config against.
 type config struct {
-	Feature     string  `toml:"feature"`
-	Epochs      int     `toml:"epochs"`
-	LR          float64 `toml:"lr"`
-	WeightDecay float64 `toml:"weight_decay"`
-	BatchSize   int     `toml:"batch_size"`
-	Seed        uint64  `toml:"seed"`
+	Feature     string  `toml:"feature" doc:"the feature to probe: backbone, neck, feat1..feat5"`
+	Epochs      int     `toml:"epochs" doc:"passes of mini-batch gradient descent"`
+	LR          float64 `toml:"lr" doc:"the learning rate"`
+	WeightDecay float64 `toml:"weight_decay" doc:"L2 penalty on the weights"`
+	BatchSize   int     `toml:"batch_size" doc:"samples per step"`
+	Seed        uint64  `toml:"seed" doc:"the order of the samples"`
 }
 
 func probe(ctx context.Context, r *sdk.Run) error {
-	c := config{Feature: "backbone", Epochs: 100, LR: 0.5, WeightDecay: 1e-4, BatchSize: 256}
+	var c config // the defaults, then the config's keys
 	if err := r.Decode(&c); err != nil {
 		return err
 	}
