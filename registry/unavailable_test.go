@@ -1,10 +1,7 @@
 package registry
 
 import (
-	"runtime"
 	"testing"
-	"time"
-	"weak"
 )
 
 func TestUnknownTypeNamesWhatDidNotLoad(t *testing.T) {
@@ -36,27 +33,5 @@ func TestUnknownTypeNamesWhatDidNotLoad(t *testing.T) {
 	// A known type is not affected.
 	if _, err := ext.Decode(NewSpec("evaluators", "Accuracy", nil)); err != nil {
 		t.Error(err)
-	}
-}
-
-// The notes of a registry go with it.
-func TestUnavailableNotesAreCollected(t *testing.T) {
-	r := New().Extend()
-	r.NoteUnavailable("plugin x", "why")
-	key := weak.Make(r)
-	r = nil
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		runtime.GC()
-		unavailable.mu.Lock()
-		_, ok := unavailable.notes[key]
-		unavailable.mu.Unlock()
-		if !ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the notes of a collected registry are still kept")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
