@@ -170,7 +170,7 @@ func TestLinearTool(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "linear.toml", `
 backend = "go"
-param_scheduler = [{ type = "MultiStepLR", by_epoch = true, milestones = [2], gamma = 0.1 }]
+param_scheduler = [{ type = "MultiStepLR", by_epoch = true, milestones = [1], gamma = 0.1 }]
 train_cfg = { type = "EpochBasedTrainLoop", max_epochs = 2 }
 val_evaluator = { type = "Accuracy", topk = [1, 5] }
 optim_wrapper = { optimizer = { type = "SGD", lr = 30.0, momentum = 0.9, weight_decay = 0.0 } }

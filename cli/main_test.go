@@ -30,7 +30,7 @@ func TestMainHelp(t *testing.T) {
 		{[]string{"svm"}, "usage: goselfsup svm BENCHMARK_CONFIG [CHECKPOINT] [flags]\n"},
 		{[]string{"linear"}, "usage: goselfsup linear CONFIG [CHECKPOINT] [flags]\n"},
 		{[]string{"evaluate"}, "usage: goselfsup evaluate BENCHMARK_CONFIG [CHECKPOINT] [flags]\n"},
-		{[]string{"plugin"}, "usage: goselfsup plugin list | describe NAME [--start] | verify [NAME ...] [--write]\n"},
+		{[]string{"plugin"}, "usage: goselfsup plugin list | describe NAME [--start] | verify [NAME ...] | verify --write NAME ...\n"},
 		{[]string{"plugin", "describe"}, "usage: goselfsup plugin list"},
 		{[]string{"benchmark"}, "usage: goselfsup benchmark SUBCOMMAND [flags]\n"},
 		{[]string{"benchmark", "train-step"}, "usage: goselfsup benchmark train-step [flags]\n"},

@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/goselfsup/goselfsup/engine"
 )
@@ -116,7 +119,7 @@ func runTraining(config string, sets, pluginDirs []string, opts engine.Options, 
 		report(stderr, err)
 		return exitFailed
 	}
-	printMetrics(stdout, runner.Metrics, opts.WorkDir)
+	printMetrics(stdout, runner.Metrics, runner.RunDir)
 	return exitOK
 }
 
@@ -141,14 +144,62 @@ func optionalValue(args []string, name, implied string) []string {
 	return out
 }
 
-func printMetrics(w io.Writer, m map[string]float64, workDir string) {
-	keys := make([]string, 0, len(m))
+// printMetrics prints a run's final metrics as one table: a row per metric in natural order
+// (k10 before k100), the trained value and, where the run measured it, the random-init one
+// beside it.
+func printMetrics(w io.Writer, m map[string]float64, runDir string) {
+	const random = "random_init_"
+	var names []string
 	for k := range m {
-		keys = append(keys, k)
+		names = append(names, strings.TrimPrefix(k, random))
 	}
-	sort.Strings(keys)
-	fmt.Fprintf(w, "work_dir: %s\n", workDir)
-	for _, k := range keys {
-		fmt.Fprintf(w, "%-32s %8.2f\n", k, m[k])
+	slices.SortFunc(names, naturalCompare)
+	names = slices.Compact(names)
+	fmt.Fprintf(w, "run: %s\n", runDir)
+	if len(names) == 0 {
+		return
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "metric\ttrained\trandom init\t")
+	for _, n := range names {
+		trained, rnd := "-", "-"
+		if v, ok := m[n]; ok {
+			trained = fmt.Sprintf("%.2f", v)
+		}
+		if v, ok := m[random+n]; ok {
+			rnd = fmt.Sprintf("%.2f", v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", n, trained, rnd)
+	}
+	tw.Flush()
+}
+
+// naturalCompare orders strings with their digit runs compared as numbers: knn_top1_k20
+// before knn_top1_k100.
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitPrefix(a), digitPrefix(b)
+		if da != "" && db != "" {
+			na, _ := strconv.Atoi(da)
+			nb, _ := strconv.Atoi(db)
+			if na != nb {
+				return cmp.Compare(na, nb)
+			}
+			a, b = a[len(da):], b[len(db):]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digitPrefix(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
 }

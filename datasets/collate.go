@@ -34,6 +34,8 @@ func (*DefaultCollateConfig) Build(*registry.Env) (any, error) { return stackCol
 // that take images of different sizes; goselfsup's models take stacked arrays.
 type PseudoCollateConfig struct{}
 
-func (*PseudoCollateConfig) Validate() error {
-	return errors.New("pseudo_collate keeps samples as lists, and goselfsup's models take stacked batches: use default_collate")
-}
+func (*PseudoCollateConfig) Validate() error { return errPseudoCollate }
+
+func (*PseudoCollateConfig) Build(*registry.Env) (any, error) { return nil, errPseudoCollate }
+
+var errPseudoCollate = errors.New("pseudo_collate keeps samples as lists, and goselfsup's models take stacked batches: use default_collate")

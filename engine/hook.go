@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 // Hook is mmengine's Hook: code the runner calls at fixed points of a run. Every point is a
@@ -43,6 +45,10 @@ type Hook struct {
 	BeforeSaveCheckpoint func(r *Runner, c *Checkpoint) error
 	// AfterLoadCheckpoint sees the checkpoint a run resumed from or loaded weights of.
 	AfterLoadCheckpoint func(r *Runner, c *Checkpoint) error
+}
+
+func init() {
+	registry.AddSharedKey(registry.Hooks, "priority", `the hook's priority: a number from 0 (first) to 100, or a name such as "NORMAL" or "VERY_LOW"`)
 }
 
 // Priority is mmengine's hook priority: 0 (HIGHEST) to 100 (LOWEST).

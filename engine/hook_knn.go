@@ -22,8 +22,8 @@ func init() {
 // backbone's pooled last stage) of val_dataloader's samples against those of the training
 // set, read with val_dataloader's pipeline. goselfsup's own hook.
 type KNNHookConfig struct {
-	NumKNN      []int   `toml:"num_knn"`
-	Temperature float64 `toml:"temperature"`
+	NumKNN      []int   `toml:"num_knn" doc:"the k of each kNN"`
+	Temperature float64 `toml:"temperature" doc:"the temperature T of the votes exp(similarity / T)"`
 }
 
 func (c *KNNHookConfig) Validate() error {

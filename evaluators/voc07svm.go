@@ -24,21 +24,21 @@ func init() {
 // positive_weight on positives), the cost chosen per class from costs by cv_folds-fold
 // cross-validated AP; test mAP over the classes, difficult objects excluded.
 type VOC07SVMConfig struct {
-	Costs          []float64 `toml:"costs"`
-	CVFolds        int       `toml:"cv_folds"`
-	PositiveWeight float64   `toml:"positive_weight"`
-	Tol            float64   `toml:"tol"`
-	MaxIter        int       `toml:"max_iter"`
+	Costs          []float64 `toml:"costs" doc:"the SVM costs C to choose from by cross-validation"`
+	CVFolds        int       `toml:"cv_folds" doc:"the folds of the cross-validation"`
+	PositiveWeight float64   `toml:"positive_weight" doc:"the class weight of the positives"`
+	Tol            float64   `toml:"tol" doc:"the tolerance of the dual solver"`
+	MaxIter        int       `toml:"max_iter" doc:"the iterations of the dual solver at most"`
 	// Features are the features to evaluate: feat1..feat5 (pool_cfg's MultiPooling),
 	// backbone (the last stage, globally pooled) or neck (the embedding).
-	Features []string `toml:"features"`
-	LowShot  *LowShot `toml:"low_shot"`
+	Features []string `toml:"features" doc:"the features to evaluate: feat1..feat5, backbone or neck"`
+	LowShot  *LowShot `toml:"low_shot" doc:"the low-shot runs: k positives per class, several draws"`
 }
 
 // LowShot runs the SVM on k positives per class, for each k of shots, samples times each.
 type LowShot struct {
-	Shots   []int `toml:"shots"`
-	Samples int   `toml:"samples"`
+	Shots   []int `toml:"shots" doc:"the numbers of positives per class"`
+	Samples int   `toml:"samples" doc:"the draws for each number of shots"`
 }
 
 func (l *LowShot) Validate() error {

@@ -20,13 +20,13 @@ func init() {
 // the k nearest training samples votes for its class with weight exp(similarity /
 // temperature). All k of num_knn come from one top-max(k) search.
 type WeightedKNNConfig struct {
-	NumKNN      []int   `toml:"num_knn"`
-	Temperature float64 `toml:"temperature"`
+	NumKNN      []int   `toml:"num_knn" doc:"the k of each kNN, all from one search"`
+	Temperature float64 `toml:"temperature" doc:"the temperature T of the votes exp(similarity / T)"`
 	// ChunkSize is mmselfsup's bound on the queries searched at once; the searches here
 	// bound their memory by their own blocks (docs/configs.md), so it changes nothing.
-	ChunkSize int `toml:"chunk_size"`
+	ChunkSize int `toml:"chunk_size" doc:"mmselfsup's bound on the queries searched at once; the searches here bound their own memory"`
 	// Feature is the feature compared: backbone, neck or feat1..feat5. goselfsup's own key.
-	Feature string `toml:"feature"`
+	Feature string `toml:"feature" doc:"the feature compared: backbone, neck or feat1..feat5"`
 }
 
 func (c *WeightedKNNConfig) Validate() error {

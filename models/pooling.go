@@ -35,9 +35,9 @@ type AvgPool2dConfig struct{}
 // MultiPoolingConfig is mmselfsup's MultiPooling: each backbone output of in_indices pooled
 // to about 9,000 dimensions, by the table of the backbone ("specified") or adaptively.
 type MultiPoolingConfig struct {
-	PoolType  string `toml:"pool_type"`
-	InIndices []int  `toml:"in_indices"`
-	Backbone  string `toml:"backbone"`
+	PoolType  string `toml:"pool_type" doc:"specified (the backbone's AvgPool2d table) or adaptive (AdaptiveAvgPool2d)"`
+	InIndices []int  `toml:"in_indices" doc:"the backbone outputs to pool: 0 the stem, 1..4 the stages"`
+	Backbone  string `toml:"backbone" doc:"the table's backbone: resnet18 or resnet50"`
 }
 
 func (c *MultiPoolingConfig) Validate() error {

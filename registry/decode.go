@@ -88,9 +88,18 @@ func (d *decoder) component(s Spec) any {
 		return nil
 	}
 	cfg := c.New()
-	if td, ok := cfg.(TableDecoder); ok {
-		table := make(map[string]any, len(s.table))
+	own := s.table // the component's keys: without those that its namespace reserves
+	if shared := d.reg.sharedKeys(s.Namespace); len(shared) > 0 {
+		own = make(map[string]any, len(s.table))
 		for k, v := range s.table {
+			if _, ok := shared[k]; !ok {
+				own[k] = v
+			}
+		}
+	}
+	if td, ok := cfg.(TableDecoder); ok {
+		table := make(map[string]any, len(own))
+		for k, v := range own {
 			if k != "type" {
 				table[k] = v
 			}
@@ -98,7 +107,7 @@ func (d *decoder) component(s Spec) any {
 		d.validation(td.DecodeTable(table), s.Path)
 		return cfg
 	}
-	d.table(s.table, reflect.ValueOf(cfg).Elem(), s.Path, c.Type)
+	d.table(own, reflect.ValueOf(cfg).Elem(), s.Path, c.Type)
 	d.components(reflect.ValueOf(cfg))
 	return cfg
 }

@@ -158,7 +158,20 @@ func (r *Registry) Describe(namespace, typ string) (Description, error) {
 		name := namespace + "." + typ
 		return Description{}, &NotFoundError{Name: name, Nearest: r.nearestIDs(name, true)}
 	}
-	return describe(c), nil
+	d := describe(c)
+	shared := r.sharedKeys(namespace)
+	for _, k := range sortedKeys(anyMap(shared)) {
+		d.Keys = append(d.Keys, Key{Name: k, Type: "any", Doc: shared[k] + " (every " + namespace + " component)"})
+	}
+	return d, nil
+}
+
+func anyMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 func describe(c Component) Description {

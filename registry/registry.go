@@ -88,6 +88,48 @@ type Registry struct {
 	parent     *Registry                       // consulted for what this one lacks
 	// unavailable notes sources of components that did not load (NoteUnavailable).
 	unavailable []Unavailable
+	// shared are the keys that every component of a namespace accepts (AddSharedKey).
+	shared map[string]map[string]string
+}
+
+// AddSharedKey declares, in the default registry, a key that every component of namespace
+// accepts in its table and that the component's user reads, not the component: mmengine's
+// priority of a hook. The decoder leaves it to that user (Spec.Get); documentation lists it.
+func AddSharedKey(namespace, key, doc string) { Default.AddSharedKey(namespace, key, doc) }
+
+// AddSharedKey declares a key that every component of namespace accepts; see the package
+// function.
+func (r *Registry) AddSharedKey(namespace, key, doc string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shared == nil {
+		r.shared = map[string]map[string]string{}
+	}
+	if r.shared[namespace] == nil {
+		r.shared[namespace] = map[string]string{}
+	}
+	r.shared[namespace][key] = doc
+}
+
+// sharedKeys returns the keys every component of namespace accepts, with their docs.
+func (r *Registry) sharedKeys(namespace string) map[string]string {
+	var out map[string]string
+	if r.parent != nil {
+		out = r.parent.sharedKeys(namespace)
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.shared[namespace]) == 0 {
+		return out
+	}
+	merged := make(map[string]string, len(out)+len(r.shared[namespace]))
+	for k, v := range out {
+		merged[k] = v
+	}
+	for k, v := range r.shared[namespace] {
+		merged[k] = v
+	}
+	return merged
 }
 
 // Extend returns a registry that holds r's components and those registered in it later,
