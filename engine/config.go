@@ -169,7 +169,7 @@ func (c *Config) KeyHint(key string) string {
 
 var portingHints = map[string]string{
 	"default_scope":     "goselfsup has one registry without scopes; remove the key",
-	"custom_imports":    "Go registers components when their package is imported: import yours in a main that calls cli.Train (see README)",
+	"custom_imports":    "Go registers components when their package is imported: import yours in a main that calls cli.Main (see README, \"A custom build\")",
 	"visualizer":        "goselfsup writes scalars to the JSON log in work_dir; remove the key",
 	"vis_backends":      "goselfsup writes scalars to the JSON log in work_dir; remove the key",
 	"optimizer":         "put the optimizer in optim_wrapper.optimizer (a top-level optimizer is how mmselfsup's places205 config lost its settings)",

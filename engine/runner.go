@@ -293,19 +293,32 @@ func (r *Runner) checkRun(cfg *Config) error {
 	return errors.Join(errs...)
 }
 
-// logIgnoredKeys names the keys that a config may carry for mmengine but that change
-// nothing here.
+// logIgnoredKeys names, once at the start, the keys that a config may carry for mmengine
+// but that change nothing in a training run.
 func (r *Runner) logIgnoredKeys(cfg *Config) {
+	var ignored []string
 	for _, d := range []struct {
 		name string
 		dl   *Dataloader
-	}{{"train_dataloader", cfg.TrainDataloader}, {"val_dataloader", cfg.ValDataloader}} {
+	}{{"train_dataloader", cfg.TrainDataloader}, {"val_dataloader", cfg.ValDataloader}, {"test_dataloader", cfg.TestDataloader}} {
 		if d.dl != nil && d.dl.PinMemory {
-			r.Log.Warn(d.name + ".pin_memory has no effect: batches go to the device from ordinary memory")
+			ignored = append(ignored, d.name+".pin_memory (batches go to the device from ordinary memory)")
 		}
 	}
+	if cfg.TestDataloader != nil || !cfg.TestEvaluator.IsZero() {
+		ignored = append(ignored, "test_dataloader and test_evaluator (training runs no test; evaluate a checkpoint with tools/evaluate)")
+	}
 	if cfg.Randomness.Deterministic {
-		r.Log.Info("randomness.deterministic: runs are deterministic on the CPU backend whatever it says; XLA on GPUs may not be")
+		ignored = append(ignored, "randomness.deterministic (runs on the CPU backend are deterministic whatever it says)")
+	}
+	if cfg.Randomness.DiffRankSeed {
+		ignored = append(ignored, "randomness.diff_rank_seed (a run has one device)")
+	}
+	if len(cfg.LogProcessor.CustomCfg) > 0 {
+		ignored = append(ignored, "log_processor.custom_cfg (the logger averages every value over window_size)")
+	}
+	for _, k := range ignored {
+		r.Log.Warn("ignored: " + k)
 	}
 }
 
