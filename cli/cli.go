@@ -82,6 +82,11 @@ func loadConfig(path string, overrides, extraPluginDirs []string, log *zap.Logge
 	if err := reg.DecodeTree(tree, cfg); err != nil {
 		return tree, nil, reg, err
 	}
+	// Keys that contradict each other (a milestone after the last epoch) fail here, in
+	// print_config as in train.
+	if err := engine.CheckRun(reg, cfg, engine.RunLength{}); err != nil {
+		return tree, nil, reg, err
+	}
 	return tree, cfg, reg, nil
 }
 

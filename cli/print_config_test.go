@@ -282,3 +282,13 @@ func TestComponentsOneFileEach(t *testing.T) {
 		t.Errorf("checked %d components; are the sources absolute paths?", checked)
 	}
 }
+
+// A derived config whose schedule no longer fits its length fails print_config, naming the
+// scheduler and the file that set its milestones.
+func TestPrintConfigChecksKeysAgainstEachOther(t *testing.T) {
+	code, _, errOut := run(PrintConfig, "configs/npid/resnet50_8xb32-steplr-200e.toml", "--set", "train_cfg.max_epochs=100")
+	want := "param_scheduler.0: milestones [120 160]: 120 is beyond the run's 100 epochs"
+	if code != 1 || !strings.Contains(errOut, want) || !strings.Contains(errOut, "sgd_steplr-200e_in1k.toml") {
+		t.Errorf("exit %d, want 1 and %q:\n%s", code, want, errOut)
+	}
+}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"maps"
 	"slices"
 
@@ -40,7 +39,7 @@ func CheckRun(reg *registry.Registry, cfg *Config, l RunLength) error {
 		specs = append(specs, cfg.DefaultHooks[n])
 	}
 	specs = append(specs, cfg.CustomHooks...)
-	var errs []error
+	var errs registry.Errors
 	for _, s := range specs {
 		if _, ok := s.Get("priority"); ok {
 			s = s.Without("priority")
@@ -55,5 +54,8 @@ func CheckRun(reg *registry.Registry, cfg *Config, l RunLength) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
 }

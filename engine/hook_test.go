@@ -86,7 +86,7 @@ func TestMisspeltHookPointDoesNotCompile(t *testing.T) {
 func TestFailedStartWritesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	err := startRun(t, dir, "train_cfg.max_epochs=1", "param_scheduler=[{type = \"MultiStepLR\", milestones = [5]}]")
-	if err == nil || !strings.Contains(err.Error(), "milestones [5]: 5 is at or beyond the run's 1 epochs") {
+	if err == nil || !strings.Contains(err.Error(), "milestones [5]: 5 is beyond the run's 1 epochs") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {

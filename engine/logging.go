@@ -172,7 +172,13 @@ func (e *consoleEncoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) 
 	b.AppendString(level)
 	b.AppendString(" - ")
 	b.AppendString(ent.Message)
+	// A train or val line names its epoch and iteration in the message (mmengine's
+	// "Epoch(train) [1][5/15]"); log.jsonl keeps them as fields too.
+	progressLine := strings.HasPrefix(ent.Message, "Epoch(") || strings.HasPrefix(ent.Message, "Iter(")
 	for _, f := range fields {
+		if progressLine && (f.Key == "epoch" || f.Key == "iter") {
+			continue
+		}
 		b.AppendString("  ")
 		b.AppendString(f.Key)
 		b.AppendString(": ")
@@ -290,13 +296,10 @@ func (p *progress) clear() {
 	p.line = ""
 }
 
+// formatDuration writes a duration as mmengine's ETA: h:mm:ss.
 func formatDuration(d time.Duration) string {
 	d = d.Round(time.Second)
-	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
-	if h > 0 {
-		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
-	}
-	return fmt.Sprintf("%d:%02d", m, s)
+	return fmt.Sprintf("%d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
 }
 
 // eta estimates the time left from the mean duration of the iterations this process ran.
