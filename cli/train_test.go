@@ -146,7 +146,7 @@ func TestFlagshipOnOneDevice(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	warning := "WARNING - env_cfg.num_devices = 8 but the backend has 1 device(s): training on 1 with 2 images each, a global batch of 2 instead of 16"
+	warning := "WARNING - env_cfg.num_devices = 8, but a run trains on 1 device (the backend has 1): 2 images a step instead of 16"
 	if strings.Count(errOut, "WARNING") != 1 || !strings.Contains(errOut, warning) {
 		t.Errorf("want one warning %q:\n%s", warning, errOut)
 	}

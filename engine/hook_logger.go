@@ -70,6 +70,6 @@ func (h *loggerHook) afterTrainIter(r *Runner, it IterInfo) error {
 	r.Log.Info(msg, zap.Int("epoch", it.Epoch+1), zap.Int("iter", r.Iter),
 		zap.Float64("lr", it.LR), zap.Duration("eta", r.ETA()), zap.Float64("time", secs/n),
 		zap.Float64("data_time", data/n), zap.Float64("loss", loss/n))
-	r.logs.scalars(r, values)
+	r.LogScalars(values)
 	return nil
 }

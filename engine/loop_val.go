@@ -104,7 +104,7 @@ func (v *valLoop) Run(ctx context.Context, r *Runner) (map[string]float64, error
 		what = fmt.Sprintf("Iter(val) [%d]", r.Iter)
 	}
 	r.Log.Info(what, fields...)
-	r.logs.scalars(r, metrics)
+	r.LogScalars(metrics)
 	return metrics, nil
 }
 

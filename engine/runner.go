@@ -56,9 +56,6 @@ type Options struct {
 	// Pretrained is a checkpoint whose backbone.* weights initialise the model's backbone
 	// (a self-supervised checkpoint for linear evaluation).
 	Pretrained string
-	// Devices is the number of devices the backend offers (default 1); a config asking for
-	// more runs on these, with a warning.
-	Devices int
 }
 
 // Runner trains a model as its config describes.
@@ -202,7 +199,7 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if r.Backend, err = backend.New(cfg.Backend); err != nil {
 		return err
 	}
-	r.checkDevices(cfg, opts.Devices)
+	r.checkDevices(cfg)
 	r.norm = r.Loader.Dataset.Normalization()
 	model, err := withPipelineNormalization(cfg.Model, r.norm, cfg.TrainDataloader.Dataset.Path)
 	if err != nil {
@@ -268,18 +265,19 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	return nil
 }
 
-// checkDevices runs a config that asks for more devices than the backend offers on those it
-// has, as mmselfsup's tools/train.py does on one GPU, and says what that changes.
-func (r *Runner) checkDevices(cfg *Config, available int) {
-	available = max(available, 1)
+// checkDevices runs a config that asks for several devices on the one a run uses (a train
+// step runs on one device), as mmselfsup's tools/train.py runs an 8-GPU recipe on one GPU,
+// and says what that changes.
+func (r *Runner) checkDevices(cfg *Config) {
+	const used = 1
 	want := max(cfg.EnvCfg.NumDevices, 1)
-	if want <= available {
+	if want <= used {
 		return
 	}
 	per := cfg.TrainDataloader.BatchSize
-	r.Log.Warn(fmt.Sprintf("env_cfg.num_devices = %d but the backend has %d device(s): training on %d with %d images each, "+
-		"a global batch of %d instead of %d; the learning rate is not rescaled (scale it by %d/%d for the same recipe)",
-		want, available, available, per, per*available, per*want, available, want))
+	r.Log.Warn(fmt.Sprintf("env_cfg.num_devices = %d, but a run trains on %d device (the backend has %d): %d images a step "+
+		"instead of %d; the learning rate is not rescaled (scale it by %d/%d for the same recipe, or raise train_dataloader.batch_size)",
+		want, used, r.Backend.NumDevices(), per*used, per*want, used, want))
 }
 
 // checkRun checks the keys that depend on each other against the run's length.
@@ -570,6 +568,10 @@ func (r *Runner) trainIter(b *datasets.Batch, i int, data time.Duration, t0 time
 	r.progress.update(stage, done, total, r.ETA(), fmt.Sprintf("loss %.4f", loss))
 	return nil
 }
+
+// LogScalars appends values to the run's vis_data/scalars.json, with its epoch, iteration
+// and step, for plotting.
+func (r *Runner) LogScalars(values map[string]float64) { r.logs.scalars(r, values) }
 
 // ETA estimates the time the run needs for its remaining iterations: the mean time of the
 // iterations of this run (since the start or the resume) times those left. The progress bar
