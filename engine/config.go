@@ -76,9 +76,10 @@ func (d *Dataloader) Validate() error {
 
 // EnvConfig describes where a run executes.
 type EnvConfig struct {
-	// NumDevices is the number of accelerators that share a training step, each with its own
-	// batch of train_dataloader.batch_size: the "8x" of "8xb32". goselfsup's own key
-	// (mmengine reads it from the launcher).
+	// NumDevices is the number of accelerators that a recipe shares a training step among,
+	// each with its own batch of train_dataloader.batch_size: the "8x" of "8xb32".
+	// goselfsup's own key (mmengine reads it from the launcher). A run trains on one device
+	// and says so when the recipe asks for more.
 	NumDevices int `toml:"num_devices"`
 	// DType is the floating-point type the model computes in: "float32", or "float64" for
 	// checks that float32 rounding would blur. goselfsup's own key.
