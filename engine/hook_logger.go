@@ -35,15 +35,24 @@ func (c *LoggerHookConfig) Build(*registry.Env) (any, error) {
 
 type loggerHook struct {
 	LoggerHookConfig
-	window []IterInfo
+	history []IterInfo // this run's iterations, for the windows of log_processor
+	epochAt int        // where the current epoch's iterations start in history
+}
+
+// loggedValue reads one of the values the logger logs from an iteration.
+var loggedValue = map[string]func(it IterInfo) float64{
+	"loss":      func(it IterInfo) float64 { return it.Loss },
+	"lr":        func(it IterInfo) float64 { return it.LR },
+	"time":      func(it IterInfo) float64 { return it.Time.Seconds() },
+	"data_time": func(it IterInfo) float64 { return it.Data.Seconds() },
 }
 
 func (h *loggerHook) afterTrainIter(r *Runner, it IterInfo) error {
-	size := max(r.Cfg.LogProcessor.WindowSize, 1)
-	h.window = append(h.window, it)
-	if len(h.window) > size {
-		h.window = h.window[1:]
+	if len(h.history) > 0 && h.history[len(h.history)-1].Epoch != it.Epoch {
+		h.epochAt = len(h.history)
 	}
+	h.history = append(h.history, it)
+	h.trim(r.Cfg.LogProcessor)
 	iterBased := r.Loop.IterBased()
 	var due bool
 	if iterBased {
@@ -55,21 +64,92 @@ func (h *loggerHook) afterTrainIter(r *Runner, it IterInfo) error {
 	if !due {
 		return nil
 	}
-	var loss, secs, data float64
-	for _, w := range h.window {
-		loss += w.Loss
-		secs += w.Time.Seconds()
-		data += w.Data.Seconds()
+	// mmengine's LogProcessor: loss, time and data_time are means over window_size
+	// iterations, lr the current value; custom_cfg changes a value's statistic or window,
+	// or adds one under log_name.
+	window := max(r.Cfg.LogProcessor.WindowSize, 1)
+	values := map[string]float64{
+		"lr":        it.LR,
+		"time":      h.statistic("time", "mean", WindowSize{Iters: window}),
+		"data_time": h.statistic("data_time", "mean", WindowSize{Iters: window}),
+		"loss":      h.statistic("loss", "mean", WindowSize{Iters: window}),
 	}
-	n := float64(len(h.window))
+	order := []string{"lr", "time", "data_time", "loss"}
+	for _, c := range r.Cfg.LogProcessor.CustomCfg {
+		if _, ok := loggedValue[c.DataSrc]; !ok {
+			continue // as mmengine, which applies an entry only to a value it logs
+		}
+		name := c.LogName
+		if name == "" {
+			name = c.DataSrc
+		}
+		if _, ok := values[name]; !ok {
+			order = append(order, name)
+		}
+		values[name] = h.statistic(c.DataSrc, c.Method, c.WindowSize)
+	}
 	msg := fmt.Sprintf("Epoch(train) [%d][%d/%d]", it.Epoch+1, it.Iter+1, it.ItersPerEpoch)
 	if iterBased {
 		msg = fmt.Sprintf("Iter(train) [%d/%d]", r.Iter, r.MaxIters)
 	}
-	values := map[string]float64{"lr": it.LR, "time": secs / n, "data_time": data / n, "loss": loss / n}
-	r.Log.Info(msg, zap.Int("epoch", it.Epoch+1), zap.Int("iter", r.Iter),
-		zap.Float64("lr", it.LR), zap.Duration("eta", r.ETA()), zap.Float64("time", secs/n),
-		zap.Float64("data_time", data/n), zap.Float64("loss", loss/n))
+	fields := []zap.Field{zap.Int("epoch", it.Epoch+1), zap.Int("iter", r.Iter), zap.Float64("lr", values["lr"]),
+		zap.Duration("eta", r.ETA())}
+	for _, k := range order[1:] {
+		fields = append(fields, zap.Float64(k, values[k]))
+	}
+	r.Log.Info(msg, fields...)
 	r.LogScalars(values)
 	return nil
+}
+
+// trim drops the iterations that no window of lp reaches any more.
+func (h *loggerHook) trim(lp LogProcessor) {
+	keep := max(lp.WindowSize, 1)
+	for _, c := range lp.CustomCfg {
+		switch {
+		case c.WindowSize.Named == "global":
+			return
+		case c.WindowSize.Named == "epoch":
+			keep = max(keep, len(h.history)-h.epochAt)
+		default:
+			keep = max(keep, c.WindowSize.Iters)
+		}
+	}
+	if drop := len(h.history) - keep; drop > 0 {
+		h.history = append(h.history[:0], h.history[drop:]...)
+		h.epochAt = max(h.epochAt-drop, 0)
+	}
+}
+
+// statistic is method (mean, min, max, current) of a logged value over a window of this
+// run's iterations: the last N, the current epoch's, or all ("global").
+func (h *loggerHook) statistic(src, method string, w WindowSize) float64 {
+	its := h.history
+	switch {
+	case w.Named == "epoch":
+		its = its[h.epochAt:]
+	case w.Named == "global":
+	case w.Iters > 0 && len(its) > w.Iters:
+		its = its[len(its)-w.Iters:]
+	}
+	get := loggedValue[src]
+	switch method {
+	case "current":
+		return get(its[len(its)-1])
+	case "min", "max":
+		v := get(its[0])
+		for _, it := range its[1:] {
+			if method == "min" {
+				v = min(v, get(it))
+			} else {
+				v = max(v, get(it))
+			}
+		}
+		return v
+	}
+	sum := 0.0
+	for _, it := range its {
+		sum += get(it)
+	}
+	return sum / float64(len(its))
 }

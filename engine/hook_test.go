@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,4 +149,55 @@ func startRun(t *testing.T, dir string, sets ...string) error {
 		r.Close()
 	}
 	return err
+}
+
+// LoggerHook logs loss as the mean over log_processor.window_size iterations, and
+// custom_cfg adds statistics over other windows: here the global maximum of the loss and
+// the epoch's minimum under their own names.
+func TestLoggerWindowsAndCustomCfg(t *testing.T) {
+	var losses []float64
+	record := &engine.Hook{Name: "record", AfterTrainIter: func(_ *engine.Runner, it engine.IterInfo) error {
+		losses = append(losses, it.Loss)
+		return nil
+	}}
+	r, err := train(t, t.TempDir(), engine.Options{Hooks: []*engine.Hook{record}}, context.Background(),
+		"custom_hooks=[]", "train_cfg.max_epochs=2", "param_scheduler=[]", "default_hooks.logger.interval=3",
+		"log_processor.window_size=2",
+		`log_processor.custom_cfg=[{data_src = "loss", method = "max", window_size = "global", log_name = "loss_max"},
+		                           {data_src = "loss", method = "min", window_size = "epoch", log_name = "loss_epoch_min"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(r.RunDir, "vis_data", "scalars.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]float64
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var m map[string]float64
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, m)
+	}
+	// Six iterations an epoch, a line every three: after iterations 3, 6, 9, 12.
+	if len(lines) != 4 || len(losses) != 12 {
+		t.Fatalf("%d scalar lines for %d iterations:\n%s", len(lines), len(losses), data)
+	}
+	for i, m := range lines {
+		n := 3 * (i + 1) // iterations done
+		mean := (losses[n-2] + losses[n-1]) / 2
+		gmax, emin := losses[0], losses[(n-1)/6*6]
+		for _, l := range losses[:n] {
+			gmax = max(gmax, l)
+		}
+		for _, l := range losses[(n-1)/6*6 : n] {
+			emin = min(emin, l)
+		}
+		for k, want := range map[string]float64{"loss": mean, "loss_max": gmax, "loss_epoch_min": emin, "step": float64(n)} {
+			if got := m[k]; math.Abs(got-want) > 1e-12*math.Max(1, math.Abs(want)) {
+				t.Errorf("line %d: %s = %v, want %v", i, k, got, want)
+			}
+		}
+	}
 }

@@ -312,8 +312,10 @@ func (r *Runner) logIgnoredKeys(cfg *Config) {
 	if cfg.Randomness.DiffRankSeed {
 		ignored = append(ignored, "randomness.diff_rank_seed (a run has one device)")
 	}
-	if len(cfg.LogProcessor.CustomCfg) > 0 {
-		ignored = append(ignored, "log_processor.custom_cfg (the logger averages every value over window_size)")
+	for i, c := range cfg.LogProcessor.CustomCfg {
+		if _, ok := loggedValue[c.DataSrc]; !ok {
+			ignored = append(ignored, fmt.Sprintf("log_processor.custom_cfg.%d: data_src %q is none of the logged values (loss, lr, time, data_time)", i, c.DataSrc))
+		}
 	}
 	for _, k := range ignored {
 		r.Log.Warn("ignored: " + k)
