@@ -27,8 +27,8 @@ func TestShippedConfigsCheck(t *testing.T) {
 	}
 }
 
-// The NPID config holds the values of mmselfsup's npid_resnet50_8xb32-steplr-200e_in1k.py,
-// as the reference lists them (../shared/reference/npid-and-mmselfsup.md, section 2.1).
+// The NPID config holds the values of mmselfsup's npid_resnet50_8xb32-steplr-200e_in1k.py
+// and the bases it inherits (configs/selfsup/npid and configs/selfsup/_base_ in mmselfsup).
 func TestNPIDConfigMatchesMMSelfSup(t *testing.T) {
 	tree, cfg, err := LoadConfig("configs/npid/resnet50_8xb32-steplr-200e.toml", nil)
 	if err != nil {

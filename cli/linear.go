@@ -12,8 +12,9 @@ Linear evaluation of self-supervised features: trains the classifier of CONFIG (
 ImageClassifier whose backbone is frozen, as configs/benchmarks/classification/imagenet/*)
 with its backbone initialised from CHECKPOINT's backbone.* weights, reports the top-k
 accuracy on val_dataloader after every val_interval epochs and writes the run to the
-work_dir (config.toml, log.jsonl, checkpoints, metrics.json). Without CHECKPOINT
-(--random-init), the backbone keeps its random initialisation: the baseline.
+work_dir (checkpoints, and a folder for the run with config.toml, the logs and
+metrics.json). Without CHECKPOINT (--random-init), the backbone keeps its random
+initialisation: the baseline.
 
 arguments:
   CONFIG      the linear-evaluation config

@@ -22,8 +22,10 @@ const DemoConfig = "goselfsup::demo/npid_shapes.toml"
 const trainUsage = `usage: goselfsup train [CONFIG] [flags]
 
 Trains the model of CONFIG (without one: the demo, NPID on generated shapes on the CPU).
-The work_dir receives the merged config (config.toml), the log (log.jsonl), checkpoints
-(epoch_N.ckpt) and the final metrics (metrics.json).
+Each run writes a folder in the work_dir, work_dir/YYYYMMDD_HHMMSS, with the merged config
+(config.toml), the log (YYYYMMDD_HHMMSS.log, log.jsonl, vis_data/scalars.json) and the
+final metrics (metrics.json); checkpoints (epoch_N.ckpt or iter_N.ckpt) and
+last_checkpoint stay in the work_dir, where --resume finds them.
 
 flags:
 `
@@ -73,7 +75,7 @@ func (f *trainFlags) options(console io.Writer) engine.Options {
 // Train is the entry point of tools/train.
 func Train(args []string, stdout, stderr io.Writer) int {
 	f := newTrainFlags("train", trainUsage, "override a key",
-		"the run's folder (default: work_dir of the config, else work_dirs/<config name>)", stderr)
+		"the work_dir (default: work_dir of the config, else work_dirs/<config name>)", stderr)
 	pos, err := f.parse(args, stdout)
 	if err != nil {
 		return usageExit(err)

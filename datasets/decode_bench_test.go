@@ -10,7 +10,8 @@ import (
 	"github.com/goselfsup/goselfsup/internal/shareddata"
 )
 
-// cocoPhotos reads the COCO128 photos of ../shared/data (mostly 640x480 JPEGs).
+// cocoPhotos reads the COCO128 photos of the test data (internal/shareddata; mostly 640x480
+// JPEGs).
 func cocoPhotos(tb testing.TB) [][]byte {
 	tb.Helper()
 	dir, err := shareddata.Dir("coco128-lightly")

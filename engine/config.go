@@ -170,9 +170,9 @@ func (c *Config) KeyHint(key string) string {
 
 var portingHints = map[string]string{
 	"default_scope":     "goselfsup has one registry without scopes; remove the key",
-	"custom_imports":    "Go registers components when their package is imported: import yours in a main that calls cli.Main (see README, \"A custom build\")",
-	"visualizer":        "goselfsup writes scalars to the JSON log in work_dir; remove the key",
-	"vis_backends":      "goselfsup writes scalars to the JSON log in work_dir; remove the key",
+	"custom_imports":    "Go registers components when their package is imported: import yours in a main that calls cli.Main (see \"New components in Go\" in README.md)",
+	"visualizer":        "each run writes its scalars to log.jsonl and vis_data/scalars.json in its folder; remove the key",
+	"vis_backends":      "each run writes its scalars to log.jsonl and vis_data/scalars.json in its folder; remove the key",
 	"optimizer":         "put the optimizer in optim_wrapper.optimizer (a top-level optimizer is how mmselfsup's places205 config lost its settings)",
 	"optimizer_config":  "0.x key: put gradient clipping in optim_wrapper.clip_grad",
 	"lr_config":         "0.x key: write the schedule as param_scheduler",

@@ -40,7 +40,7 @@ var docs = []struct{ name, doc string }{
 32x32 images, 4096 negatives) against PyTorch on the CPU
 (benchmarks/npid_reference.py, Debian's python3-torch)`},
 	{"data", `NPID's data pipeline against torchvision's, one core each: at 224 on the
-COCO128 photos and at 32 on CIFAR-10's JPEGs (../shared/data), decoding
+COCO128 photos and at 32 on CIFAR-10's JPEGs (the test data), decoding
 alone too, and our loader with 1 and 2 workers`},
 	{"knn", `exhaustive inner-product search, the core of the weighted kNN (10,000 queries,
 1,000,000 database vectors of 128 dimensions, k = 200), against FAISS's

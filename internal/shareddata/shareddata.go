@@ -1,7 +1,7 @@
-// Package shareddata gives tests and benchmarks the real image data of the workplace's
-// ../shared/data folder: each dataset is a tar.gz, checked against its sha256 and unpacked
-// once into the user's cache folder. Without ../shared, Dir reports that the data is absent,
-// and tests skip.
+// Package shareddata gives tests and benchmarks real image data from the test-data folder,
+// shared/data beside the checkout (or beside a folder above it): each dataset is a tar.gz
+// there, checked against its sha256 and unpacked once into the user's cache folder. Without
+// the folder, Dir reports that the data is absent, and the tests that need it skip.
 package shareddata
 
 import (
@@ -17,20 +17,20 @@ import (
 	"strings"
 )
 
-// Checksums are the sha256 sums of the shared archives.
+// Checksums are the sha256 sums of the archives, by dataset name (the file is <name>.tar.gz).
 var Checksums = map[string]string{
 	"cifar10-jpg":     "d877bdec11f54282b92da36e9f045bd305d663b1223e3822baff39ca9ff6690a",
 	"coco128-lightly": "dc5cba4ce84431644176346b165bb2901876f3f11ae13dc48316b86f47b39a39",
 }
 
-// ErrAbsent means the shared data folder is not there (a fresh clone elsewhere).
-var ErrAbsent = errors.New("../shared/data is absent")
+// ErrAbsent means the test-data folder is not there.
+var ErrAbsent = errors.New("no test data: the folder shared/data beside the checkout is absent")
 
 // Dir returns the folder where the dataset name is unpacked, unpacking it first if needed.
 func Dir(name string) (string, error) {
 	sum, ok := Checksums[name]
 	if !ok {
-		return "", fmt.Errorf("unknown shared dataset %q", name)
+		return "", fmt.Errorf("unknown test dataset %q", name)
 	}
 	archive, err := findArchive(name + ".tar.gz")
 	if err != nil {
@@ -60,7 +60,8 @@ func Dir(name string) (string, error) {
 	return dir, os.WriteFile(marker, []byte(sum+"\n"), 0o644)
 }
 
-// findArchive looks for ../shared/data/<file> above the working directory.
+// findArchive looks for shared/data/<file> beside the working directory and beside each
+// folder above it.
 func findArchive(file string) (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
