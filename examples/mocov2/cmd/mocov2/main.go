@@ -16,8 +16,10 @@ import (
 	_ "github.com/goselfsup/goselfsup/examples/mocov2" // registers the example's components
 )
 
-// commands are the subcommands of this build: goselfsup's own entry points. With cli.Main,
-// main becomes os.Exit(cli.Main(os.Args[1:]...)).
+// commands are the subcommands of this build: goselfsup's own entry points. Once cli.Main
+// (one entry point for every command) is on this branch, main becomes
+//
+//	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"train":        cli.Train,
 	"evaluate":     cli.Evaluate,
