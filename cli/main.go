@@ -31,7 +31,7 @@ var (
 		{"knn", "the weighted kNN benchmark on a model's features", KNN},
 		{"svm", "the VOC07 SVM benchmark (and its low-shot runs) on a model's features", SVM},
 		{"linear", "train a linear classifier on a frozen self-supervised backbone", Linear},
-		{"evaluate", "run a benchmark config's evaluator: kNN, SVM or a plugin's", Evaluate},
+		{"evaluate", "run a benchmark config's evaluator: kNN, SVM, your own or a plugin's", Evaluate},
 		{"plugin", "list, describe and verify the installed plugins", Plugin},
 		{"benchmark", "time goselfsup against PyTorch, torchvision, FAISS and scikit-learn", benchmark.Main},
 	}

@@ -16,12 +16,13 @@ import (
 
 const evaluateUsage = `usage: goselfsup evaluate BENCHMARK_CONFIG [CHECKPOINT] [flags]
 
-Runs the val_evaluator of BENCHMARK_CONFIG, whichever it is: WeightedKNN as tools/knn,
-VOC07SVM as tools/svm, or the evaluator of a plugin (see "Writing a plugin" in the README).
-A plugin's evaluator receives the features of both splits as tools/extract writes them
-(extracted into the work_dir's features/ folder first: --features, by default backbone,
-neck and pool_cfg's; or read from --features-dir), the
-checkpoint and the work_dir; its metrics are printed and written to metrics.json.
+Runs the val_evaluator of BENCHMARK_CONFIG, whichever it is: any component registered as an
+evaluators.FeatureEvaluator — WeightedKNN as tools/knn, VOC07SVM as tools/svm, one of your own
+build's packages (see "New components in Go" in the README), or a plugin's (see "Writing a
+plugin"). It receives the features it asks for of both splits (--features instead; for a
+plugin's: backbone, neck and pool_cfg's), extracted from the model or read from
+--features-dir, with the checkpoint and the work_dir; its metrics are printed and written to
+metrics.json.
 
 `
 
