@@ -199,7 +199,7 @@ func (e *Evaluation) Loader(d *Dataloader) (*datasets.Loader, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.Shuffle = false
+	l.Sampler, l.Shuffle = nil, false // the dataset order, whatever the config's sampler says
 	return l, nil
 }
 

@@ -121,12 +121,24 @@ func (hs hooks) add(h *Hook) hooks {
 	return slices.Insert(hs, i, h)
 }
 
-// call runs point on every hook, in priority order, turning panics into errors that name
-// the hook; it stops at the first error. f returns nil for a hook that does not set point.
-func (hs hooks) call(point string, f func(h *Hook) func() error) error {
-	for _, h := range hs {
-		if fn := f(h); fn != nil {
-			if err := callHook(h.Name, point, fn); err != nil {
+// point calls the hook point that pick selects on every hook that sets it, in priority
+// order, turning panics into errors that name the hook; it stops at the first error.
+func (r *Runner) point(name string, pick func(h *Hook) func(*Runner) error) error {
+	for _, h := range r.hooks {
+		if fn := pick(h); fn != nil {
+			if err := callHook(h.Name, name, func() error { return fn(r) }); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pointWith is point for the hook points that take an argument besides the runner.
+func pointWith[A any](r *Runner, name string, arg A, pick func(h *Hook) func(*Runner, A) error) error {
+	for _, h := range r.hooks {
+		if fn := pick(h); fn != nil {
+			if err := callHook(h.Name, name, func() error { return fn(r, arg) }); err != nil {
 				return err
 			}
 		}

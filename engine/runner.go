@@ -187,7 +187,7 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if cfg.EnvCfg.DType == "float64" {
 		r.Scope = r.Scope.WithDType(dtypes.Float64)
 	}
-	r.env = registry.With(registry.With(&registry.Env{Registry: registry.Default}, r.Scope), datasets.SamplerSeed(r.Seed))
+	r.env = registry.With(&registry.Env{Registry: registry.Default}, r.Scope)
 	// The data first: a missing dataset is the most common first error, and says where the
 	// data must be.
 	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
@@ -459,10 +459,10 @@ func (r *Runner) Close() {
 // Train runs the train loop to its end. A cancelled ctx stops it between iterations, without
 // saving.
 func (r *Runner) Train(ctx context.Context) error {
-	if err := r.hooks.call("BeforeRun", func(h *Hook) func() error { return bindRunner(h.BeforeRun, r) }); err != nil {
+	if err := r.point("BeforeRun", func(h *Hook) func(*Runner) error { return h.BeforeRun }); err != nil {
 		return err
 	}
-	if err := r.hooks.call("BeforeTrain", func(h *Hook) func() error { return bindRunner(h.BeforeTrain, r) }); err != nil {
+	if err := r.point("BeforeTrain", func(h *Hook) func(*Runner) error { return h.BeforeTrain }); err != nil {
 		return err
 	}
 	r.eta.start(r.Iter)
@@ -471,20 +471,13 @@ func (r *Runner) Train(ctx context.Context) error {
 		return err
 	}
 	r.progress.clear()
-	if err := r.hooks.call("AfterTrain", func(h *Hook) func() error { return bindRunner(h.AfterTrain, r) }); err != nil {
+	if err := r.point("AfterTrain", func(h *Hook) func(*Runner) error { return h.AfterTrain }); err != nil {
 		return err
 	}
 	if err := r.writeMetrics(); err != nil {
 		return err
 	}
-	return r.hooks.call("AfterRun", func(h *Hook) func() error { return bindRunner(h.AfterRun, r) })
-}
-
-func bindRunner(fn func(*Runner) error, r *Runner) func() error {
-	if fn == nil {
-		return nil
-	}
-	return func() error { return fn(r) }
+	return r.point("AfterRun", func(h *Hook) func(*Runner) error { return h.AfterRun })
 }
 
 // TrainEpoch runs the iterations of epoch r.Epoch that are left, stopping early once the
@@ -495,7 +488,7 @@ func (r *Runner) TrainEpoch(ctx context.Context, until int, after func() error) 
 	ipe := r.Loader.Len()
 	first := r.Iter - r.Epoch*ipe // > 0 in an epoch resumed in its middle
 	if first == 0 {
-		if err := r.hooks.call("BeforeTrainEpoch", func(h *Hook) func() error { return bindRunner(h.BeforeTrainEpoch, r) }); err != nil {
+		if err := r.point("BeforeTrainEpoch", func(h *Hook) func(*Runner) error { return h.BeforeTrainEpoch }); err != nil {
 			return false, err
 		}
 	}
@@ -524,7 +517,7 @@ func (r *Runner) TrainEpoch(ctx context.Context, until int, after func() error) 
 	}
 	r.progress.clear()
 	r.Epoch++ // the hooks see the epoch as completed
-	err = r.hooks.call("AfterTrainEpoch", func(h *Hook) func() error { return bindRunner(h.AfterTrainEpoch, r) })
+	err = r.point("AfterTrainEpoch", func(h *Hook) func(*Runner) error { return h.AfterTrainEpoch })
 	return err == nil, err
 }
 
@@ -532,12 +525,7 @@ func (r *Runner) TrainEpoch(ctx context.Context, until int, after func() error) 
 func (r *Runner) trainIter(b *datasets.Batch, i int, data time.Duration, t0 time.Time) error {
 	ipe := r.Loader.Len()
 	info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, LR: r.Sched.LR(r.Epoch, i), Data: data}
-	if err := r.hooks.call("BeforeTrainIter", func(h *Hook) func() error {
-		if h.BeforeTrainIter == nil {
-			return nil
-		}
-		return func() error { return h.BeforeTrainIter(r, info) }
-	}); err != nil {
+	if err := pointWith(r, "BeforeTrainIter", info, func(h *Hook) func(*Runner, IterInfo) error { return h.BeforeTrainIter }); err != nil {
 		return err
 	}
 	loss, err := r.TrainStep(b, info.LR)
@@ -554,12 +542,7 @@ func (r *Runner) trainIter(b *datasets.Batch, i int, data time.Duration, t0 time
 	r.Iter++
 	info.Loss, info.Time = loss, time.Since(t0)
 	r.eta.record(info.Time)
-	if err := r.hooks.call("AfterTrainIter", func(h *Hook) func() error {
-		if h.AfterTrainIter == nil {
-			return nil
-		}
-		return func() error { return h.AfterTrainIter(r, info) }
-	}); err != nil {
+	if err := pointWith(r, "AfterTrainIter", info, func(h *Hook) func(*Runner, IterInfo) error { return h.AfterTrainIter }); err != nil {
 		return err
 	}
 	stage := fmt.Sprintf("epoch %d/%d", r.Epoch+1, r.MaxEpochs)
@@ -586,7 +569,7 @@ func (r *Runner) Validate(ctx context.Context) error {
 	if r.val == nil {
 		return nil
 	}
-	if err := r.hooks.call("BeforeVal", func(h *Hook) func() error { return bindRunner(h.BeforeVal, r) }); err != nil {
+	if err := r.point("BeforeVal", func(h *Hook) func(*Runner) error { return h.BeforeVal }); err != nil {
 		return err
 	}
 	metrics, err := r.val.Run(ctx, r)
@@ -596,12 +579,7 @@ func (r *Runner) Validate(ctx context.Context) error {
 	for k, v := range metrics {
 		r.Metrics[k] = v
 	}
-	return r.hooks.call("AfterVal", func(h *Hook) func() error {
-		if h.AfterVal == nil {
-			return nil
-		}
-		return func() error { return h.AfterVal(r, metrics) }
-	})
+	return pointWith(r, "AfterVal", metrics, func(h *Hook) func(*Runner, map[string]float64) error { return h.AfterVal })
 }
 
 // TrainStep runs one training step on a batch with learning rate lr and returns the loss.
@@ -787,12 +765,7 @@ func (r *Runner) Resumed() bool { return r.resumed }
 
 // afterLoad calls the hooks' AfterLoadCheckpoint.
 func (r *Runner) afterLoad(c *Checkpoint) error {
-	return r.hooks.call("AfterLoadCheckpoint", func(h *Hook) func() error {
-		if h.AfterLoadCheckpoint == nil {
-			return nil
-		}
-		return func() error { return h.AfterLoadCheckpoint(r, c) }
-	})
+	return pointWith(r, "AfterLoadCheckpoint", c, func(h *Hook) func(*Runner, *Checkpoint) error { return h.AfterLoadCheckpoint })
 }
 
 // SaveCheckpoint writes the run's state to path (atomically), after the hooks'
@@ -810,12 +783,7 @@ func (r *Runner) SaveCheckpoint(path string, withOptimizer bool) error {
 			}
 		}
 	}
-	if err := r.hooks.call("BeforeSaveCheckpoint", func(h *Hook) func() error {
-		if h.BeforeSaveCheckpoint == nil {
-			return nil
-		}
-		return func() error { return h.BeforeSaveCheckpoint(r, c) }
-	}); err != nil {
+	if err := pointWith(r, "BeforeSaveCheckpoint", c, func(h *Hook) func(*Runner, *Checkpoint) error { return h.BeforeSaveCheckpoint }); err != nil {
 		return err
 	}
 	if err := SaveCheckpoint(path, c); err != nil {
