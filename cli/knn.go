@@ -66,6 +66,10 @@ func runKNN(c *evalCommand, memoryBank bool, search string, stdout, stderr io.Wr
 		return err
 	}
 	defer e.Close()
+	searcher, _, err := c.searcher(e, search) // the model's backend: nothing to release
+	if err != nil {
+		return err
+	}
 	ctx, stop := interruptible()
 	defer stop()
 	bank, err := e.MemoryBank()
@@ -92,10 +96,6 @@ func runKNN(c *evalCommand, memoryBank bool, search string, stdout, stderr io.Wr
 		return err
 	}
 	train := &engine.FeatureSet{Features: map[string]evaluators.Features{engine.FeatNeck: bank}, Labels: trainLabels, Classes: val.Classes}
-	searcher, err := c.searcher(e, search)
-	if err != nil {
-		return err
-	}
 	metrics, err := ev.Evaluate(ctx, &evaluators.FeatureInput{Train: train, Val: val, WorkDir: *c.workDir,
 		Search: searcher, Seed: uint64(*c.seed), Out: stdout, Log: c.log})
 	if err != nil {

@@ -71,13 +71,14 @@ func runFeatureEvaluator(c *evalCommand, ev evaluators.FeatureEvaluator, search 
 		}
 		defer e.Close()
 	}
-	ctx, stop := interruptible()
-	defer stop()
-	sets, err := c.featureSets(ctx, e, names)
+	searcher, release, err := c.searcher(e, search) // before the extraction: --search may be wrong
 	if err != nil {
 		return err
 	}
-	searcher, err := c.searcher(e, search)
+	defer release()
+	ctx, stop := interruptible()
+	defer stop()
+	sets, err := c.featureSets(ctx, e, names)
 	if err != nil {
 		return err
 	}
@@ -111,26 +112,27 @@ func runFeatureEvaluator(c *evalCommand, ev evaluators.FeatureEvaluator, search 
 
 // searcher returns the nearest-neighbour search of --search: cpu, device (the backend's),
 // or auto (the device under XLA, else the CPU's blocked search, which beats the pure-Go
-// backend's).
-func (c *evalCommand) searcher(e *engine.Evaluation, search string) (evaluators.Searcher, error) {
+// backend's). Without the model e, a backend it starts is released by release.
+func (c *evalCommand) searcher(e *engine.Evaluation, search string) (_ evaluators.Searcher, release func(), err error) {
+	release = func() {}
 	if !slices.Contains([]string{"auto", "cpu", "device"}, search) {
-		return nil, fmt.Errorf("--search %q: use cpu, device or auto", search)
+		return nil, release, fmt.Errorf("--search %q: use cpu, device or auto", search)
 	}
 	var bk backends.Backend
 	switch {
 	case e != nil:
 		bk = e.Backend
 	case search == "device" || *c.backend != "":
-		var err error
 		if bk, err = backend.New(*c.backend); err != nil {
-			return nil, err
+			return nil, release, err
 		}
+		release = bk.Finalize
 	}
 	if search == "device" || search == "auto" && bk != nil && !backend.IsPureGo(bk) {
 		c.log.Sugar().Infof("nearest neighbours searched on %s", bk.Name())
 		return func(q, db evaluators.Features, k int) ([][]evaluators.Neighbour, error) {
 			return evaluators.TopKOnDevice(bk, q, db, k)
-		}, nil
+		}, release, nil
 	}
-	return evaluators.CPUSearch, nil
+	return evaluators.CPUSearch, release, nil
 }

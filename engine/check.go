@@ -27,11 +27,9 @@ func CheckRun(reg *registry.Registry, cfg *Config, l RunLength) error {
 		reg = registry.Default
 	}
 	if loop, err := reg.Decode(cfg.TrainCfg); err == nil {
-		switch c := loop.(type) {
-		case interface{ MaxEpochsOf() int }:
-			l.Epochs = max(l.Epochs, c.MaxEpochsOf())
-		case interface{ MaxItersOf() int }:
-			l.Iters = max(l.Iters, c.MaxItersOf())
+		if c, ok := loop.(interface{ RunLength() RunLength }); ok {
+			known := c.RunLength()
+			l.Epochs, l.Iters = max(l.Epochs, known.Epochs), max(l.Iters, known.Iters)
 		}
 	}
 	specs := append([]registry.Spec{}, cfg.ParamScheduler...)

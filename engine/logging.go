@@ -38,13 +38,10 @@ func newRunLogs(console io.Writer, level string) (*runLogs, error) {
 		return nil, err
 	}
 	l := &runLogs{text: &deferredFile{}, json: &deferredFile{}}
-	jc := zap.NewProductionEncoderConfig()
-	jc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	jc.EncodeDuration = zapcore.SecondsDurationEncoder
 	core := zapcore.NewTee(
 		zapcore.NewCore(newConsoleEncoder(isTerminal(console)), zapcore.Lock(zapcore.AddSync(console)), lvl),
 		zapcore.NewCore(newConsoleEncoder(false), zapcore.Lock(l.text), lvl),
-		zapcore.NewCore(zapcore.NewJSONEncoder(jc), zapcore.Lock(l.json), zap.DebugLevel),
+		zapcore.NewCore(newJSONEncoder(), zapcore.Lock(l.json), zap.DebugLevel),
 	)
 	l.log = zap.New(core)
 	return l, nil
@@ -304,12 +301,10 @@ func formatDuration(d time.Duration) string {
 
 // eta estimates the time left from the mean duration of the iterations this process ran.
 type eta struct {
-	firstIter int
-	total     time.Duration
-	n         int
+	total time.Duration
+	n     int
 }
 
-func (e *eta) start(iter int)         { e.firstIter, e.total, e.n = iter, 0, 0 }
 func (e *eta) record(d time.Duration) { e.total += d; e.n++ }
 func (e *eta) left(done, all int) time.Duration {
 	if e.n == 0 || all <= done {
@@ -329,12 +324,18 @@ func newLogger(console io.Writer, jsonPath, level string) (*zap.Logger, func(), 
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the log: %w", err)
 	}
-	jc := zap.NewProductionEncoderConfig()
-	jc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	core := zapcore.NewTee(
 		zapcore.NewCore(newConsoleEncoder(isTerminal(console)), zapcore.Lock(zapcore.AddSync(console)), lvl),
-		zapcore.NewCore(zapcore.NewJSONEncoder(jc), zapcore.Lock(f), zap.DebugLevel),
+		zapcore.NewCore(newJSONEncoder(), zapcore.Lock(f), zap.DebugLevel),
 	)
 	log := zap.New(core)
 	return log, func() { _ = log.Sync(); _ = f.Close() }, nil
+}
+
+// newJSONEncoder writes the JSON log lines: RFC 3339 times, durations in seconds.
+func newJSONEncoder() zapcore.Encoder {
+	jc := zap.NewProductionEncoderConfig()
+	jc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	jc.EncodeDuration = zapcore.SecondsDurationEncoder
+	return zapcore.NewJSONEncoder(jc)
 }

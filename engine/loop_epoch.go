@@ -62,5 +62,5 @@ func (l *epochLoop) due(epoch int) bool {
 	return epoch >= max(l.ValBegin, 1) && (epoch%l.ValInterval == 0 || epoch == l.MaxEpochs)
 }
 
-// MaxEpochsOf is the run's length, for CheckRun.
-func (c *EpochBasedTrainLoopConfig) MaxEpochsOf() int { return c.MaxEpochs }
+// RunLength is the run's length as the config gives it, for CheckRun.
+func (c *EpochBasedTrainLoopConfig) RunLength() RunLength { return RunLength{Epochs: c.MaxEpochs} }

@@ -53,5 +53,5 @@ func (l *iterLoop) Run(ctx context.Context, r *Runner) error {
 	return nil
 }
 
-// MaxItersOf is the run's length, for CheckRun.
-func (c *IterBasedTrainLoopConfig) MaxItersOf() int { return c.MaxIters }
+// RunLength is the run's length as the config gives it, for CheckRun.
+func (c *IterBasedTrainLoopConfig) RunLength() RunLength { return RunLength{Iters: c.MaxIters} }

@@ -465,7 +465,6 @@ func (r *Runner) Train(ctx context.Context) error {
 	if err := r.point("BeforeTrain", func(h *Hook) func(*Runner) error { return h.BeforeTrain }); err != nil {
 		return err
 	}
-	r.eta.start(r.Iter)
 	if err := r.Loop.Run(ctx, r); err != nil {
 		r.progress.clear()
 		return err
