@@ -80,7 +80,8 @@ func TestPluginFromAConfig(t *testing.T) {
 		t.Errorf("print_config --components: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if code, out, errOut = run(PrintConfig, "--describe", "LogisticRegressionProbe"); code != 0 ||
-		!strings.HasPrefix(out, "evaluators.LogisticRegressionProbe: ") || !strings.Contains(out, "\nprovided by plugin logreg (") {
+		!strings.HasPrefix(out, "evaluators.LogisticRegressionProbe: ") || !strings.Contains(out, "\nprovided by plugin logreg (") ||
+		!regexp.MustCompile(`\n  epochs +int +100 +passes of mini-batch gradient descent\n`).MatchString(out) {
 		t.Errorf("print_config --describe LogisticRegressionProbe: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if code, out, errOut = run(Plugin, "list"); code != 0 || !strings.Contains(out, "verified  evaluators.LogisticRegressionProbe") {

@@ -57,6 +57,16 @@ type PluginComponent struct {
 	Table map[string]any
 }
 
+// DescribeKeys gives the keys that the plugin's manifest documents, for print_config
+// --describe.
+func (c *PluginComponent) DescribeKeys() []registry.Key {
+	keys := make([]registry.Key, len(c.Spec.Keys))
+	for i, k := range c.Spec.Keys {
+		keys[i] = registry.Key{Name: k.Name, Type: k.Type, Default: k.Default, Doc: k.Doc, Required: k.Required}
+	}
+	return keys
+}
+
 // DecodeTable checks the table's keys and value types against the plugin's manifest.
 func (c *PluginComponent) DecodeTable(t map[string]any) error {
 	var errs []error
