@@ -84,7 +84,6 @@ func TestSecondRunKeepsTheFirst(t *testing.T) {
 		}
 		before[f] = data
 	}
-	time.Sleep(1100 * time.Millisecond) // a run folder is named by the second it starts in
 	if code, _, errOut := runTrain(append(args, "--set", "optim_wrapper.optimizer.lr=0.01")...); code != 0 {
 		t.Fatalf("second run: exit %d: %s", code, errOut)
 	}
