@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/models"
@@ -231,13 +230,7 @@ func (c *evalCommand) writeMetrics(stdout io.Writer, metrics map[string]any) err
 }
 
 // consoleLogger writes human log lines to w, as the engine's console log does.
-func consoleLogger(w io.Writer) *zap.Logger {
-	cc := zap.NewDevelopmentEncoderConfig()
-	cc.EncodeTime = zapcore.TimeEncoderOfLayout("01/02 15:04:05")
-	cc.EncodeCaller = nil
-	cc.CallerKey = ""
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(cc), zapcore.Lock(zapcore.AddSync(w)), zap.InfoLevel))
-}
+func consoleLogger(w io.Writer) *zap.Logger { return engine.ConsoleLogger(w) }
 
 // interruptible returns a context cancelled by Ctrl-C.
 func interruptible() (context.Context, context.CancelFunc) {

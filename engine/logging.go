@@ -165,7 +165,11 @@ func (e *consoleEncoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) 
 		}
 	}
 	b.AppendString(ent.Time.Format("01/02 15:04:05"))
-	b.AppendString(" - goselfsup - ")
+	name := "goselfsup"
+	if ent.LoggerName != "" {
+		name = ent.LoggerName // a plugin's lines: plugin.<name>
+	}
+	b.AppendString(" - " + name + " - ")
 	b.AppendString(level)
 	b.AppendString(" - ")
 	b.AppendString(ent.Message)
@@ -338,4 +342,10 @@ func newJSONEncoder() zapcore.Encoder {
 	jc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	jc.EncodeDuration = zapcore.SecondsDurationEncoder
 	return zapcore.NewJSONEncoder(jc)
+}
+
+// ConsoleLogger writes INFO and above to w in the runs' console format (mmengine's lines),
+// for tools that log outside a run.
+func ConsoleLogger(w io.Writer) *zap.Logger {
+	return zap.New(zapcore.NewCore(newConsoleEncoder(isTerminal(w)), zapcore.Lock(zapcore.AddSync(w)), zap.InfoLevel))
 }
