@@ -12,9 +12,12 @@ import (
 	"github.com/gomlx/gomlx/backends/simplego"
 )
 
-// New returns the backend named by config ("go", "xla", "xla:cuda", "xla:/path/plugin.so");
+// New returns the backend named by config ("go", "go:kernels=off", "xla", "xla:cuda",
+// "xla:/path/plugin.so");
 // an empty config defers to $GOMLX_BACKEND, then to XLA when it is compiled in, then to the
-// pure-Go backend. The pure-Go backend comes with its gaps filled.
+// CPU backend. "go" is goselfsup's CPU engine (see cpuBackend): GoMLX's pure-Go backend with
+// native kernels for the heavy ops; with kernels=off, the pure-Go backend alone, its gaps
+// filled. Other options after "go:" go to GoMLX's pure-Go backend (parallelism=N, ...).
 //
 // XLA never downloads a plugin when GOMLX_NO_AUTO_INSTALL is set; without a plugin it fails
 // with a message that says how to provide one.
@@ -31,11 +34,15 @@ func New(config string) (backends.Backend, error) {
 	}
 	name, _, _ := strings.Cut(config, ":")
 	if name == simplego.BackendName {
-		b, err := newPureGo(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
+		native, options, err := cpuOptions(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", config, err)
 		}
-		return &filled{Backend: b}, nil
+		b, err := newPureGo(options)
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", config, err)
+		}
+		return &cpuBackend{Backend: b, native: native, profile: new(Profile)}, nil
 	}
 	if !xlaCompiledIn && isXLA(name) {
 		return nil, fmt.Errorf("backend %q: this binary was built without XLA (the noxla tag or no cgo); use backend \"go\"", config)
@@ -99,8 +106,9 @@ func newRegistered(config string) (b backends.Backend, err error) {
 	return b, err
 }
 
-// IsPureGo reports whether b is the pure-Go backend.
+// IsPureGo reports whether b is the CPU backend (GoMLX's pure-Go backend under goselfsup's
+// engine).
 func IsPureGo(b backends.Backend) bool {
-	_, ok := b.(*filled)
+	_, ok := b.(*cpuBackend)
 	return ok
 }

@@ -1,0 +1,492 @@
+package backend
+
+//go:generate go run ./internal/gencpuops
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+
+	"github.com/goselfsup/goselfsup/engine/backend/kernels"
+)
+
+// cpuBackend is goselfsup's CPU engine, the backend that the name "go" selects. GoMLX's
+// pure-Go backend runs every op it does well; convolutions, large matrix products, batch
+// normalisation and the NPID head run as native kernels (package kernels) between its
+// pieces.
+//
+// A graph is built as a sequence of pieces and host steps: each op is added to the pure-Go
+// builder of the earliest piece where its inputs are available, and each native op becomes
+// a host step that runs on the buffers of earlier pieces and steps. A value that crosses
+// from one piece or step to another becomes an output of the piece that computes it and a
+// parameter of the piece that reads it. Compile compiles each piece; Execute runs them in
+// order, with the host steps between them, and frees each buffer after its last use.
+//
+// With native kernels off (the option kernels=off), it builds whole graphs with the pure-Go
+// backend and the gap-filling lowerings (filled), as goselfsup did before the engine: the
+// reference that the engine's tests compare with.
+type cpuBackend struct {
+	backends.Backend // GoMLX's pure-Go backend: buffers, and the compiler of the pieces
+	native           bool
+	profile          *Profile
+}
+
+// cpuOptions takes goselfsup's own options out of a pure-Go backend configuration
+// ("kernels=on|off"), leaving GoMLX's.
+func cpuOptions(config string) (native bool, rest string, err error) {
+	native = true
+	var keep []string
+	for opt := range strings.SplitSeq(config, ",") {
+		key, val, _ := strings.Cut(opt, "=")
+		if key != "kernels" {
+			if opt != "" {
+				keep = append(keep, opt)
+			}
+			continue
+		}
+		switch val {
+		case "on", "native":
+			native = true
+		case "off":
+			native = false
+		default:
+			return false, "", fmt.Errorf("kernels=%q: want kernels=on or kernels=off", val)
+		}
+	}
+	return native, strings.Join(keep, ","), nil
+}
+
+func (c *cpuBackend) Builder(name string) backends.Builder {
+	if !c.native {
+		return &filledBuilder{Builder: c.Backend.Builder(name)}
+	}
+	b := &cpuBuilder{backend: c, name: name}
+	b.filled = &filledBuilder{Builder: b}
+	return b
+}
+
+func (c *cpuBackend) Capabilities() backends.Capabilities {
+	return (&filled{Backend: c.Backend}).Capabilities()
+}
+
+func (c *cpuBackend) Description() string {
+	if !c.native {
+		return c.Backend.Description() + " (with goselfsup's filled ops; native kernels off)"
+	}
+	return fmt.Sprintf("goselfsup CPU engine: native kernels (%s) between pieces of %s", kernels.ISA(), c.Backend.Description())
+}
+
+// cpuBuilder builds a graph as pieces and host steps (see cpuBackend). It records each op
+// (its inputs, and a function that builds it with a pure-Go builder) and builds it at once
+// into a scratch builder for its shape; Compile builds the ops that the outputs need into
+// the pieces, so that no piece holds dead ops or unused parameters.
+type cpuBuilder struct {
+	backend *cpuBackend
+	name    string
+	filled  *filledBuilder   // the lowerings of ops that have no native kernel, built with b's ops
+	shapes  backends.Builder // scratch: every op, for its shape
+	values  []*value
+	params  []*value
+	nodes   []*node
+	pieces  []*piece
+	steps   []*hostStep
+	outputs []*value
+	built   bool
+}
+
+// value is an op of the graph: computed by a piece, by a host step, or a parameter.
+type value struct {
+	b       *cpuBuilder
+	id      int
+	shape   shapes.Shape
+	shapeOp backends.Op // the op in the scratch builder
+	node    *node       // the recorded op that computes it, in piece `piece`; nil otherwise
+	piece   int         // the piece that computes it, or -1
+	inner   backends.Op // its op in that piece, once built
+	step    int         // the host step that computes it, or -1
+	param   int         // the graph parameter it is, or -1
+	name    string      // a parameter's name
+
+	imports  map[int]backends.Op // the parameter it comes in as, in other pieces
+	exported bool                // an output of its piece
+	live     bool                // the graph's outputs need it
+}
+
+// node is a recorded op of a piece.
+type node struct {
+	piece  int
+	inputs [][]*value
+	build  func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error)
+	outs   []*value
+	live   bool
+}
+
+// level is the first piece in which the value is available.
+func (v *value) level() int {
+	switch {
+	case v.piece >= 0:
+		return v.piece
+	case v.step >= 0:
+		return v.step + 1
+	}
+	return 0
+}
+
+func (v *value) String() string {
+	switch {
+	case v.piece >= 0:
+		return fmt.Sprintf("value #%d %s (piece %d)", v.id, v.shape, v.piece)
+	case v.step >= 0:
+		return fmt.Sprintf("value #%d %s (host step %d)", v.id, v.shape, v.step)
+	}
+	return fmt.Sprintf("parameter %q %s", v.name, v.shape)
+}
+
+// piece is a part of the graph that the pure-Go backend builds and runs.
+type piece struct {
+	index   int
+	inner   backends.Builder
+	nodes   []*node
+	params  []*value // the values it reads from earlier pieces and steps, in parameter order
+	outputs []*value // the values later pieces, steps or the graph's outputs read
+	exec    backends.Executable
+}
+
+// hostStep is a native op between two pieces.
+type hostStep struct {
+	kind    string // what the profile counts it as
+	inputs  []*value
+	outputs []*value
+	live    bool
+	// run computes the outputs' flat data from the inputs': slices of the values' dtypes.
+	run func(in, out []any)
+}
+
+func (b *cpuBuilder) Name() string { return b.name }
+
+func (b *cpuBuilder) newValue(v *value) *value {
+	v.b, v.id = b, len(b.values)
+	b.values = append(b.values, v)
+	return v
+}
+
+// val converts an op of this builder to its value.
+func (b *cpuBuilder) val(op backends.Op) (*value, error) {
+	v, ok := op.(*value)
+	if !ok || v == nil {
+		return nil, fmt.Errorf("builder %q: op %v (%T) is not from goselfsup's CPU backend", b.name, op, op)
+	}
+	if v.b != b {
+		return nil, fmt.Errorf("builder %q: %s comes from another builder (%q)", b.name, v, v.b.name)
+	}
+	return v, nil
+}
+
+// scratch returns the scratch builder, creating it.
+func (b *cpuBuilder) scratch() backends.Builder {
+	if b.shapes == nil {
+		b.shapes = b.backend.Backend.Builder(b.name + "#shapes")
+	}
+	return b.shapes
+}
+
+// pieceAt returns the piece with the given index, creating the pieces up to it.
+func (b *cpuBuilder) pieceAt(i int) *piece {
+	for len(b.pieces) <= i {
+		n := len(b.pieces)
+		b.pieces = append(b.pieces, &piece{index: n})
+	}
+	return b.pieces[i]
+}
+
+// record adds an op of the pure-Go backend, reading the given groups of inputs, to the
+// earliest piece where all of them are available (the newest piece for an op without
+// inputs), and returns its outputs.
+func (b *cpuBuilder) record(opName string, build func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error),
+	groups ...[]backends.Op) ([]backends.Op, error) {
+	if b.built {
+		return nil, fmt.Errorf("%s: builder %q is already compiled", opName, b.name)
+	}
+	level, hasInputs := 0, false
+	vals := make([][]*value, len(groups))
+	shapeIn := make([][]backends.Op, len(groups))
+	for g, ops := range groups {
+		vals[g], shapeIn[g] = make([]*value, len(ops)), make([]backends.Op, len(ops))
+		for i, op := range ops {
+			v, err := b.val(op)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", opName, err)
+			}
+			vals[g][i], shapeIn[g][i] = v, v.shapeOp
+			level, hasInputs = max(level, v.level()), true
+		}
+	}
+	if !hasInputs {
+		level = len(b.steps)
+	}
+	res, err := build(b.scratch(), shapeIn)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{piece: level, inputs: vals, build: build}
+	p := b.pieceAt(level)
+	p.nodes = append(p.nodes, n)
+	b.nodes = append(b.nodes, n)
+	out := make([]backends.Op, len(res))
+	for i, r := range res {
+		s, err := b.shapes.OpShape(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", opName, err)
+		}
+		v := b.newValue(&value{shape: s, shapeOp: r, node: n, piece: level, step: -1, param: -1})
+		n.outs = append(n.outs, v)
+		out[i] = v
+	}
+	return out, nil
+}
+
+// in returns v as an op of piece p (while Compile builds p): its own op, or the parameter it
+// comes in as.
+func (b *cpuBuilder) in(p *piece, v *value) (backends.Op, error) {
+	if v.piece == p.index {
+		return v.inner, nil
+	}
+	if op, ok := v.imports[p.index]; ok {
+		return op, nil
+	}
+	op, err := p.inner.Parameter(fmt.Sprintf("v%d", v.id), v.shape, nil)
+	if err != nil {
+		return nil, err
+	}
+	if v.imports == nil {
+		v.imports = map[int]backends.Op{}
+	}
+	v.imports[p.index] = op
+	p.params = append(p.params, v)
+	b.export(v)
+	return op, nil
+}
+
+// export makes v an output of the piece that computes it (if a piece does).
+func (b *cpuBuilder) export(v *value) {
+	if v.piece >= 0 && !v.exported {
+		v.exported = true
+		p := b.pieces[v.piece]
+		p.outputs = append(p.outputs, v)
+	}
+}
+
+// addStep adds a host step that computes values of the given shapes from the inputs.
+func (b *cpuBuilder) addStep(kind string, inputs []backends.Op, outShapes []shapes.Shape, run func(in, out []any)) ([]backends.Op, error) {
+	if b.built {
+		return nil, fmt.Errorf("%s: builder %q is already compiled", kind, b.name)
+	}
+	st := &hostStep{kind: kind, run: run}
+	for _, op := range inputs {
+		v, err := b.val(op)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kind, err)
+		}
+		st.inputs = append(st.inputs, v)
+	}
+	h := len(b.steps)
+	b.pieceAt(h) // the piece that runs before the step, even if empty
+	out := make([]backends.Op, len(outShapes))
+	for i, s := range outShapes {
+		shapeOp, err := b.scratch().Parameter(fmt.Sprintf("step%d.%d", h, i), s, nil)
+		if err != nil {
+			return nil, err
+		}
+		v := b.newValue(&value{shape: s, shapeOp: shapeOp, piece: -1, step: h, param: -1})
+		st.outputs = append(st.outputs, v)
+		out[i] = v
+	}
+	b.steps = append(b.steps, st)
+	return out, nil
+}
+
+func (b *cpuBuilder) OpShape(op backends.Op) (shapes.Shape, error) {
+	v, err := b.val(op)
+	if err != nil {
+		return shapes.Invalid(), err
+	}
+	return v.shape, nil
+}
+
+func (b *cpuBuilder) Parameter(name string, shape shapes.Shape, sharding *backends.ShardingSpec) (backends.Op, error) {
+	if sharding != nil {
+		return nil, fmt.Errorf("parameter %q: goselfsup's CPU backend has one device and takes no sharding", name)
+	}
+	shapeOp, err := b.scratch().Parameter(name, shape, nil)
+	if err != nil {
+		return nil, err
+	}
+	v := b.newValue(&value{shape: shape, shapeOp: shapeOp, piece: -1, step: -1, param: len(b.params), name: name})
+	b.params = append(b.params, v)
+	return v, nil
+}
+
+func (b *cpuBuilder) Constant(flat any, dims ...int) (backends.Op, error) {
+	outs, err := b.record("Constant", func(inner backends.Builder, _ [][]backends.Op) ([]backends.Op, error) {
+		op, err := inner.Constant(flat, dims...)
+		return []backends.Op{op}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return outs[0], nil
+}
+
+func (b *cpuBuilder) DistributedSPMD(numDevices int) error {
+	if numDevices == 1 {
+		return nil
+	}
+	return fmt.Errorf("goselfsup's CPU backend has one device, not %d", numDevices)
+}
+
+func (b *cpuBuilder) DistributedAutoSharding(meshes ...backends.Mesh) error {
+	return fmt.Errorf("goselfsup's CPU backend has one device and no automatic sharding")
+}
+
+func (b *cpuBuilder) DeviceAssignment(devices ...backends.DeviceNum) error {
+	if len(devices) == 1 && devices[0] == 0 {
+		return nil
+	}
+	return fmt.Errorf("goselfsup's CPU backend has one device (0), not %v", devices)
+}
+
+// Compile marks what the outputs need, builds those ops into their pieces, compiles each
+// piece with the values that later pieces, steps and the graph's outputs read, and plans when
+// each buffer is last used.
+func (b *cpuBuilder) Compile(outputs []backends.Op, shardings []*backends.ShardingSpec) (backends.Executable, error) {
+	if len(shardings) != 0 {
+		return nil, fmt.Errorf("goselfsup's CPU backend has one device and takes no sharding")
+	}
+	if b.built {
+		return nil, fmt.Errorf("builder %q is already compiled", b.name)
+	}
+	for _, op := range outputs {
+		v, err := b.val(op)
+		if err != nil {
+			return nil, fmt.Errorf("Compile: %w", err)
+		}
+		b.outputs = append(b.outputs, v)
+		v.live = true
+	}
+	b.built = true
+	b.markLive()
+	for _, p := range b.pieces {
+		if err := b.buildPiece(p); err != nil {
+			return nil, fmt.Errorf("building piece %d of %q: %w", p.index, b.name, err)
+		}
+	}
+	for _, st := range b.steps {
+		if st.live {
+			for _, v := range st.inputs {
+				b.export(v)
+			}
+		}
+	}
+	for _, v := range b.outputs {
+		b.export(v)
+	}
+	for _, p := range b.pieces {
+		if len(p.outputs) == 0 {
+			continue
+		}
+		inner := make([]backends.Op, len(p.outputs))
+		for i, v := range p.outputs {
+			inner[i] = v.inner
+		}
+		exec, err := p.inner.Compile(inner, nil)
+		if err != nil {
+			return nil, fmt.Errorf("compiling piece %d of %q: %w", p.index, b.name, err)
+		}
+		p.exec = exec
+	}
+	b.shapes = nil
+	return newCPUExec(b), nil
+}
+
+// markLive marks the values, nodes and host steps that the outputs need. Values are numbered
+// in the order they were built, so one pass from the last to the first suffices.
+func (b *cpuBuilder) markLive() {
+	for id := len(b.values) - 1; id >= 0; id-- {
+		v := b.values[id]
+		if !v.live {
+			continue
+		}
+		var inputs [][]*value
+		switch {
+		case v.node != nil:
+			v.node.live = true
+			inputs = v.node.inputs
+		case v.step >= 0:
+			st := b.steps[v.step]
+			st.live = true
+			inputs = [][]*value{st.inputs}
+		}
+		for _, g := range inputs {
+			for _, in := range g {
+				in.live = true
+			}
+		}
+	}
+}
+
+// buildPiece builds the live nodes of p into a pure-Go builder of its own.
+func (b *cpuBuilder) buildPiece(p *piece) error {
+	for _, n := range p.nodes {
+		if !n.live {
+			continue
+		}
+		if p.inner == nil {
+			p.inner = b.backend.Backend.Builder(fmt.Sprintf("%s#%d", b.name, p.index))
+		}
+		in := make([][]backends.Op, len(n.inputs))
+		for g, vs := range n.inputs {
+			in[g] = make([]backends.Op, len(vs))
+			for i, v := range vs {
+				op, err := b.in(p, v)
+				if err != nil {
+					return err
+				}
+				in[g][i] = op
+			}
+		}
+		res, err := n.build(p.inner, in)
+		if err != nil {
+			return err
+		}
+		for i, v := range n.outs {
+			v.inner = res[i]
+		}
+	}
+	return nil
+}
+
+var _ backends.Builder = (*cpuBuilder)(nil)
+
+// positions: piece i runs at position 2i, host step i at 2i+1.
+func piecePos(i int) int { return 2 * i }
+func stepPos(i int) int  { return 2*i + 1 }
+
+// paramShapes returns the names and shapes of the graph's parameters.
+func (b *cpuBuilder) paramShapes() ([]string, []shapes.Shape) {
+	names, ss := make([]string, len(b.params)), make([]shapes.Shape, len(b.params))
+	for i, v := range b.params {
+		names[i], ss[i] = v.name, v.shape
+	}
+	return names, ss
+}
+
+func (b *cpuBuilder) outputShapes() []shapes.Shape {
+	ss := make([]shapes.Shape, len(b.outputs))
+	for i, v := range b.outputs {
+		ss[i] = v.shape
+	}
+	return slices.Clip(ss)
+}
