@@ -110,6 +110,8 @@ type value struct {
 	param   int         // the graph parameter it is, or -1
 	name    string      // a parameter's name
 
+	rows     *gatheredRows       // the value is rows of a table gathered by an index (the NPID head's negatives)
+
 	imports  map[int]backends.Op // the parameter it comes in as, in other pieces
 	exported bool                // an output of its piece
 	live     bool                // the graph's outputs need it
@@ -117,6 +119,7 @@ type value struct {
 
 // node is a recorded op of a piece.
 type node struct {
+	op     string // the op's name, for the native kernels' patterns
 	piece  int
 	inputs [][]*value
 	build  func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error)
@@ -231,7 +234,7 @@ func (b *cpuBuilder) record(opName string, build func(inner backends.Builder, in
 	if err != nil {
 		return nil, err
 	}
-	n := &node{piece: level, inputs: vals, build: build}
+	n := &node{op: opName, piece: level, inputs: vals, build: build}
 	p := b.pieceAt(level)
 	p.nodes = append(p.nodes, n)
 	b.nodes = append(b.nodes, n)

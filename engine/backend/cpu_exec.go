@@ -60,7 +60,7 @@ func (e *cpuExec) Finalize() {
 }
 
 func (e *cpuExec) Inputs() ([]string, []shapes.Shape) { return e.b.paramShapes() }
-func (e *cpuExec) Outputs() []shapes.Shape           { return e.b.outputShapes() }
+func (e *cpuExec) Outputs() []shapes.Shape            { return e.b.outputShapes() }
 
 // run is the state of one execution: the buffers of the values that cross pieces.
 type run struct {

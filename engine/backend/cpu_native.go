@@ -39,12 +39,6 @@ func (b *cpuBuilder) SelectAndScatterMin(operand, source op, window, strides []i
 	return b.filled.SelectAndScatterMin(operand, source, window, strides, paddings)
 }
 
-func (b *cpuBuilder) Gather(operand, startIndices op, indexVectorAxis int, offsetOutputAxes, collapsedSliceAxes,
-	startIndexMap, sliceSizes []int, indicesAreSorted bool) (op, error) {
-	return b.forwardGather(operand, startIndices, indexVectorAxis, offsetOutputAxes, collapsedSliceAxes, startIndexMap,
-		sliceSizes, indicesAreSorted)
-}
-
 // ConvGeneral runs the three layouts of a 2-D convolution that GoMLX's autodiff emits
 // (forward, gradient of the input, gradient of the kernel; channels last) as native
 // kernels; any other configuration goes to the lowering.
@@ -247,9 +241,13 @@ func convRun[T kernels.Float](kind convKind, s kernels.ConvShape) func(in, out [
 // it, cutting the graph costs more than the pure-Go backend's product.
 const minNativeMACs = 1 << 15
 
-// DotGeneral runs products of two matrices (no batch axes, one contracting axis each) as a
-// native GEMM; others go to the pure-Go backend.
+// DotGeneral runs the NPID head's dot products with gathered rows (see headDot) and products
+// of two matrices (no batch axes, one contracting axis each) as native kernels; others go to
+// the pure-Go backend.
 func (b *cpuBuilder) DotGeneral(lhs op, lhsContracting, lhsBatch []int, rhs op, rhsContracting, rhsBatch []int) (op, error) {
+	if out, ok, err := b.headDot(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch); ok || err != nil {
+		return out, err
+	}
 	ls, rs := b.shape(lhs), b.shape(rhs)
 	if ls.Rank() == 2 && rs.Rank() == 2 && len(lhsBatch) == 0 && len(rhsBatch) == 0 &&
 		len(lhsContracting) == 1 && len(rhsContracting) == 1 && isFloat(ls.DType) && rs.DType == ls.DType {

@@ -838,7 +838,7 @@ func (b *cpuBuilder) ReduceProduct(x backends.Op, axes ...int) (backends.Op, err
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) ReduceSum(x backends.Op, axes ...int) (backends.Op, error) {
+func (b *cpuBuilder) forwardReduceSum(x backends.Op, axes ...int) (backends.Op, error) {
 	outs, err := b.record("ReduceSum", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.ReduceSum(in[0][0], axes...)
 		return []backends.Op{r0}, err

@@ -147,3 +147,30 @@ func BatchNormInference[T Float](m, c int, x, scale, offset, mean, variance []T,
 		}
 	}
 }
+
+func GatherDot[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, k int, f, out []T) {
+	rows := len(bank) / dim
+	for b := 0; b < batch; b++ {
+		for j := 0; j < k; j++ {
+			r := int(min(max(idx[b*k+j], 0), I(rows-1)))
+			var s T
+			for d := 0; d < dim; d++ {
+				s += bank[r*dim+d] * f[b*dim+d]
+			}
+			out[b*k+j] = s
+		}
+	}
+}
+
+func GatherDotGrad[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, k int, g, df []T) {
+	rows := len(bank) / dim
+	clear(df)
+	for b := 0; b < batch; b++ {
+		for j := 0; j < k; j++ {
+			r := int(min(max(idx[b*k+j], 0), I(rows-1)))
+			for d := 0; d < dim; d++ {
+				df[b*dim+d] += g[b*k+j] * bank[r*dim+d]
+			}
+		}
+	}
+}
