@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // The NPID head scores each feature f[b] against k rows of the memory bank picked by idx and
 // back-propagates into f. These kernels do it without materialising the gathered
@@ -32,6 +35,9 @@ func GatherDot[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, k in
 		b, j := lo/k, lo%k
 		fb := f[b*dim : b*dim+dim]
 		for t := lo; t < hi; t++ {
+			if t+gatherAhead < hi {
+				prefetchRow(bank, dim, clampIndex(idx[t+gatherAhead], rows))
+			}
 			r := clampIndex(idx[t], rows)
 			out[t] = dot(bank[r*dim:r*dim+dim], fb)
 			if j++; j == k && t+1 < hi {
@@ -68,7 +74,11 @@ func GatherDotGrad[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, 
 			if blocks > 1 {
 				acc = partial[task*dim : task*dim+dim]
 			}
-			for t := b*k + q*gatherGradBlock; t < b*k+min(k, (q+1)*gatherGradBlock); t++ {
+			end := b*k + min(k, (q+1)*gatherGradBlock)
+			for t := b*k + q*gatherGradBlock; t < end; t++ {
+				if t+gatherAhead < end {
+					prefetchRow(bank, dim, clampIndex(idx[t+gatherAhead], rows))
+				}
 				r := clampIndex(idx[t], rows)
 				axpy(g[t], bank[r*dim:r*dim+dim], acc)
 			}
@@ -87,6 +97,15 @@ func GatherDotGrad[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, 
 			}
 		})
 	}
+}
+
+// gatherAhead is how many rows ahead of the one being read the gather loops prefetch.
+const gatherAhead = 8
+
+// prefetchRow prefetches row r of bank ([rows, dim]).
+func prefetchRow[T Float](bank []T, dim, r int) {
+	var z T
+	prefetchLines(unsafe.Pointer(&bank[r*dim]), dim*int(unsafe.Sizeof(z)))
 }
 
 // clampIndex clamps i to [0, rows-1].
