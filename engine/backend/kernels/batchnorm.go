@@ -102,6 +102,17 @@ func batchNormTrain[T Float](m, c int, x, scale, offset []T, eps float64, y, mea
 
 // bnApply sets y[i,j] = (x[i,j]-mean[j])·a[j] + b[j], clamped at zero when relu is set.
 func bnApply[T Float](m, c int, x, mean, a, b, y []T, relu bool) {
+	if c == 0 {
+		return
+	}
+	if isF32[T]() && bnAsmF32() {
+		coef := bnPack(c, mean, a, b)
+		x, y := asF32(x), asF32(y)
+		parallelFor(m, bnRowGrain(c), func(lo, hi int) {
+			bnApplyF32AVX512(x[lo*c:hi*c], y[lo*c:hi*c], coef, c, relu)
+		})
+		return
+	}
 	parallelFor(m, bnRowGrain(c), func(lo, hi int) {
 		mean, a, b := mean[:c], a[:c], b[:c]
 		for i := lo; i < hi; i++ {
@@ -170,9 +181,29 @@ func bnMoments[T Float](m, c int, x []T) (mean, variance []float64) {
 	return mean, variance
 }
 
+// bnPack interleaves per-feature columns in vectors of 16 features for the assembly: for
+// features [16q, 16q+16) it holds cols[0] there, then cols[1] there, and so on, zero-padded.
+func bnPack[T Float](c int, cols ...[]T) []float32 {
+	n := len(cols)
+	out := make([]float32, (c+15)/16*16*n)
+	for i, col := range cols {
+		for j, v := range col[:c] {
+			out[(j/16*n+i)*16+j%16] = float32(v)
+		}
+	}
+	return out
+}
+
 // colSums adds the columns of x (rows of len(s)) into s.
 func colSums[T Float](x []T, s []float64) {
 	c := len(s)
+	if c == 0 {
+		return
+	}
+	if isF32[T]() && bnAsmF32() {
+		bnSumF32AVX512(asF32(x), s)
+		return
+	}
 	for i := 0; i+c <= len(x); i += c {
 		xr := x[i : i+c]
 		xr = xr[:len(s)]
@@ -185,6 +216,13 @@ func colSums[T Float](x []T, s []float64) {
 // colSqDevs adds Σ_i (x[i,j]-mean[j])² into sq[j] (rows of len(mean)).
 func colSqDevs[T Float](x []T, mean, sq []float64) {
 	c := len(mean)
+	if c == 0 {
+		return
+	}
+	if isF32[T]() && bnAsmF32() {
+		bnSqDevF32AVX512(asF32(x), mean, sq[:c])
+		return
+	}
 	sq = sq[:c]
 	for i := 0; i+c <= len(x); i += c {
 		xr := x[i : i+c]
@@ -236,6 +274,21 @@ func batchNormGrad[T Float](m, c int, x, scale, mean, variance, y, dy []T, eps f
 		kx[j] = T(-a * invStd * ds / fm)
 		k0[j] = T(-a * sg[j] / fm)
 	}
+	if c == 0 {
+		return
+	}
+	if isF32[T]() && bnAsmF32() {
+		coef := bnPack(c, mean, k1, kx, k0)
+		x, y, dy, dx := asF32(x), asF32(y), asF32(dy), asF32(dx)
+		parallelFor(m, bnRowGrain(c), func(lo, hi int) {
+			var yr []float32
+			if y != nil {
+				yr = y[lo*c : hi*c]
+			}
+			bnDxF32AVX512(x[lo*c:hi*c], yr, dy[lo*c:hi*c], dx[lo*c:hi*c], coef, c)
+		})
+		return
+	}
 	parallelFor(m, bnRowGrain(c), func(lo, hi int) {
 		mean, k1, kx, k0 := mean[:c], k1[:c], kx[:c], k0[:c]
 		for i := lo; i < hi; i++ {
@@ -264,6 +317,13 @@ func batchNormGrad[T Float](m, c int, x, scale, mean, variance, y, dy []T, eps f
 // g = dy, or dy where y > 0 and 0 elsewhere when y is not nil.
 func gradSums[T Float](x, y, dy []T, mean, sg, sgx []float64) {
 	c := len(mean)
+	if c == 0 {
+		return
+	}
+	if isF32[T]() && bnAsmF32() {
+		bnGradSumsF32AVX512(asF32(x), asF32(y), asF32(dy), mean, sg[:c], sgx[:c])
+		return
+	}
 	sg, sgx = sg[:c], sgx[:c]
 	for i := 0; i+c <= len(x); i += c {
 		xr, gr := x[i:i+c], dy[i:i+c]
