@@ -298,10 +298,7 @@ func batchNormGrad[T Float](m, c int, x, scale, mean, variance, y, dy []T, eps f
 				yr := y[i*c : i*c+c]
 				yr = yr[:len(mean)]
 				for j, mu := range mean {
-					g := gr[j]
-					if !(yr[j] > 0) {
-						g = 0
-					}
+					g := T(keepIfPositive(float64(yr[j]), float64(gr[j])))
 					dr[j] = k1[j]*g + kx[j]*(xr[j]-mu) + k0[j]
 				}
 			} else {
@@ -332,11 +329,9 @@ func gradSums[T Float](x, y, dy []T, mean, sg, sgx []float64) {
 			yr := y[i : i+c]
 			yr = yr[:len(mean)]
 			for j, mu := range mean {
-				if yr[j] > 0 {
-					g := float64(gr[j])
-					sg[j] += g
-					sgx[j] += g * (float64(xr[j]) - mu)
-				}
+				g := keepIfPositive(float64(yr[j]), float64(gr[j]))
+				sg[j] += g
+				sgx[j] += g * (float64(xr[j]) - mu)
 			}
 			continue
 		}
@@ -346,4 +341,14 @@ func gradSums[T Float](x, y, dy []T, mean, sg, sgx []float64) {
 			sgx[j] += g * (float64(xr[j]) - mu)
 		}
 	}
+}
+
+// keepIfPositive returns g where y > 0 and 0 elsewhere (NaN y included), selecting with a
+// mask rather than a branch, which the ReLU's random sign pattern would mispredict.
+func keepIfPositive(y, g float64) float64 {
+	var mask uint64
+	if y > 0 {
+		mask = ^uint64(0)
+	}
+	return math.Float64frombits(math.Float64bits(g) & mask)
 }
