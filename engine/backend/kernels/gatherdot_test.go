@@ -151,3 +151,33 @@ func BenchmarkGatherDot(b *testing.B) {
 		report(b)
 	})
 }
+
+// BenchmarkGatherDotImageNet times the ImageNet-sized head: batch 32, k 65536, dim 128 over
+// a 1,281,167-row float32 bank (655 MB), where every row comes from memory.
+func BenchmarkGatherDotImageNet(b *testing.B) {
+	const rows, dim, batch, k = 1281167, 128, 32, 65536
+	rng := rand.New(rand.NewPCG(17, 18))
+	bank := randSlice[float32](rng, rows*dim)
+	f, g := randSlice[float32](rng, batch*dim), randSlice[float32](rng, batch*k)
+	idx := make([]int64, batch*k)
+	for i := range idx {
+		idx[i] = int64(rng.IntN(rows))
+	}
+	out, df := make([]float32, batch*k), make([]float32, batch*dim)
+	report := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/op")
+		b.ReportMetric(float64(batch*k*dim*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+	}
+	b.Run("fwd", func(b *testing.B) {
+		for b.Loop() {
+			GatherDot(dim, bank, idx, batch, k, f, out)
+		}
+		report(b)
+	})
+	b.Run("grad", func(b *testing.B) {
+		for b.Loop() {
+			GatherDotGrad(dim, bank, idx, batch, k, g, df)
+		}
+		report(b)
+	})
+}
