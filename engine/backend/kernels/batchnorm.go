@@ -12,8 +12,11 @@ import (
 // Statistics are accumulated in float64 for both element types. The rows are cut into blocks
 // of about bnBlockElems elements; each block's mean and centred sum of squares are computed
 // in two passes while the block sits in cache, and the blocks are then merged in order with
-// Chan et al.'s pairwise update. The result is as accurate as the two-pass formula over the
-// whole input, costs one pass over memory, and does not depend on the number of CPUs.
+// Chan et al.'s pairwise update. The result is about as accurate as the two-pass formula over
+// the whole input, costs one pass over memory, and does not depend on the number of CPUs.
+//
+// On AVX-512 machines the float32 loops are assembly (batchnorm_amd64.s); the float64 loops,
+// and the float32 ones on AVX2 or with the purego tag, are the plain-Go loops below.
 
 // bnBlockElems is about how many elements a block of rows holds: 64 KiB of float32, which
 // stays in the L2 cache between a block's two passes.
