@@ -16,7 +16,8 @@ func init() {
 			bnShapes = append(bnShapes, [2]int{m, c})
 		}
 	}
-	bnShapes = append(bnShapes, [2]int{5000, 7}, [2]int{2500, 64}) // several blocks of rows
+	bnShapes = append(bnShapes, [2]int{5000, 7}, [2]int{2500, 64}, // several blocks of rows
+		[2]int{9, 2048}, [2]int{40, 129}) // wide rows, a block of a few rows
 }
 
 // refBNTrain is BatchNormTrain written from its formulas, in float64.
