@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"errors"
-	"math"
 )
 
 type ConvShape struct {
@@ -101,76 +100,7 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 	}
 }
 
-func BatchNormTrain[T Float](m, c int, x, scale, offset []T, eps float64, y, mean, variance []T) {
-	for j := 0; j < c; j++ {
-		var s float64
-		for i := 0; i < m; i++ {
-			s += float64(x[i*c+j])
-		}
-		mu := s / float64(m)
-		var v float64
-		for i := 0; i < m; i++ {
-			d := float64(x[i*c+j]) - mu
-			v += d * d
-		}
-		v /= float64(m)
-		mean[j], variance[j] = T(mu), T(v)
-		inv := 1 / math.Sqrt(v+eps)
-		for i := 0; i < m; i++ {
-			y[i*c+j] = T((float64(x[i*c+j])-mu)*inv*float64(scale[j]) + float64(offset[j]))
-		}
-	}
-}
 
-func BatchNormGrad[T Float](m, c int, x, scale, mean, variance, dy []T, eps float64, dx, dScale, dOffset []T) {
-	for j := 0; j < c; j++ {
-		inv := 1 / math.Sqrt(float64(variance[j])+eps)
-		var so, ss float64
-		for i := 0; i < m; i++ {
-			xh := (float64(x[i*c+j]) - float64(mean[j])) * inv
-			so += float64(dy[i*c+j])
-			ss += float64(dy[i*c+j]) * xh
-		}
-		dOffset[j], dScale[j] = T(so), T(ss)
-		for i := 0; i < m; i++ {
-			xh := (float64(x[i*c+j]) - float64(mean[j])) * inv
-			dx[i*c+j] = T(float64(scale[j]) * inv * (float64(dy[i*c+j]) - so/float64(m) - xh*ss/float64(m)))
-		}
-	}
-}
 
-func BatchNormInference[T Float](m, c int, x, scale, offset, mean, variance []T, eps float64, y []T) {
-	for j := 0; j < c; j++ {
-		inv := 1 / math.Sqrt(float64(variance[j])+eps)
-		for i := 0; i < m; i++ {
-			y[i*c+j] = T((float64(x[i*c+j])-float64(mean[j]))*inv*float64(scale[j]) + float64(offset[j]))
-		}
-	}
-}
 
-func GatherDot[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, k int, f, out []T) {
-	rows := len(bank) / dim
-	for b := 0; b < batch; b++ {
-		for j := 0; j < k; j++ {
-			r := int(min(max(idx[b*k+j], 0), I(rows-1)))
-			var s T
-			for d := 0; d < dim; d++ {
-				s += bank[r*dim+d] * f[b*dim+d]
-			}
-			out[b*k+j] = s
-		}
-	}
-}
 
-func GatherDotGrad[T Float, I int32 | int64](dim int, bank []T, idx []I, batch, k int, g, df []T) {
-	rows := len(bank) / dim
-	clear(df)
-	for b := 0; b < batch; b++ {
-		for j := 0; j < k; j++ {
-			r := int(min(max(idx[b*k+j], 0), I(rows-1)))
-			for d := 0; d < dim; d++ {
-				df[b*dim+d] += g[b*k+j] * bank[r*dim+d]
-			}
-		}
-	}
-}
