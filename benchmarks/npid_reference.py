@@ -5,13 +5,15 @@ ContrastiveHead with cross-entropy, SimpleMemory, SGD), for parity tests and ben
   npid_reference.py parity DIR   read DIR/spec.json, DIR/state/*.npy and DIR/inputs/*.npy, run
                                  the steps, write DIR/losses.npy and, after step 1 and after
                                  the last step, DIR/out_1/*.npy and DIR/out_last/*.npy
-  npid_reference.py bench ...    time train steps of a small CIFAR ResNet, print one JSON line
+  npid_reference.py bench ...    time train steps of a small CIFAR ResNet (or, with --model
+                                 resnet18, of ResNet-18), print one JSON line
 
 Tensors use PyTorch's names and layouts (convolution weights OIHW). Runs on the CPU.
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -205,8 +207,12 @@ def parity(d):
 def bench(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    spec = {"backbone": {"depth": 18, "stage_blocks": [a.blocks] * 4, "stem_channels": a.base, "base_channels": a.base,
-                         "cifar": True},
+    if a.model == "resnet18":  # torchvision's ResNet-18 layout: 7x7 stem, max-pool, widths 64..512
+        backbone = {"depth": 18, "stage_blocks": [2, 2, 2, 2], "stem_channels": 64, "base_channels": 64, "cifar": False}
+    else:
+        backbone = {"depth": 18, "stage_blocks": [a.blocks] * 4, "stem_channels": a.base, "base_channels": a.base,
+                    "cifar": True}
+    spec = {"backbone": backbone,
             "feat_dim": 128, "bank_length": a.bank, "temperature": 0.07, "bank_momentum": 0.5,
             "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
             "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}
@@ -231,8 +237,9 @@ def bench(a):
     for _ in range(a.steps):
         step()
     dt = (time.perf_counter() - t0) / a.steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     print(json.dumps({"seconds_per_step": dt, "images_per_second": a.batch / dt, "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "peak_rss_bytes": peak}))
 
 
 def main():
@@ -241,6 +248,7 @@ def main():
     pp = sub.add_parser("parity")
     pp.add_argument("dir")
     pb = sub.add_parser("bench")
+    pb.add_argument("--model", choices=["cifar", "resnet18"], default="cifar")
     pb.add_argument("--size", type=int, default=32)
     pb.add_argument("--batch", type=int, default=64)
     pb.add_argument("--negs", type=int, default=4096)

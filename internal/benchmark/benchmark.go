@@ -20,6 +20,8 @@ import (
 
 	"github.com/goselfsup/goselfsup/datasets"
 	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/engine/backend"
+	"github.com/goselfsup/goselfsup/engine/backend/kernels"
 	"github.com/goselfsup/goselfsup/internal/cmdline"
 	"github.com/goselfsup/goselfsup/internal/pyref"
 	"github.com/goselfsup/goselfsup/registry"
@@ -37,8 +39,9 @@ subcommands:
 // docs describe the subcommands, in the order of the usage.
 var docs = []struct{ name, doc string }{
 	{"train-step", `one NPID training step (small CIFAR ResNet, widths 16/32/64/128, batch 64,
-32x32 images, 4096 negatives) against PyTorch on the CPU
-(benchmarks/npid_reference.py, Debian's python3-torch)`},
+32x32 images, 4096 negatives; or -model resnet18: ResNet-18 at 224, batch 32,
+65,536 negatives) against PyTorch on the CPU (benchmarks/npid_reference.py,
+Debian's python3-torch), with where our step's time goes`},
 	{"data", `NPID's data pipeline against torchvision's, one core each: at 224 on the
 COCO128 photos and at 32 on CIFAR-10's JPEGs (the test data), decoding
 alone too, and our loader with 1 and 2 workers`},
@@ -135,33 +138,57 @@ type benchResult struct {
 	Details   map[string]string `json:"details"`
 }
 
+// trainStepModels are the networks of benchmark train-step, with their default shapes.
+var trainStepModels = map[string]struct {
+	describe                 string
+	size, batch, negs, bank int
+}{
+	"cifar":    {"small CIFAR ResNet (widths 16/32/64/128, 2 blocks per stage)", 32, 64, 4096, 50000},
+	"resnet18": {"ResNet-18 (7x7 stem, max-pool, widths 64..512)", 224, 32, 65536, 1281167},
+}
+
 func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("train-step", stderr)
+	model := fs.String("model", "cifar", "the network: cifar (the small CIFAR ResNet) or resnet18 (ResNet-18 at 224, batch 32, 65,536 negatives, ImageNet's 1,281,167-row bank)")
 	steps := fs.Int("steps", 5, "timed steps on each side")
 	warmup := fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)")
-	batch := fs.Int("batch", 64, "images per step")
-	size := fs.Int("size", 32, "image side")
-	negs := fs.Int("negs", 4096, "negatives per image")
-	bk := fs.String("backend", "go", "goselfsup's backend")
+	batch := fs.Int("batch", 0, "images per step (default: the model's, 64 or 32)")
+	size := fs.Int("size", 0, "image side (default: the model's, 32 or 224)")
+	negs := fs.Int("negs", 0, "negatives per image (default: the model's, 4096 or 65536)")
+	bankRows := fs.Int("bank", 0, "rows of the memory bank (default: the model's, 50000 or 1281167)")
+	bk := fs.String("backend", "go", "goselfsup's backend (go:kernels=off: the pure-Go backend without native kernels)")
 	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
 	if _, err := parseArgs(fs, args, stdout); err != nil {
 		return cmdline.ExitCode(err)
 	}
-	const bank, base = 50000, 16
+	m, ok := trainStepModels[*model]
+	if !ok {
+		fmt.Fprintf(stderr, "error: -model %q: want cifar or resnet18\n", *model)
+		return exitUsage
+	}
+	for _, f := range []struct {
+		v   *int
+		def int
+	}{{batch, m.batch}, {size, m.size}, {negs, m.negs}, {bankRows, m.bank}} {
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	const base = 16
 	python, script, err := reference("benchmarks/npid_reference.py", "torch", "numpy")
 	if err != nil {
 		report(stderr, err)
 		return exitFailed
 	}
 
-	ours, err := timeOurStep(*bk, *batch, *size, *negs, bank, base, *steps, *warmup, stderr)
+	ours, err := timeOurStep(*bk, *model, *batch, *size, *negs, *bankRows, base, *steps, *warmup, stderr)
 	if err != nil {
 		report(stderr, err)
 		return exitFailed
 	}
 	fmt.Fprintf(stderr, "running the PyTorch reference...\n")
-	out, err := exec.Command(python, script, "bench", "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
-		"--negs", fmt.Sprint(*negs), "--bank", fmt.Sprint(bank), "--base", fmt.Sprint(base), "--blocks", "2",
+	out, err := exec.Command(python, script, "bench", "--model", *model, "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
+		"--negs", fmt.Sprint(*negs), "--bank", fmt.Sprint(*bankRows), "--base", fmt.Sprint(base), "--blocks", "2",
 		"--steps", fmt.Sprint(*steps), "--warmup", fmt.Sprint(*warmup), "--threads", fmt.Sprint(*threads)).Output()
 	if err != nil {
 		report(stderr, fmt.Errorf("the PyTorch reference: %w", err))
@@ -171,6 +198,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		Seconds float64 `json:"seconds_per_step"`
 		Torch   string  `json:"torch"`
 		Threads int     `json:"threads"`
+		PeakRSS int64   `json:"peak_rss_bytes"`
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ref); err != nil {
@@ -178,37 +206,74 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 
-	fmt.Fprintf(stdout, "NPID train step: small CIFAR ResNet (widths 16/32/64/128), batch %d, %dx%d, %d negatives, bank %d; %d timed steps each\n\n",
-		*batch, *size, *size, *negs, bank, *steps)
+	fmt.Fprintf(stdout, "NPID train step: %s, batch %d, %dx%d, %d negatives, bank %d; %d timed steps each\n\n",
+		m.describe, *batch, *size, *size, *negs, *bankRows, *steps)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "implementation\ts/step\timages/s")
-	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\n", *bk, ours.seconds, float64(*batch)/ours.seconds)
-	fmt.Fprintf(tw, "PyTorch %s (CPU, %d threads)\t%.3f\t%.1f\n", ref.Torch, ref.Threads, ref.Seconds, float64(*batch)/ref.Seconds)
+	fmt.Fprintln(tw, "implementation\ts/step\timages/s\tpeak RSS")
+	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\t%s\n", *bk, ours.seconds, float64(*batch)/ours.seconds, gib(ours.peakRSS))
+	fmt.Fprintf(tw, "PyTorch %s (CPU, %d threads)\t%.3f\t%.1f\t%s\n", ref.Torch, ref.Threads, ref.Seconds, float64(*batch)/ref.Seconds, gib(ref.PeakRSS))
 	tw.Flush()
+	if len(ours.profile) > 0 {
+		fmt.Fprintf(stdout, "\nwhere goselfsup's step goes (%s):\n\n", ours.isa)
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "part\ts/step\tshare\tcalls/step\t")
+		var total float64
+		for _, e := range ours.profile {
+			total += e.seconds
+		}
+		for _, e := range ours.profile {
+			fmt.Fprintf(tw, "%s\t%.3f\t%.0f%%\t%d\t\n", e.kind, e.seconds, 100*e.seconds/ours.seconds, e.calls)
+		}
+		fmt.Fprintf(tw, "outside the graph\t%.3f\t%.0f%%\t\t\n", ours.seconds-total, 100*(ours.seconds-total)/ours.seconds)
+		tw.Flush()
+	}
 	fmt.Fprintf(stdout, "\nratio (our time / PyTorch's): %.2f\n", ours.seconds/ref.Seconds)
 	res := benchResult{Benchmark: "train-step", Ours: ours.seconds, Reference: ref.Seconds, Ratio: ours.seconds / ref.Seconds,
 		Unit: "s/step", Details: map[string]string{"backend": ours.backend, "reference": "PyTorch " + ref.Torch,
-			"threads": fmt.Sprint(ref.Threads), "batch": fmt.Sprint(*batch), "negatives": fmt.Sprint(*negs)}}
+			"model": *model, "threads": fmt.Sprint(ref.Threads), "batch": fmt.Sprint(*batch), "negatives": fmt.Sprint(*negs),
+			"peak_rss_ours": fmt.Sprint(ours.peakRSS), "peak_rss_reference": fmt.Sprint(ref.PeakRSS)}}
 	line, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(line))
 	return exitOK
 }
 
+// gib formats bytes as GiB; "?" when unknown.
+func gib(b int64) string {
+	if b <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+}
+
 type stepTiming struct {
 	seconds float64
 	backend string
+	isa     string
+	peakRSS int64
+	profile []profileEntry // per step
+}
+
+type profileEntry struct {
+	kind    string
+	seconds float64
+	calls   int
 }
 
 // timeOurStep builds the benchmark's NPID and times TrainStep on one random batch.
-func timeOurStep(bk string, batch, size, negs, bank, base, steps, warmup int, stderr io.Writer) (stepTiming, error) {
+func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup int, stderr io.Writer) (stepTiming, error) {
+	backbone := map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": base, "base_channels": base}
+	channels := base * 8
+	if model == "resnet18" {
+		backbone, channels = map[string]any{"type": "ResNet", "depth": 18}, 512
+	}
 	tree, err := registry.NewTree(map[string]any{
 		"backend":    bk,
 		"randomness": map[string]any{"seed": 0},
 		"model": map[string]any{
 			"type": "NPID", "neg_num": negs,
 			"data_preprocessor": map[string]any{"mean": []float64{123.675, 116.28, 103.53}, "std": []float64{58.395, 57.12, 57.375}, "bgr_to_rgb": true},
-			"backbone":          map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": base, "base_channels": base},
-			"neck":              map[string]any{"type": "LinearNeck", "in_channels": base * 8, "out_channels": 128},
+			"backbone":          backbone,
+			"neck":              map[string]any{"type": "LinearNeck", "in_channels": channels, "out_channels": 128},
 			"head":              map[string]any{"type": "ContrastiveHead", "temperature": 0.07, "loss": map[string]any{"type": "CrossEntropyLoss"}},
 			"memory_bank":       map[string]any{"type": "SimpleMemory", "length": bank, "feat_dim": 128},
 		},
@@ -250,6 +315,10 @@ func timeOurStep(bk string, batch, size, negs, bank, base, steps, warmup int, st
 			return stepTiming{}, err
 		}
 	}
+	prof := backend.ProfileOf(r.Backend)
+	if prof != nil {
+		prof.Reset()
+	}
 	times := make([]float64, steps)
 	for i := range times {
 		t0 := time.Now()
@@ -258,7 +327,31 @@ func timeOurStep(bk string, batch, size, negs, bank, base, steps, warmup int, st
 		}
 		times[i] = time.Since(t0).Seconds()
 	}
-	return stepTiming{seconds: mean(times), backend: r.Backend.Description()}, nil
+	res := stepTiming{seconds: mean(times), backend: r.Backend.Description(), peakRSS: peakRSS()}
+	if prof != nil {
+		res.isa = "native kernels: " + kernels.ISA()
+		for _, e := range prof.Entries() {
+			res.profile = append(res.profile, profileEntry{e.Kind, e.Spent.Seconds() / float64(steps), e.Calls / steps})
+		}
+	}
+	return res, nil
+}
+
+// peakRSS is this process's peak resident memory in bytes (Linux; 0 elsewhere).
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 func mean(xs []float64) float64 {
