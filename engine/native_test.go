@@ -153,4 +153,3 @@ func nativeBatch(rng *rand.Rand, size int) (images []uint8, idx, negs []int32) {
 	}
 	return images, idx, negs
 }
-

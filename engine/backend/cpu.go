@@ -110,7 +110,7 @@ type value struct {
 	param   int         // the graph parameter it is, or -1
 	name    string      // a parameter's name
 
-	rows     *gatheredRows       // the value is rows of a table gathered by an index (the NPID head's negatives)
+	rows *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
 
 	imports  map[int]backends.Op // the parameter it comes in as, in other pieces
 	exported bool                // an output of its piece

@@ -140,7 +140,7 @@ type benchResult struct {
 
 // trainStepModels are the networks of benchmark train-step, with their default shapes.
 var trainStepModels = map[string]struct {
-	describe                 string
+	describe                string
 	size, batch, negs, bank int
 }{
 	"cifar":    {"small CIFAR ResNet (widths 16/32/64/128, 2 blocks per stage)", 32, 64, 4096, 50000},

@@ -99,8 +99,3 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 		}
 	}
 }
-
-
-
-
-
