@@ -17,7 +17,7 @@ import (
 // fused multiply-adds. Because A's element (r, q) is addressed as a + r*rs + q*cs, the
 // same kernel reads a (rs = lda, cs = 1) and aᵀ (rs = 1, cs = lda) in place.
 //
-// k is cut into blocks of gemmBlockK steps so that the panels' slice of the block stays
+// k is cut into blocks of gemmBlockK steps so that the panels' part of the block stays
 // in cache while every row tile of A is run over it; blocks after the first add to C.
 // Tiles at the edges (fewer than MR rows left, or the last, narrower panel) go through a
 // small scratch tile: the rows of A are copied (zero-padded) and C is computed into a
@@ -25,8 +25,17 @@ import (
 //
 // The plain-Go path uses the same panels with a 4x4 register tile of scalars.
 
-// gemmBlockK is the depth of the k blocks.
-const gemmBlockK = 256
+// gemmBlockK is the depth of the k blocks: 128 float32 or 64 float64 (512 bytes), so that
+// a row tile of A (24 rows of it, 12 KiB) stays in the L1 cache, next to the panel block it
+// is multiplied with, while it is run over the panels.
+func gemmBlockK[T Float]() int {
+	var z T
+	return 512 / int(unsafe.Sizeof(z))
+}
+
+// gemmBlockBytes bounds the size of the part of a k block of packed B (a group of panels)
+// that every row tile of A is run over, so that it stays in the L2 cache.
+const gemmBlockBytes = 256 << 10
 
 // gemmPanelWidth is the number of columns of a packed panel of B for elements of T.
 func gemmPanelWidth[T Float]() int {
@@ -66,29 +75,41 @@ func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
 		p.data = make([]T, size)
 	}
 	p.k, p.n, p.nr, p.panels, p.data = k, n, nr, panels, p.data[:size]
-	if k == 0 {
-		return
-	}
-	for jp := range panels {
-		j0 := jp * nr
-		cols := min(nr, n-j0)
-		panel := p.data[jp*k*nr : (jp+1)*k*nr]
-		if cols < nr {
-			clear(panel)
-		}
-		if !transB {
-			for q := range k {
-				copy(panel[q*nr:q*nr+cols], b[q*ldb+j0:q*ldb+j0+cols])
+	kb := gemmBlockK[T]()
+	for p0 := 0; p0 < k; p0 += kb {
+		kc := min(kb, k-p0)
+		for jp := range panels {
+			j0 := jp * nr
+			cols := min(nr, n-j0)
+			panel := p.panel(p0, kc, jp)
+			if cols < nr {
+				clear(panel)
 			}
-			continue
-		}
-		for j := range cols {
-			row := b[(j0+j)*ldb : (j0+j)*ldb+k]
-			for q, v := range row {
-				panel[q*nr+j] = v
+			if !transB {
+				for q := range kc {
+					src := (p0+q)*ldb + j0
+					copy(panel[q*nr:q*nr+cols], b[src:src+cols])
+				}
+				continue
+			}
+			for j := range cols {
+				src := (j0+j)*ldb + p0
+				for q, v := range b[src : src+kc] {
+					panel[q*nr+j] = v
+				}
 			}
 		}
 	}
+}
+
+// panel is the block of steps [p0, p0+kc) of panel jp: kc rows of nr values. The k
+// blocks are stored one after the other, each holding the block of every panel in turn,
+// so that a group of panels' block is contiguous in memory: had every panel been stored
+// whole, the blocks of consecutive panels would lie k*nr elements apart, often a
+// multiple of 4 KiB, and evict each other from the caches.
+func (p *PackedB[T]) panel(p0, kc, jp int) []T {
+	base := p0*p.panels*p.nr + jp*kc*p.nr
+	return p.data[base : base+kc*p.nr]
 }
 
 // GemmPacked computes c = op(a)·p (or c += with accumulate) for op(a) [m, p.K()], on the
@@ -130,70 +151,106 @@ func gemmPanels[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], j0, 
 	size := unsafe.Sizeof(z)
 	mr := gemmAsmRows(activeISA, size)
 	if mr == 0 {
-		for p0 := 0; p0 < k; p0 += gemmBlockK {
-			kc := min(gemmBlockK, k-p0)
+		for p0 := 0; p0 < k; p0 += gemmBlockK[T]() {
+			kc := min(gemmBlockK[T](), k-p0)
 			for jp := j0; jp < j1; jp++ {
 				cols := min(nr, n-jp*nr)
-				panel := p.data[(jp*k+p0)*nr : (jp*k+p0+kc)*nr]
+				panel := p.panel(p0, kc, jp)
 				gemmTileGo(m, cols, kc, a, p0*cs, rs, cs, panel, nr, c, jp*nr, ldc, acc || p0 > 0)
 			}
 		}
 		return
 	}
 
-	var s *gemmScratch[T]
-	if m%mr != 0 || j1*nr > n { // some edge tiles
-		s, _ = gemmScratchPool.Get().(*gemmScratch[T])
-		if s == nil {
-			s = &gemmScratch[T]{}
-		}
-		if cap(s.a) < mr*gemmBlockK {
-			s.a = make([]T, mr*gemmBlockK)
-		}
-		if cap(s.c) < mr*nr {
-			s.c = make([]T, mr*nr)
-		}
-		defer gemmScratchPool.Put(s)
+	blockK := gemmBlockK[T]()
+	s, _ := gemmScratchPool.Get().(*gemmScratch[T])
+	if s == nil {
+		s = &gemmScratch[T]{}
 	}
-	for p0 := 0; p0 < k; p0 += gemmBlockK {
-		kc := min(gemmBlockK, k-p0)
-		blockAcc := acc || p0 > 0
-		for i0 := 0; i0 < m; i0 += mr {
-			rows := min(mr, m-i0)
-			// The tile's A: in place, or copied when fewer than mr rows are left.
-			ap, ars, acs := unsafe.Pointer(&a[i0*rs+p0*cs]), rs, cs
-			if rows < mr {
-				sa := s.a[:mr*kc]
-				for r := range rows {
-					src := (i0+r)*rs + p0*cs
-					for q := range kc {
-						sa[r*kc+q] = a[src+q*cs]
-					}
-				}
-				clear(sa[rows*kc:])
-				ap, ars, acs = unsafe.Pointer(&sa[0]), kc, 1
-			}
-			for jp := j0; jp < j1; jp++ {
-				col := jp * nr
-				cols := min(nr, n-col)
-				bp := unsafe.Pointer(&p.data[(jp*k+p0)*nr])
-				if rows == mr && cols == nr {
-					gemmAsmKernel(activeISA, size, kc, ap, ars, acs, bp, unsafe.Pointer(&c[i0*ldc+col]), ldc, blockAcc)
-					continue
-				}
-				sc := s.c[:mr*nr]
-				if blockAcc {
-					for r := range rows {
-						copy(sc[r*nr:r*nr+cols], c[(i0+r)*ldc+col:])
-					}
-				}
-				gemmAsmKernel(activeISA, size, kc, ap, ars, acs, bp, unsafe.Pointer(&sc[0]), nr, blockAcc)
-				for r := range rows {
-					copy(c[(i0+r)*ldc+col:(i0+r)*ldc+col+cols], sc[r*nr:r*nr+cols])
-				}
+	if cap(s.a) < mr*blockK {
+		s.a = make([]T, mr*blockK)
+	}
+	if cap(s.c) < mr*nr {
+		s.c = make([]T, mr*nr)
+	}
+	defer gemmScratchPool.Put(s)
+	// Rows are taken in blocks whose part of C fits in gemmBlockBytes, so that C stays in
+	// the L2 cache over the k blocks; panels in groups whose k block does.
+	group := max(1, gemmBlockBytes/(blockK*64))
+	width := min(j1*nr, n) - j0*nr
+	mc := max(mr, gemmBlockBytes/(width*int(size))/mr*mr)
+	for i0 := 0; i0 < m; i0 += mc {
+		rows := min(mc, m-i0)
+		ab, cb := a[i0*rs:], c[i0*ldc:]
+		for p0 := 0; p0 < k; p0 += blockK {
+			kc := min(blockK, k-p0)
+			blockAcc := acc || p0 > 0
+			for g0 := j0; g0 < j1; g0 += group {
+				g1 := min(g0+group, j1)
+				gemmRowTiles(rows, mr, kc, p0, ab, rs, cs, p, g0, g1, cb, ldc, blockAcc, s)
 			}
 		}
 	}
+}
+
+// gemmRowTiles runs the assembly micro-kernel over every row tile of A and every panel of
+// [j0, j1) for the k block [p0, p0+kc) (see gemmPanels); s is the scratch for edge tiles.
+func gemmRowTiles[T Float](m, mr, kc, p0 int, a []T, rs, cs int, p *PackedB[T], j0, j1 int, c []T, ldc int, blockAcc bool, s *gemmScratch[T]) {
+	n, nr := p.n, p.nr
+	size := unsafe.Sizeof(p.data[0])
+	// A tile is copied when it is run over several panels, or when its steps in memory are
+	// a multiple of 2 KiB apart (they would fall in the same few sets of the L1 cache and
+	// evict each other), and always when fewer than mr rows are left.
+	stride := max(rs, cs) * int(size)
+	copyAll := j1-j0 >= 4 || stride%2048 == 0
+	for i0 := 0; i0 < m; i0 += mr {
+		rows := min(mr, m-i0)
+		ap, ars, acs := unsafe.Pointer(&a[i0*rs+p0*cs]), rs, cs
+		if rows < mr || copyAll {
+			ars, acs = gemmCopyA(s.a, a, i0, rows, mr, p0, kc, rs, cs)
+			ap = unsafe.Pointer(&s.a[0])
+		}
+		for jp := j0; jp < j1; jp++ {
+			col := jp * nr
+			cols := min(nr, n-col)
+			bp := unsafe.Pointer(&p.panel(p0, kc, jp)[0])
+			if rows == mr && cols == nr {
+				gemmAsmKernel(activeISA, size, kc, ap, ars, acs, bp, unsafe.Pointer(&c[i0*ldc+col]), ldc, blockAcc)
+				continue
+			}
+			sc := s.c[:mr*nr]
+			if blockAcc {
+				for r := range rows {
+					copy(sc[r*nr:r*nr+cols], c[(i0+r)*ldc+col:])
+				}
+			}
+			gemmAsmKernel(activeISA, size, kc, ap, ars, acs, bp, unsafe.Pointer(&sc[0]), nr, blockAcc)
+			for r := range rows {
+				copy(c[(i0+r)*ldc+col:(i0+r)*ldc+col+cols], sc[r*nr:r*nr+cols])
+			}
+		}
+	}
+}
+
+// gemmCopyA copies rows [i0, i0+rows) and steps [p0, p0+kc) of A (element (r, q) at
+// a[r*rs + q*cs]) into dst, zero-padded to mr rows, and returns dst's rs and cs. Either rs
+// or cs is 1: contiguous runs of A are copied as they are.
+func gemmCopyA[T Float](dst, a []T, i0, rows, mr, p0, kc, rs, cs int) (int, int) {
+	dst = dst[:mr*kc]
+	if cs == 1 {
+		for r := range rows {
+			src := (i0+r)*rs + p0
+			copy(dst[r*kc:(r+1)*kc], a[src:src+kc])
+		}
+		clear(dst[rows*kc:])
+		return kc, 1
+	}
+	for q := range kc {
+		src := (p0+q)*cs + i0
+		copy(dst[q*mr:q*mr+rows], a[src:src+rows])
+		clear(dst[q*mr+rows : (q+1)*mr])
+	}
+	return 1, mr
 }
 
 // gemmTileGo computes c[:m, col:col+cols] (+)= A·B for a k block of kc steps in plain Go:

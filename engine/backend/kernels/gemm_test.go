@@ -225,3 +225,4 @@ func BenchmarkGemm(b *testing.B) {
 		}
 	}
 }
+
