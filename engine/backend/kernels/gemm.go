@@ -255,20 +255,30 @@ func gemmCopyA[T Float](dst, a []T, i0, rows, mr, p0, kc, rs, cs int) (int, int)
 
 // gemmTileGo computes c[:m, col:col+cols] (+)= A·B for a k block of kc steps in plain Go:
 // A's element (r, q) is a[aOff + r*rs + q*cs], B is a packed panel slice (kc rows of nr)
-// and c's element (r, j) is c[r*ldc + col + j]. Blocks of 4x4 of C are held in scalars.
+// and c's element (r, j) is c[r*ldc + col + j]; kc is at most 256. Blocks of 4x4 of C are
+// held in scalars, over four rows of A copied side by side.
 func gemmTileGo[T Float](m, cols, kc int, a []T, aOff, rs, cs int, b []T, nr int, c []T, col, ldc int, acc bool) {
+	// A's four rows, interleaved step by step: [kc][4].
+	var buf [4 * 256]T
+	at := buf[:4*kc]
 	i := 0
 	for ; i+4 <= m; i += 4 {
+		pa := aOff + i*rs
+		for q := range kc {
+			a4 := at[4*q : 4*q+4 : 4*q+4]
+			a4[0], a4[1], a4[2], a4[3] = a[pa], a[pa+rs], a[pa+2*rs], a[pa+3*rs]
+			pa += cs
+		}
 		j := 0
 		for ; j+4 <= cols; j += 4 {
 			var c00, c01, c02, c03, c10, c11, c12, c13 T
 			var c20, c21, c22, c23, c30, c31, c32, c33 T
-			pa := aOff + i*rs
+			bj := b[j:]
 			for q := range kc {
-				bq := b[q*nr+j : q*nr+j+4 : q*nr+j+4]
-				b0, b1, b2, b3 := bq[0], bq[1], bq[2], bq[3]
-				a0, a1, a2, a3 := a[pa], a[pa+rs], a[pa+2*rs], a[pa+3*rs]
-				pa += cs
+				a4 := at[4*q : 4*q+4 : 4*q+4]
+				b4 := bj[q*nr : q*nr+4 : q*nr+4]
+				a0, a1, a2, a3 := a4[0], a4[1], a4[2], a4[3]
+				b0, b1, b2, b3 := b4[0], b4[1], b4[2], b4[3]
 				c00 += a0 * b0
 				c01 += a0 * b1
 				c02 += a0 * b2
@@ -293,14 +303,13 @@ func gemmTileGo[T Float](m, cols, kc int, a []T, aOff, rs, cs int, b []T, nr int
 		}
 		for ; j < cols; j++ {
 			var c0, c1, c2, c3 T
-			pa := aOff + i*rs
 			for q := range kc {
+				a4 := at[4*q : 4*q+4 : 4*q+4]
 				bv := b[q*nr+j]
-				c0 += a[pa] * bv
-				c1 += a[pa+rs] * bv
-				c2 += a[pa+2*rs] * bv
-				c3 += a[pa+3*rs] * bv
-				pa += cs
+				c0 += a4[0] * bv
+				c1 += a4[1] * bv
+				c2 += a4[2] * bv
+				c3 += a4[3] * bv
 			}
 			for r, v := range [4]T{c0, c1, c2, c3} {
 				ci := (i+r)*ldc + col + j

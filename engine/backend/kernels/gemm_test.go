@@ -225,4 +225,3 @@ func BenchmarkGemm(b *testing.B) {
 		}
 	}
 }
-
