@@ -29,6 +29,22 @@
 	VMOVUPS C, (DI); \
 	ADDQ    SI, DI
 
+#define STEP_Z \
+	VMOVUPS (BX), Z0; \
+	FMA4_Z(AX, Z8, Z9, Z10, Z11); \
+	FMA4_Z(DX, Z12, Z13, Z14, Z15); \
+	FMA4_Z(R8, Z16, Z17, Z18, Z19); \
+	FMA4_Z(R11, Z20, Z21, Z22, Z23); \
+	FMA4_Z(R12, Z24, Z25, Z26, Z27); \
+	FMA4_Z(R13, Z28, Z29, Z30, Z31); \
+	ADDQ SI, AX; \
+	ADDQ SI, DX; \
+	ADDQ SI, R8; \
+	ADDQ SI, R11; \
+	ADDQ SI, R12; \
+	ADDQ SI, R13; \
+	ADDQ $64, BX
+
 // func gemmAVX512F32(k int, a unsafe.Pointer, rs, cs int, b, c unsafe.Pointer, ldc int, acc bool)
 TEXT ·gemmAVX512F32(SB), NOSPLIT, $0-57
 	MOVQ k+0(FP), CX
@@ -73,21 +89,25 @@ TEXT ·gemmAVX512F32(SB), NOSPLIT, $0-57
 	TESTQ CX, CX
 	JEQ   store
 
+	// With rs = 1 element (aᵀ read in place) the tile's rows lie side by side and each step
+	// is a new cache line or two, cs apart: fetch them 16 steps ahead.
+	CMPQ R9, $4
+	JNE  loop
+	MOVQ SI, DI
+	SHLQ $4, DI
+
+loopt:
+	PREFETCHT0 (AX)(DI*1)
+	PREFETCHT0 (R8)(DI*1)
+	PREFETCHT0 (R12)(DI*1)
+	PREFETCHT0 (R13)(DI*1)
+	STEP_Z
+	DECQ CX
+	JNE  loopt
+	JMP  store
+
 loop:
-	VMOVUPS (BX), Z0
-	FMA4_Z(AX, Z8, Z9, Z10, Z11)
-	FMA4_Z(DX, Z12, Z13, Z14, Z15)
-	FMA4_Z(R8, Z16, Z17, Z18, Z19)
-	FMA4_Z(R11, Z20, Z21, Z22, Z23)
-	FMA4_Z(R12, Z24, Z25, Z26, Z27)
-	FMA4_Z(R13, Z28, Z29, Z30, Z31)
-	ADDQ SI, AX
-	ADDQ SI, DX
-	ADDQ SI, R8
-	ADDQ SI, R11
-	ADDQ SI, R12
-	ADDQ SI, R13
-	ADDQ $64, BX
+	STEP_Z
 	DECQ CX
 	JNE  loop
 
@@ -266,6 +286,22 @@ overwrite:
 	VMOVUPD C, (DI); \
 	ADDQ    SI, DI
 
+#define STEP_ZD \
+	VMOVUPD (BX), Z0; \
+	FMA4_ZD(AX, Z8, Z9, Z10, Z11); \
+	FMA4_ZD(DX, Z12, Z13, Z14, Z15); \
+	FMA4_ZD(R8, Z16, Z17, Z18, Z19); \
+	FMA4_ZD(R11, Z20, Z21, Z22, Z23); \
+	FMA4_ZD(R12, Z24, Z25, Z26, Z27); \
+	FMA4_ZD(R13, Z28, Z29, Z30, Z31); \
+	ADDQ SI, AX; \
+	ADDQ SI, DX; \
+	ADDQ SI, R8; \
+	ADDQ SI, R11; \
+	ADDQ SI, R12; \
+	ADDQ SI, R13; \
+	ADDQ $64, BX
+
 // func gemmAVX512F64(k int, a unsafe.Pointer, rs, cs int, b, c unsafe.Pointer, ldc int, acc bool)
 TEXT ·gemmAVX512F64(SB), NOSPLIT, $0-57
 	MOVQ k+0(FP), CX
@@ -308,32 +344,36 @@ TEXT ·gemmAVX512F64(SB), NOSPLIT, $0-57
 	VPXORD Z31, Z31, Z31
 
 	TESTQ CX, CX
-	JEQ   stored
+	JEQ   store
 
-loopd:
-	VMOVUPD (BX), Z0
-	FMA4_ZD(AX, Z8, Z9, Z10, Z11)
-	FMA4_ZD(DX, Z12, Z13, Z14, Z15)
-	FMA4_ZD(R8, Z16, Z17, Z18, Z19)
-	FMA4_ZD(R11, Z20, Z21, Z22, Z23)
-	FMA4_ZD(R12, Z24, Z25, Z26, Z27)
-	FMA4_ZD(R13, Z28, Z29, Z30, Z31)
-	ADDQ SI, AX
-	ADDQ SI, DX
-	ADDQ SI, R8
-	ADDQ SI, R11
-	ADDQ SI, R12
-	ADDQ SI, R13
-	ADDQ $64, BX
+	// With rs = 1 element (aᵀ read in place) the tile's rows lie side by side and each step
+	// is a new cache line or two, cs apart: fetch them 16 steps ahead.
+	CMPQ R9, $8
+	JNE  loop
+	MOVQ SI, DI
+	SHLQ $4, DI
+
+loopt:
+	PREFETCHT0 (AX)(DI*1)
+	PREFETCHT0 (R8)(DI*1)
+	PREFETCHT0 (R12)(DI*1)
+	PREFETCHT0 (R13)(DI*1)
+	STEP_ZD
 	DECQ CX
-	JNE  loopd
+	JNE  loopt
+	JMP  store
 
-stored:
+loop:
+	STEP_ZD
+	DECQ CX
+	JNE  loop
+
+store:
 	MOVQ c+40(FP), DI
 	MOVQ ldc+48(FP), SI
 	SHLQ $3, SI
 	CMPB acc+56(FP), $0
-	JEQ  overwrited
+	JEQ  overwrite
 	ADDSTORE_ZD(Z8)
 	ADDSTORE_ZD(Z9)
 	ADDSTORE_ZD(Z10)
@@ -361,7 +401,7 @@ stored:
 	VZEROUPPER
 	RET
 
-overwrited:
+overwrite:
 	STORE_ZD(Z8)
 	STORE_ZD(Z9)
 	STORE_ZD(Z10)
@@ -438,9 +478,9 @@ TEXT ·gemmAVX2F64(SB), NOSPLIT, $0-57
 	VXORPD Y15, Y15, Y15
 
 	TESTQ CX, CX
-	JEQ   stored
+	JEQ   store
 
-loopd:
+loop:
 	VMOVUPD (BX), Y0
 	VMOVUPD 32(BX), Y1
 	FMA2_YD((AX), Y4, Y5)
@@ -453,14 +493,14 @@ loopd:
 	ADDQ SI, DX
 	ADDQ $64, BX
 	DECQ CX
-	JNE  loopd
+	JNE  loop
 
-stored:
+store:
 	MOVQ c+40(FP), DI
 	MOVQ ldc+48(FP), SI
 	SHLQ $3, SI
 	CMPB acc+56(FP), $0
-	JEQ  overwrited
+	JEQ  overwrite
 	ADDSTORE_YD(Y4, Y5)
 	ADDSTORE_YD(Y6, Y7)
 	ADDSTORE_YD(Y8, Y9)
@@ -470,7 +510,7 @@ stored:
 	VZEROUPPER
 	RET
 
-overwrited:
+overwrite:
 	STORE_YD(Y4, Y5)
 	STORE_YD(Y6, Y7)
 	STORE_YD(Y8, Y9)
