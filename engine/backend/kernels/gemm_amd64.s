@@ -195,6 +195,19 @@ overwrite:
 	VMOVUPS C1, 32(DI); \
 	ADDQ    SI, DI
 
+#define STEP_Y \
+	VMOVUPS (BX), Y0; \
+	VMOVUPS 32(BX), Y1; \
+	FMA2_Y((AX), Y4, Y5); \
+	FMA2_Y((AX)(R9*1), Y6, Y7); \
+	FMA2_Y((AX)(R9*2), Y8, Y9); \
+	FMA2_Y((AX)(R10*1), Y10, Y11); \
+	FMA2_Y((DX), Y12, Y13); \
+	FMA2_Y((DX)(R9*1), Y14, Y15); \
+	ADDQ SI, AX; \
+	ADDQ SI, DX; \
+	ADDQ $64, BX
+
 // func gemmAVX2F32(k int, a unsafe.Pointer, rs, cs int, b, c unsafe.Pointer, ldc int, acc bool)
 TEXT ·gemmAVX2F32(SB), NOSPLIT, $0-57
 	MOVQ k+0(FP), CX
@@ -223,18 +236,23 @@ TEXT ·gemmAVX2F32(SB), NOSPLIT, $0-57
 	TESTQ CX, CX
 	JEQ   store
 
+	// With rs = 1 element (aᵀ read in place) each step is a new cache line (or two), cs
+	// apart: fetch them 16 steps ahead.
+	CMPQ R9, $4
+	JNE  loop
+	MOVQ SI, DI
+	SHLQ $4, DI
+
+loopt:
+	PREFETCHT0 (AX)(DI*1)
+	PREFETCHT0 (DX)(DI*1)
+	STEP_Y
+	DECQ CX
+	JNE  loopt
+	JMP  store
+
 loop:
-	VMOVUPS (BX), Y0
-	VMOVUPS 32(BX), Y1
-	FMA2_Y((AX), Y4, Y5)
-	FMA2_Y((AX)(R9*1), Y6, Y7)
-	FMA2_Y((AX)(R9*2), Y8, Y9)
-	FMA2_Y((AX)(R10*1), Y10, Y11)
-	FMA2_Y((DX), Y12, Y13)
-	FMA2_Y((DX)(R9*1), Y14, Y15)
-	ADDQ SI, AX
-	ADDQ SI, DX
-	ADDQ $64, BX
+	STEP_Y
 	DECQ CX
 	JNE  loop
 
@@ -452,6 +470,19 @@ overwrite:
 	VMOVUPD C1, 32(DI); \
 	ADDQ    SI, DI
 
+#define STEP_YD \
+	VMOVUPD (BX), Y0; \
+	VMOVUPD 32(BX), Y1; \
+	FMA2_YD((AX), Y4, Y5); \
+	FMA2_YD((AX)(R9*1), Y6, Y7); \
+	FMA2_YD((AX)(R9*2), Y8, Y9); \
+	FMA2_YD((AX)(R10*1), Y10, Y11); \
+	FMA2_YD((DX), Y12, Y13); \
+	FMA2_YD((DX)(R9*1), Y14, Y15); \
+	ADDQ SI, AX; \
+	ADDQ SI, DX; \
+	ADDQ $64, BX
+
 // func gemmAVX2F64(k int, a unsafe.Pointer, rs, cs int, b, c unsafe.Pointer, ldc int, acc bool)
 TEXT ·gemmAVX2F64(SB), NOSPLIT, $0-57
 	MOVQ k+0(FP), CX
@@ -480,18 +511,23 @@ TEXT ·gemmAVX2F64(SB), NOSPLIT, $0-57
 	TESTQ CX, CX
 	JEQ   store
 
+	// With rs = 1 element (aᵀ read in place) each step is a new cache line (or two), cs
+	// apart: fetch them 16 steps ahead.
+	CMPQ R9, $8
+	JNE  loop
+	MOVQ SI, DI
+	SHLQ $4, DI
+
+loopt:
+	PREFETCHT0 (AX)(DI*1)
+	PREFETCHT0 (DX)(DI*1)
+	STEP_YD
+	DECQ CX
+	JNE  loopt
+	JMP  store
+
 loop:
-	VMOVUPD (BX), Y0
-	VMOVUPD 32(BX), Y1
-	FMA2_YD((AX), Y4, Y5)
-	FMA2_YD((AX)(R9*1), Y6, Y7)
-	FMA2_YD((AX)(R9*2), Y8, Y9)
-	FMA2_YD((AX)(R10*1), Y10, Y11)
-	FMA2_YD((DX), Y12, Y13)
-	FMA2_YD((DX)(R9*1), Y14, Y15)
-	ADDQ SI, AX
-	ADDQ SI, DX
-	ADDQ $64, BX
+	STEP_YD
 	DECQ CX
 	JNE  loop
 
