@@ -148,6 +148,44 @@ func TestGemmParallel(t *testing.T) {
 	})
 }
 
+// TestGemmBlocks runs shapes with several blocks of rows, of panels and of k in one
+// GemmPacked call.
+func TestGemmBlocks(t *testing.T) {
+	forEachISA(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(7, 8))
+		for _, transA := range []bool{false, true} {
+			checkGemm[float32](t, rng, transA, false, 130, 530, 200, 1, true, 1e-5)
+			checkGemm[float64](t, rng, transA, true, 130, 530, 200, 0, false, 1e-12)
+		}
+	})
+}
+
+// TestGemmPackedRowBlocks uses one PackedB for every block of rows, as a convolution does,
+// each block's a and c cut exactly at their needed length.
+func TestGemmPackedRowBlocks(t *testing.T) {
+	forEachISA(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(9, 10))
+		m, k, n, block := 101, 45, 37, 30
+		a := randSlice[float32](rng, m*k)
+		b := randSlice[float32](rng, n*k)
+		c := make([]float32, m*n)
+		want, scale := gemmRef(false, true, m, n, k, a, k, b, k, c, n, false)
+		p := PackB(true, k, n, b, k)
+		for i0 := 0; i0 < m; i0 += block {
+			rows := min(block, m-i0)
+			GemmPacked(false, rows, a[i0*k:(i0+rows)*k], k, p, c[i0*n:(i0+rows)*n], n, false)
+		}
+		for i, w := range want {
+			if math.Abs(float64(c[i])-w) > 1e-5*scale[i] {
+				t.Fatalf("c[%d] = %v, want %v", i, c[i], w)
+			}
+		}
+		if allocs := testing.AllocsPerRun(20, func() { GemmPacked(false, m, a, k, p, c, n, true) }); allocs >= 1 {
+			t.Errorf("GemmPacked allocates %v times a call", allocs)
+		}
+	})
+}
+
 // gemmNaive is the plain triple loop, the reference speed in BenchmarkGemm.
 func gemmNaive[T Float](m, n, k int, a []T, b []T, c []T) {
 	for i := range m {
