@@ -9,21 +9,29 @@ import (
 // Matrix products.
 //
 // Tiling. op(b) ([k, n]) is packed into panels of gemmPanelWidth columns (16 float32 or
-// 8 float64: one 64-byte row of a panel is one AVX-512 vector), each panel k rows deep and
-// stored row after row, the last panel padded with zeros. A is never packed: a
-// micro-kernel computes a tile of C of MR rows by one panel, holding the whole tile in
-// vector registers (AVX-512: 24 rows, 24 zmm accumulators; AVX2: 6 rows, two ymm a row)
-// and, for each step of k, loads one panel row and broadcasts one value of A a row into
-// fused multiply-adds. Because A's element (r, q) is addressed as a + r*rs + q*cs, the
-// same kernel reads a (rs = lda, cs = 1) and aᵀ (rs = 1, cs = lda) in place.
+// 8 float64: one 64-byte row of a panel is one AVX-512 vector), the last panel padded
+// with zeros. A micro-kernel (assembly, gemm_amd64.s) computes a tile of C of MR rows by
+// one panel, holding the whole tile in vector registers (AVX-512: 24 rows, 24 zmm
+// accumulators; AVX2: 6 rows, two ymm a row) and, for each step of k, loads one panel row
+// and broadcasts one value of A a row into fused multiply-adds. A's element (r, q) is
+// addressed as a + r*rs + q*cs, so the same kernel reads a (rs = lda, cs = 1) and aᵀ
+// (rs = 1, cs = lda) in place.
 //
-// k is cut into blocks of gemmBlockK steps so that the panels' part of the block stays
-// in cache while every row tile of A is run over it; blocks after the first add to C.
-// Tiles at the edges (fewer than MR rows left, or the last, narrower panel) go through a
-// small scratch tile: the rows of A are copied (zero-padded) and C is computed into a
-// full-size tile and copied back, so the assembly never reads or writes past a slice.
+// Blocking (gemmPanels). k is cut into blocks of gemmBlockK steps (512 bytes of a row of
+// A), and B is packed block by block, so that a row tile of A's block stays in the L1
+// cache while it is run over a group of panels whose block (up to gemmBlockBytes) stays
+// in L2; rows are taken in blocks whose part of C fits in gemmBlockBytes too, so that C
+// stays in L2 over the k blocks (blocks after the first add to C). A row tile is read in
+// place when it meets few panels, and otherwise copied into a small contiguous buffer
+// first: cheaper than reading it strided for every panel, and rows a multiple of 4 KiB
+// apart would evict each other from the cache.
 //
-// The plain-Go path uses the same panels with a 4x4 register tile of scalars.
+// Edges. Tiles with fewer than MR rows left have their rows of A copied (zero-padded);
+// tiles of the last, narrower panel (or short of rows) compute into a full-size scratch
+// tile that is then copied into C, so the assembly never reads or writes past a slice.
+//
+// The plain-Go path (gemmTileGo) uses the same panels with a 4x4 register tile of
+// scalars.
 
 // gemmBlockK is the depth of the k blocks: 128 float32 or 64 float64 (512 bytes), so that
 // a row tile of A (24 rows of it, 12 KiB) stays in the L1 cache, next to the panel block it
@@ -49,7 +57,7 @@ type PackedB[T Float] struct {
 	k, n   int
 	nr     int // panel width
 	panels int
-	data   []T // panels*k*nr values: panel after panel, each k rows of nr
+	data   []T // panels*k*nr values, k block after k block (see panel)
 }
 
 // K is the number of rows of op(b).
