@@ -1,0 +1,412 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Matrix products.
+//
+// Tiling. op(b) ([k, n]) is packed into panels of gemmPanelWidth columns (16 float32 or
+// 8 float64: one 64-byte row of a panel is one AVX-512 vector), the last panel padded
+// with zeros. A micro-kernel (assembly, gemm_amd64.s) computes a tile of C of MR rows by
+// one panel, holding the whole tile in vector registers (AVX-512: 24 rows, 24 zmm
+// accumulators; AVX2: 6 rows, two ymm a row) and, for each step of k, loads one panel row
+// and broadcasts one value of A a row into fused multiply-adds. A's element (r, q) is
+// addressed as a + r*rs + q*cs, so the same kernel reads a (rs = lda, cs = 1) and aᵀ
+// (rs = 1, cs = lda) in place.
+//
+// Blocking (gemmPanels). k is cut into blocks of gemmBlockK steps (512 bytes of a row of
+// A), and B is packed block by block, so that a row tile of A's block stays in the L1
+// cache while it is run over a group of panels whose block (up to gemmBlockBytes) stays
+// in L2; rows are taken in blocks whose part of C fits in gemmBlockBytes too, so that C
+// stays in L2 over the k blocks (blocks after the first add to C). A row tile is read in
+// place when it meets few panels, and otherwise copied into a small contiguous buffer
+// first: cheaper than reading it strided for every panel, and rows a multiple of 4 KiB
+// apart would evict each other from the cache.
+//
+// Edges. Tiles with fewer than MR rows left have their rows of A copied (zero-padded);
+// tiles of the last, narrower panel (or short of rows) compute into a full-size scratch
+// tile that is then copied into C, so the assembly never reads or writes past a slice.
+//
+// The plain-Go path (gemmTileGo) uses the same panels with a 4x4 register tile of
+// scalars.
+
+// gemmBlockK is the depth of the k blocks: 128 float32 or 64 float64 (512 bytes), so that
+// a row tile of A (24 rows of it, 12 KiB) stays in the L1 cache, next to the panel block it
+// is multiplied with, while it is run over the panels.
+func gemmBlockK[T Float]() int {
+	var z T
+	return 512 / int(unsafe.Sizeof(z))
+}
+
+// gemmBlockBytes bounds the size of the part of a k block of packed B (a group of panels)
+// that every row tile of A is run over, so that it stays in the L2 cache.
+const gemmBlockBytes = 256 << 10
+
+// gemmPanelWidth is the number of columns of a packed panel of B for elements of T.
+func gemmPanelWidth[T Float]() int {
+	var z T
+	return 64 / int(unsafe.Sizeof(z))
+}
+
+// PackedB is op(b) ([k, n]) packed once for many products with it (a convolution's
+// kernel used for every block of image patches). See GemmPacked.
+type PackedB[T Float] struct {
+	k, n   int
+	nr     int // panel width
+	panels int
+	data   []T // panels*k*nr values, k block after k block (see panel)
+}
+
+// K is the number of rows of op(b).
+func (p *PackedB[T]) K() int { return p.k }
+
+// N is the number of columns of op(b).
+func (p *PackedB[T]) N() int { return p.n }
+
+// PackB packs op(b) ([k, n]) for GemmPacked: b is [k, n], or [n, k] with transB, row-major
+// with leading dimension ldb.
+func PackB[T Float](transB bool, k, n int, b []T, ldb int) *PackedB[T] {
+	p := &PackedB[T]{}
+	p.pack(transB, k, n, b, ldb)
+	return p
+}
+
+// pack fills p with op(b), reusing p.data when it is large enough.
+func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
+	nr := gemmPanelWidth[T]()
+	panels := (n + nr - 1) / nr
+	size := panels * k * nr
+	if cap(p.data) < size {
+		p.data = make([]T, size)
+	}
+	p.k, p.n, p.nr, p.panels, p.data = k, n, nr, panels, p.data[:size]
+	kb := gemmBlockK[T]()
+	for p0 := 0; p0 < k; p0 += kb {
+		kc := min(kb, k-p0)
+		for jp := range panels {
+			j0 := jp * nr
+			cols := min(nr, n-j0)
+			panel := p.panel(p0, kc, jp)
+			if cols < nr {
+				clear(panel)
+			}
+			if !transB {
+				for q := range kc {
+					src := (p0+q)*ldb + j0
+					copy(panel[q*nr:q*nr+cols], b[src:src+cols])
+				}
+				continue
+			}
+			for j := range cols {
+				src := (j0+j)*ldb + p0
+				for q, v := range b[src : src+kc] {
+					panel[q*nr+j] = v
+				}
+			}
+		}
+	}
+}
+
+// panel is the block of steps [p0, p0+kc) of panel jp: kc rows of nr values. The k
+// blocks are stored one after the other, each holding the block of every panel in turn,
+// so that a group of panels' block is contiguous in memory: had every panel been stored
+// whole, the blocks of consecutive panels would lie k*nr elements apart, often a
+// multiple of 4 KiB, and evict each other from the caches.
+func (p *PackedB[T]) panel(p0, kc, jp int) []T {
+	base := p0*p.panels*p.nr + jp*kc*p.nr
+	return p.data[base : base+kc*p.nr]
+}
+
+// GemmPacked computes c = op(a)·p (or c += with accumulate) for op(a) [m, p.K()], on the
+// calling goroutine only (callers parallelise over blocks of rows themselves). op(a) is a
+// stored row-major [m, p.K()] with leading dimension lda, or with transA a stored
+// [p.K(), m]; c is [m, p.N()] with leading dimension ldc.
+func GemmPacked[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], c []T, ldc int, accumulate bool) {
+	gemmPanels(transA, m, a, lda, p, 0, p.panels, c, ldc, accumulate)
+}
+
+// gemmScratch holds the edge tiles of one gemmPanels call.
+type gemmScratch[T Float] struct {
+	a []T // MR rows of a k block of A, zero-padded
+	c []T // one MR x panel tile of C
+}
+
+var gemmScratchPool sync.Pool // *gemmScratch[T] for any T
+
+// gemmPanels computes the columns of panels [j0, j1) of c = op(a)·p (see GemmPacked).
+func gemmPanels[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], j0, j1 int, c []T, ldc int, acc bool) {
+	k, n, nr := p.k, p.n, p.nr
+	if m <= 0 || n <= 0 || j0 >= j1 {
+		return
+	}
+	if k == 0 {
+		if !acc {
+			lo, hi := j0*nr, min(j1*nr, n)
+			for i := range m {
+				clear(c[i*ldc+lo : i*ldc+hi])
+			}
+		}
+		return
+	}
+	rs, cs := lda, 1
+	if transA {
+		rs, cs = 1, lda
+	}
+	var z T
+	size := unsafe.Sizeof(z)
+	mr := gemmAsmRows(activeISA, size)
+	if mr == 0 {
+		for p0 := 0; p0 < k; p0 += gemmBlockK[T]() {
+			kc := min(gemmBlockK[T](), k-p0)
+			for jp := j0; jp < j1; jp++ {
+				cols := min(nr, n-jp*nr)
+				panel := p.panel(p0, kc, jp)
+				gemmTileGo(m, cols, kc, a, p0*cs, rs, cs, panel, nr, c, jp*nr, ldc, acc || p0 > 0)
+			}
+		}
+		return
+	}
+
+	blockK := gemmBlockK[T]()
+	s, _ := gemmScratchPool.Get().(*gemmScratch[T])
+	if s == nil {
+		s = &gemmScratch[T]{}
+	}
+	if cap(s.a) < mr*blockK {
+		s.a = make([]T, mr*blockK)
+	}
+	if cap(s.c) < mr*nr {
+		s.c = make([]T, mr*nr)
+	}
+	defer gemmScratchPool.Put(s)
+	// Rows are taken in blocks whose part of C fits in gemmBlockBytes, so that C stays in
+	// the L2 cache over the k blocks; panels in groups whose k block does.
+	group := max(1, gemmBlockBytes/(blockK*64))
+	width := min(j1*nr, n) - j0*nr
+	mc := max(mr, gemmBlockBytes/(width*int(size))/mr*mr)
+	for i0 := 0; i0 < m; i0 += mc {
+		rows := min(mc, m-i0)
+		ab, cb := a[i0*rs:], c[i0*ldc:]
+		for p0 := 0; p0 < k; p0 += blockK {
+			kc := min(blockK, k-p0)
+			blockAcc := acc || p0 > 0
+			for g0 := j0; g0 < j1; g0 += group {
+				g1 := min(g0+group, j1)
+				gemmRowTiles(rows, mr, kc, p0, ab, rs, cs, p, g0, g1, cb, ldc, blockAcc, s)
+			}
+		}
+	}
+}
+
+// gemmRowTiles runs the assembly micro-kernel over every row tile of A and every panel of
+// [j0, j1) for the k block [p0, p0+kc) (see gemmPanels); s is the scratch for edge tiles.
+func gemmRowTiles[T Float](m, mr, kc, p0 int, a []T, rs, cs int, p *PackedB[T], j0, j1 int, c []T, ldc int, blockAcc bool, s *gemmScratch[T]) {
+	n, nr := p.n, p.nr
+	size := unsafe.Sizeof(p.data[0])
+	// A tile is copied when it is run over several panels, or when its steps in memory are
+	// a multiple of 2 KiB apart (they would fall in the same few sets of the L1 cache and
+	// evict each other), and always when fewer than mr rows are left.
+	stride := max(rs, cs) * int(size)
+	copyAll := j1-j0 >= 4 || stride%2048 == 0
+	for i0 := 0; i0 < m; i0 += mr {
+		rows := min(mr, m-i0)
+		ap, ars, acs := unsafe.Pointer(&a[i0*rs+p0*cs]), rs, cs
+		if rows < mr || copyAll {
+			ars, acs = gemmCopyA(s.a, a, i0, rows, mr, p0, kc, rs, cs)
+			ap = unsafe.Pointer(&s.a[0])
+		}
+		for jp := j0; jp < j1; jp++ {
+			col := jp * nr
+			cols := min(nr, n-col)
+			bp := unsafe.Pointer(&p.panel(p0, kc, jp)[0])
+			if rows == mr && cols == nr {
+				gemmAsmKernel(activeISA, size, kc, ap, ars, acs, bp, unsafe.Pointer(&c[i0*ldc+col]), ldc, blockAcc)
+				continue
+			}
+			sc := s.c[:mr*nr]
+			if blockAcc {
+				for r := range rows {
+					copy(sc[r*nr:r*nr+cols], c[(i0+r)*ldc+col:])
+				}
+			}
+			gemmAsmKernel(activeISA, size, kc, ap, ars, acs, bp, unsafe.Pointer(&sc[0]), nr, blockAcc)
+			for r := range rows {
+				copy(c[(i0+r)*ldc+col:(i0+r)*ldc+col+cols], sc[r*nr:r*nr+cols])
+			}
+		}
+	}
+}
+
+// gemmCopyA copies rows [i0, i0+rows) and steps [p0, p0+kc) of A (element (r, q) at
+// a[r*rs + q*cs]) into dst, zero-padded to mr rows, and returns dst's rs and cs. Either rs
+// or cs is 1: contiguous runs of A are copied as they are.
+func gemmCopyA[T Float](dst, a []T, i0, rows, mr, p0, kc, rs, cs int) (int, int) {
+	dst = dst[:mr*kc]
+	if cs == 1 {
+		for r := range rows {
+			src := (i0+r)*rs + p0
+			copy(dst[r*kc:(r+1)*kc], a[src:src+kc])
+		}
+		clear(dst[rows*kc:])
+		return kc, 1
+	}
+	for q := range kc {
+		src := (p0+q)*cs + i0
+		copy(dst[q*mr:q*mr+rows], a[src:src+rows])
+		clear(dst[q*mr+rows : (q+1)*mr])
+	}
+	return 1, mr
+}
+
+// gemmTileGo computes c[:m, col:col+cols] (+)= A·B for a k block of kc steps in plain Go:
+// A's element (r, q) is a[aOff + r*rs + q*cs], B is a packed panel slice (kc rows of nr)
+// and c's element (r, j) is c[r*ldc + col + j]; kc is at most 256. Blocks of 4x4 of C are
+// held in scalars, over four rows of A copied side by side.
+func gemmTileGo[T Float](m, cols, kc int, a []T, aOff, rs, cs int, b []T, nr int, c []T, col, ldc int, acc bool) {
+	// A's four rows, interleaved step by step: [kc][4].
+	var buf [4 * 256]T
+	at := buf[:4*kc]
+	i := 0
+	for ; i+4 <= m; i += 4 {
+		pa := aOff + i*rs
+		for q := range kc {
+			a4 := at[4*q : 4*q+4 : 4*q+4]
+			a4[0], a4[1], a4[2], a4[3] = a[pa], a[pa+rs], a[pa+2*rs], a[pa+3*rs]
+			pa += cs
+		}
+		j := 0
+		for ; j+4 <= cols; j += 4 {
+			var c00, c01, c02, c03, c10, c11, c12, c13 T
+			var c20, c21, c22, c23, c30, c31, c32, c33 T
+			bj := b[j:]
+			for q := range kc {
+				a4 := at[4*q : 4*q+4 : 4*q+4]
+				b4 := bj[q*nr : q*nr+4 : q*nr+4]
+				a0, a1, a2, a3 := a4[0], a4[1], a4[2], a4[3]
+				b0, b1, b2, b3 := b4[0], b4[1], b4[2], b4[3]
+				c00 += a0 * b0
+				c01 += a0 * b1
+				c02 += a0 * b2
+				c03 += a0 * b3
+				c10 += a1 * b0
+				c11 += a1 * b1
+				c12 += a1 * b2
+				c13 += a1 * b3
+				c20 += a2 * b0
+				c21 += a2 * b1
+				c22 += a2 * b2
+				c23 += a2 * b3
+				c30 += a3 * b0
+				c31 += a3 * b1
+				c32 += a3 * b2
+				c33 += a3 * b3
+			}
+			gemmStore4(c[i*ldc+col+j:], acc, c00, c01, c02, c03)
+			gemmStore4(c[(i+1)*ldc+col+j:], acc, c10, c11, c12, c13)
+			gemmStore4(c[(i+2)*ldc+col+j:], acc, c20, c21, c22, c23)
+			gemmStore4(c[(i+3)*ldc+col+j:], acc, c30, c31, c32, c33)
+		}
+		for ; j < cols; j++ {
+			var c0, c1, c2, c3 T
+			for q := range kc {
+				a4 := at[4*q : 4*q+4 : 4*q+4]
+				bv := b[q*nr+j]
+				c0 += a4[0] * bv
+				c1 += a4[1] * bv
+				c2 += a4[2] * bv
+				c3 += a4[3] * bv
+			}
+			for r, v := range [4]T{c0, c1, c2, c3} {
+				ci := (i+r)*ldc + col + j
+				if acc {
+					v += c[ci]
+				}
+				c[ci] = v
+			}
+		}
+	}
+	for ; i < m; i++ {
+		for j := range cols {
+			var sum T
+			pa := aOff + i*rs
+			for q := range kc {
+				sum += a[pa] * b[q*nr+j]
+				pa += cs
+			}
+			ci := i*ldc + col + j
+			if acc {
+				sum += c[ci]
+			}
+			c[ci] = sum
+		}
+	}
+}
+
+// gemmStore4 stores (or adds, with acc) four values at the start of c.
+func gemmStore4[T Float](c []T, acc bool, v0, v1, v2, v3 T) {
+	c = c[:4]
+	if acc {
+		v0 += c[0]
+		v1 += c[1]
+		v2 += c[2]
+		v3 += c[3]
+	}
+	c[0], c[1], c[2], c[3] = v0, v1, v2, v3
+}
+
+// gemmPackPool recycles Gemm's packed B (*PackedB[T] for any T).
+var gemmPackPool sync.Pool
+
+// gemmMinFlops is the least work worth a goroutine.
+const gemmMinFlops = 1 << 18
+
+// Gemm computes c = op(a)·op(b), or c += op(a)·op(b) when accumulate. op(a) is [m, k],
+// op(b) is [k, n], c is [m, n]; all row-major with leading dimensions lda, ldb, ldc. With
+// transA, a is stored as [k, m] (so op(a) = aᵀ); with transB, b is stored as [n, k]. It
+// splits the work over the CPUs (parallelFor): over blocks of rows of c, or over panels
+// of columns when there are too few rows to keep every CPU busy.
+func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb int, c []T, ldc int, accumulate bool) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if k <= 0 {
+		if !accumulate {
+			for i := range m {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	p, _ := gemmPackPool.Get().(*PackedB[T])
+	if p == nil {
+		p = &PackedB[T]{}
+	}
+	defer gemmPackPool.Put(p)
+	p.pack(transB, k, n, b, ldb)
+
+	var z T
+	mr := max(gemmAsmRows(activeISA, unsafe.Sizeof(z)), 4)
+	tiles := (m + mr - 1) / mr
+	tileFlops := 2 * mr * n * k
+	grain := max(1, gemmMinFlops/tileFlops)
+	workers := runtime.GOMAXPROCS(0)
+	if tiles < 2*workers && p.panels >= 2*tiles {
+		// Few rows, many columns: split the panels.
+		grain := max(1, gemmMinFlops/(2*m*p.nr*k))
+		parallelFor(p.panels, grain, func(lo, hi int) {
+			gemmPanels(transA, m, a, lda, p, lo, hi, c, ldc, accumulate)
+		})
+		return
+	}
+	parallelFor(tiles, grain, func(lo, hi int) {
+		i0, i1 := lo*mr, min(hi*mr, m)
+		aOff := i0 * lda
+		if transA {
+			aOff = i0
+		}
+		gemmPanels(transA, i1-i0, a[aOff:], lda, p, 0, p.panels, c[i0*ldc:], ldc, accumulate)
+	})
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package kernels
+
+// gemmRace: the race detector is off.
+const gemmRace = false
