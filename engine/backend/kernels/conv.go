@@ -222,8 +222,16 @@ func gatherPatchesRow[T Float](s ConvShape, cols []T, ih int, dxRow []T) {
 // addTo adds src into dst element-wise (len(dst) == len(src)).
 func addTo[T Float](dst, src []T) {
 	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] += v
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		d, s := dst[i:i+4:i+4], src[i:i+4:i+4]
+		d[0] += s[0]
+		d[1] += s[1]
+		d[2] += s[2]
+		d[3] += s[3]
+	}
+	for ; i < len(dst); i++ {
+		dst[i] += src[i]
 	}
 }
 
@@ -262,11 +270,19 @@ func ConvForward[T Float](s ConvShape, x, k, y []T) {
 // overwriting dx [N, H, W, C]. With kernelFlipped, k holds the kernel reversed in both
 // spatial axes, k'[a, b, c, o] = k[KH-1-a, KW-1-b, c, o], as autodiff hands it.
 //
-// The patch-matrix gradient dcols = dy·kᵀ is computed block by block and added into dx
-// (col2im). The CPUs share out the images, whose dx are disjoint; with fewer images than
-// CPUs they instead share each image's rows, and then its input rows for the col2im.
+// With stride 1 (and padding no larger than the dilated kernel), the gradient is itself a
+// convolution, run by ConvForward: see transposed. Otherwise the patch-matrix gradient
+// dcols = dy·kᵀ is computed block by block and added into dx (col2im). The CPUs share out
+// the images, whose dx are disjoint; with fewer images than CPUs they instead share each
+// image's rows, and then its input rows for the col2im.
 func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []T) {
 	s.mustFit("ConvBackwardData", len(dx), len(k), len(dy))
+	if !s.pointwise() {
+		if t, ok := s.transposed(); ok {
+			ConvForward(t, dy, transposedKernel(s, k, kernelFlipped), dx)
+			return
+		}
+	}
 	oh, ow := s.OutH(), s.OutW()
 	m, kdim := s.N*oh*ow, s.KH*s.KW*s.C
 	if kernelFlipped {
@@ -331,6 +347,54 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 			}
 		})
 	}
+}
+
+// transposed returns, for a stride-1 convolution s, the convolution t that computes s's
+// input gradient from its output gradient: dx = t(dy) with t's kernel from
+// transposedKernel. Writing a' = KH-1-a,
+//
+//	dx[n, ih, iw, c] = Σ dy[n, ih + a'*DilH - PT', iw + b'*DilW - PL', o] · k[KH-1-a', KW-1-b', c, o]
+//
+// with PT' = (KH-1)*DilH - PadTop, PL' likewise, and end paddings that make t's output
+// H x W. ok is false unless the strides are 1 and PT', PL' are not negative.
+func (s ConvShape) transposed() (t ConvShape, ok bool) {
+	if s.StrideH != 1 || s.StrideW != 1 {
+		return ConvShape{}, false
+	}
+	oh, ow := s.OutH(), s.OutW()
+	spanH, spanW := (s.KH-1)*s.DilH, (s.KW-1)*s.DilW
+	t = ConvShape{
+		N: s.N, H: oh, W: ow, C: s.O,
+		KH: s.KH, KW: s.KW, O: s.C,
+		StrideH: 1, StrideW: 1, DilH: s.DilH, DilW: s.DilW,
+		PadTop: spanH - s.PadTop, PadLeft: spanW - s.PadLeft,
+	}
+	t.PadBottom = s.H - oh - t.PadTop + spanH
+	t.PadRight = s.W - ow - t.PadLeft + spanW
+	return t, t.PadTop >= 0 && t.PadLeft >= 0
+}
+
+// transposedKernel returns the kernel [KH, KW, O, C] of s.transposed(): k reversed in both
+// spatial axes (unless it already is: flipped) with each tap's [C, O] matrix transposed.
+func transposedKernel[T Float](s ConvShape, k []T, flipped bool) []T {
+	tap := s.C * s.O
+	out := make([]T, s.KH*s.KW*tap)
+	for a := 0; a < s.KH; a++ {
+		for b := 0; b < s.KW; b++ {
+			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap
+			if flipped {
+				src = (a*s.KW + b) * tap
+			}
+			from := k[src : src+tap]
+			to := out[(a*s.KW+b)*tap : (a*s.KW+b+1)*tap]
+			for c := 0; c < s.C; c++ {
+				for o, v := range from[c*s.O : (c+1)*s.O] {
+					to[o*s.C+c] = v
+				}
+			}
+		}
+	}
+	return out
 }
 
 // unflipKernel returns the kernel k [KH, KW, C, O] given the spatially reversed kernel

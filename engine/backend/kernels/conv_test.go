@@ -334,29 +334,31 @@ var convBenchShapes = []struct {
 // kernels on layers of the networks the kernels serve.
 func BenchmarkConv(b *testing.B) {
 	for _, bs := range convBenchShapes {
-		s := bs.s
-		r := rand.New(rand.NewPCG(7, 8))
-		x := randSlice[float32](r, s.N*s.H*s.W*s.C)
-		k := randSlice[float32](r, s.KH*s.KW*s.C*s.O)
-		y := randSlice[float32](r, s.N*s.OutH()*s.OutW()*s.O)
-		dy := randSlice[float32](r, len(y))
-		dx := make([]float32, len(x))
-		dk := make([]float32, len(k))
-		flops := 2 * float64(s.N*s.OutH()*s.OutW()) * float64(s.KH*s.KW*s.C*s.O)
-		for _, op := range []struct {
-			name string
-			run  func()
-		}{
-			{"forward", func() { ConvForward(s, x, k, y) }},
-			{"data", func() { ConvBackwardData(s, dy, k, true, dx) }},
-			{"filter", func() { ConvBackwardFilter(s, x, dy, dk) }},
-		} {
-			b.Run(bs.name+"/"+op.name, func(b *testing.B) {
-				for b.Loop() {
-					op.run()
-				}
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
-		}
+		b.Run(bs.name, func(b *testing.B) {
+			s := bs.s
+			r := rand.New(rand.NewPCG(7, 8))
+			x := randSlice[float32](r, s.N*s.H*s.W*s.C)
+			k := randSlice[float32](r, s.KH*s.KW*s.C*s.O)
+			dy := randSlice[float32](r, s.N*s.OutH()*s.OutW()*s.O)
+			y := make([]float32, len(dy))
+			dx := make([]float32, len(x))
+			dk := make([]float32, len(k))
+			flops := 2 * float64(s.N*s.OutH()*s.OutW()) * float64(s.KH*s.KW*s.C*s.O)
+			for _, op := range []struct {
+				name string
+				run  func()
+			}{
+				{"forward", func() { ConvForward(s, x, k, y) }},
+				{"data", func() { ConvBackwardData(s, dy, k, true, dx) }},
+				{"filter", func() { ConvBackwardFilter(s, x, dy, dk) }},
+			} {
+				b.Run(op.name, func(b *testing.B) {
+					for b.Loop() {
+						op.run()
+					}
+					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		})
 	}
 }
