@@ -111,6 +111,32 @@ func convBlockRows[T Float](kdim, m int) int {
 	return max(min(rows, m), 1)
 }
 
+// convBuffers32 and convBuffers64 recycle the convolutions' scratch buffers (blocks of
+// patch rows, partial kernel gradients), as *[]float32 and *[]float64: fresh memory costs
+// more than packing into it.
+var convBuffers32, convBuffers64 sync.Pool
+
+func convBuffers[T Float]() *sync.Pool {
+	var zero T
+	if unsafe.Sizeof(zero) == 4 {
+		return &convBuffers32
+	}
+	return &convBuffers64
+}
+
+// getConvBuffer returns a buffer of n elements, of any content, for putConvBuffer to
+// recycle.
+func getConvBuffer[T Float](n int) *[]T {
+	if p, ok := convBuffers[T]().Get().(*[]T); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	} // a buffer too small (or of a named element type) is dropped
+	b := make([]T, n)
+	return &b
+}
+
+func putConvBuffer[T Float](p *[]T) { convBuffers[T]().Put(p) }
+
 // patchCursor walks output positions (n, i, j) in row-major order, the rows of the patch
 // matrix.
 type patchCursor struct {
@@ -249,7 +275,9 @@ func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	parallelFor(blocks, 1, func(lo, hi int) {
 		var cols []T
 		if !pointwise {
-			cols = make([]T, rows*kdim)
+			buf := getConvBuffer[T](rows * kdim)
+			defer putConvBuffer(buf)
+			cols = *buf
 		}
 		for b := lo; b < hi; b++ {
 			r0 := b * rows
@@ -312,7 +340,9 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 		// One run of whole images per CPU: block by block, dcols then col2im.
 		parallelFor(s.N, 1, func(lo, hi int) {
 			clear(dx[lo*img : hi*img])
-			cols := make([]T, rows*kdim)
+			buf := getConvBuffer[T](rows * kdim)
+			defer putConvBuffer(buf)
+			cols := *buf
 			last := hi * oh * ow
 			for r0 := lo * oh * ow; r0 < last; r0 += rows {
 				nr := min(rows, last-r0)
@@ -327,7 +357,9 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	// rows for the col2im.
 	imgRows := oh * ow
 	rows = convBlockRows[T](kdim, imgRows)
-	cols := make([]T, imgRows*kdim)
+	buf := getConvBuffer[T](imgRows * kdim)
+	defer putConvBuffer(buf)
+	cols := *buf
 	rowLen := s.W * s.C
 	for n := 0; n < s.N; n++ {
 		blocks := (imgRows + rows - 1) / rows
@@ -426,15 +458,19 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	dk = dk[:kdim*s.O]
 
 	var mu sync.Mutex
-	var partials [][]T
+	var partials []*[]T
 	parallelFor(blocks, 1, func(lo, hi int) {
 		acc := dk // the first worker's partial is dk itself
+		var partial *[]T
 		if lo != 0 {
-			acc = make([]T, len(dk))
+			partial = getConvBuffer[T](len(dk))
+			acc = *partial
 		}
 		var cols []T
 		if !pointwise {
-			cols = make([]T, rows*kdim)
+			buf := getConvBuffer[T](rows * kdim)
+			defer putConvBuffer(buf)
+			cols = *buf
 		}
 		for b := lo; b < hi; b++ {
 			r0 := b * rows
@@ -449,13 +485,14 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 			pdy := PackB(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
 			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, b != lo)
 		}
-		if lo != 0 {
+		if partial != nil {
 			mu.Lock()
-			partials = append(partials, acc)
+			partials = append(partials, partial)
 			mu.Unlock()
 		}
 	})
 	for _, p := range partials {
-		addTo(dk, p)
+		addTo(dk, *p)
+		putConvBuffer(p)
 	}
 }
