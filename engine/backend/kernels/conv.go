@@ -98,17 +98,25 @@ func (s ConvShape) pointwise() bool {
 // should stay in L2 while the GEMM runs over it.
 const convBlockBytes = 512 << 10
 
-// convBlockRows is the number of patch rows (output positions) per block for patch rows of
-// kdim elements and m rows in all: about convBlockBytes of them, between 64 and 256 rows,
-// and fewer when that would leave a CPU without a block.
-func convBlockRows[T Float](kdim, m int) int {
+// convRowTile is the granule of block heights: a multiple of the GEMM's row tiles (24 rows
+// with AVX-512, 6 with AVX2), so that only a matrix's last block has a partial tile.
+const convRowTile = 24
+
+// convBlocks splits m patch rows (output positions) of kdim elements into blocks for the
+// CPUs: about convBlockBytes a block, 48 to 240 rows, a multiple of convRowTile where there
+// are enough rows, and a number of blocks that the CPUs share evenly.
+func convBlocks[T Float](kdim, m int) (rows, blocks int) {
 	var zero T
-	rows := convBlockBytes / (kdim * int(unsafe.Sizeof(zero)))
-	rows = min(max(rows, 64), 256)
-	if per := (m + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0); rows > per {
-		rows = (per + 7) &^ 7 // a multiple of 8 suits the GEMM's row tiles
+	rows = convBlockBytes / (kdim * int(unsafe.Sizeof(zero)))
+	rows = min(max(rows, 2*convRowTile), 10*convRowTile) / convRowTile * convRowTile
+	workers := runtime.GOMAXPROCS(0)
+	blocks = (m + rows - 1) / rows
+	blocks = (blocks + workers - 1) / workers * workers
+	rows = (m + blocks - 1) / blocks
+	if rows > convRowTile {
+		rows = (rows + convRowTile - 1) / convRowTile * convRowTile
 	}
-	return max(min(rows, m), 1)
+	return rows, (m + rows - 1) / rows
 }
 
 // convBuffers32 and convBuffers64 recycle the convolutions' scratch buffers (blocks of
@@ -269,8 +277,7 @@ func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	s.mustFit("ConvForward", len(x), len(k), len(y))
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	pk := PackB(false, kdim, s.O, k, s.O)
-	rows := convBlockRows[T](kdim, m)
-	blocks := (m + rows - 1) / rows
+	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
 	parallelFor(blocks, 1, func(lo, hi int) {
 		var cols []T
@@ -318,13 +325,12 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	}
 	// kᵀ [O, KH*KW*C]: the kernel, stored [KH*KW*C, O], transposed.
 	pkt := PackB(true, s.O, kdim, k, s.O)
-	rows := convBlockRows[T](kdim, m)
+	rows, blocks := convBlocks[T](kdim, m)
 	dcolsBlock := func(r0, nr int, dst []T) {
 		GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, dst, kdim, false)
 	}
 
 	if s.pointwise() {
-		blocks := (m + rows - 1) / rows
 		parallelFor(blocks, 1, func(lo, hi int) {
 			for b := lo; b < hi; b++ {
 				r0 := b * rows
@@ -356,13 +362,12 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	// Fewer images than CPUs: per image, the CPUs share the rows of dcols, then its input
 	// rows for the col2im.
 	imgRows := oh * ow
-	rows = convBlockRows[T](kdim, imgRows)
+	rows, blocks = convBlocks[T](kdim, imgRows)
 	buf := getConvBuffer[T](imgRows * kdim)
 	defer putConvBuffer(buf)
 	cols := *buf
 	rowLen := s.W * s.C
 	for n := 0; n < s.N; n++ {
-		blocks := (imgRows + rows - 1) / rows
 		parallelFor(blocks, 1, func(lo, hi int) {
 			for b := lo; b < hi; b++ {
 				r0 := b * rows
@@ -452,8 +457,7 @@ func unflipKernel[T Float](s ConvShape, flipped []T) []T {
 func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	s.mustFit("ConvBackwardFilter", len(x), len(dk), len(dy))
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
-	rows := convBlockRows[T](kdim, m)
-	blocks := (m + rows - 1) / rows
+	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
 	dk = dk[:kdim*s.O]
 
