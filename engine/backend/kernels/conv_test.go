@@ -126,6 +126,9 @@ func convTestShapes(r *rand.Rand, random int) []ConvShape {
 		{N: 1, H: 11, W: 10, C: 5, KH: 3, KW: 3, O: 3, StrideH: 1, StrideW: 2, DilH: 2, DilW: 2, PadTop: 2, PadBottom: 0, PadLeft: 1, PadRight: 3},
 		{N: 3, H: 5, W: 8, C: 17, KH: 1, KW: 3, O: 2, StrideH: 1, StrideW: 3, DilH: 1, DilW: 2, PadLeft: 2, PadRight: -1},
 		{N: 2, H: 7, W: 6, C: 1, KH: 2, KW: 3, O: 3, StrideH: 3, StrideW: 1, DilH: 2, DilW: 1, PadTop: 3, PadBottom: -2, PadLeft: 0, PadRight: 2},
+		// Stride 1 with padding wider than the kernel: not a transposed forward convolution.
+		{N: 1, H: 4, W: 5, C: 3, KH: 1, KW: 1, O: 5, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 2, PadBottom: 1, PadLeft: 0, PadRight: 2},
+		{N: 4, H: 6, W: 5, C: 5, KH: 3, KW: 3, O: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 3, PadBottom: 0, PadLeft: 1, PadRight: 3},
 		// Large enough for several full blocks of rows per CPU.
 		{N: 2, H: 20, W: 19, C: 17, KH: 3, KW: 3, O: 33, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
 		{N: 3, H: 31, W: 29, C: 5, KH: 3, KW: 3, O: 17, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 0, PadLeft: 1, PadRight: 0},
