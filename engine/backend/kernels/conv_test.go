@@ -53,14 +53,6 @@ func refConv[T Float](s ConvShape, x, k, dy []T) (y, yAbs, dx, dxAbs, dk, dkAbs 
 	return
 }
 
-func randSlice[T Float](r *rand.Rand, n int) []T {
-	out := make([]T, n)
-	for i := range out {
-		out[i] = T(r.Float64()*2 - 1)
-	}
-	return out
-}
-
 func nanSlice[T Float](n int) []T {
 	out := make([]T, n)
 	for i := range out {
@@ -83,9 +75,9 @@ func flipKernel[T Float](s ConvShape, k []T) []T {
 	return out
 }
 
-// checkClose fails t unless got matches want to a tolerance relative to the sum of the
+// checkConvClose fails t unless got matches want to a tolerance relative to the sum of the
 // absolute values of the terms (scale).
-func checkClose[T Float](t *testing.T, what string, got []T, want, scale []float64) {
+func checkConvClose[T Float](t *testing.T, what string, got []T, want, scale []float64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d elements, want %d", what, len(got), len(want))
@@ -171,19 +163,19 @@ func testConvAgainstReference[T Float](t *testing.T) {
 
 		gotY := nanSlice[T](len(dy))
 		ConvForward(s, x, k, gotY)
-		checkClose(t, s.String()+" forward", gotY, y, yAbs)
+		checkConvClose(t, s.String()+" forward", gotY, y, yAbs)
 
 		gotDx := nanSlice[T](len(x))
 		ConvBackwardData(s, dy, k, false, gotDx)
-		checkClose(t, s.String()+" backward data", gotDx, dx, dxAbs)
+		checkConvClose(t, s.String()+" backward data", gotDx, dx, dxAbs)
 
 		gotDxFlipped := nanSlice[T](len(x))
 		ConvBackwardData(s, dy, flipKernel(s, k), true, gotDxFlipped)
-		checkClose(t, s.String()+" backward data, flipped kernel", gotDxFlipped, dx, dxAbs)
+		checkConvClose(t, s.String()+" backward data, flipped kernel", gotDxFlipped, dx, dxAbs)
 
 		gotDk := nanSlice[T](len(k))
 		ConvBackwardFilter(s, x, dy, gotDk)
-		checkClose(t, s.String()+" backward filter", gotDk, dk, dkAbs)
+		checkConvClose(t, s.String()+" backward filter", gotDk, dk, dkAbs)
 	}
 }
 

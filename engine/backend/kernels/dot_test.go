@@ -7,15 +7,6 @@ import (
 	"testing"
 )
 
-// randSlice returns n values uniform in [-1, 1).
-func randSlice[T Float](rng *rand.Rand, n int) []T {
-	s := make([]T, n)
-	for i := range s {
-		s[i] = T(2*rng.Float64() - 1)
-	}
-	return s
-}
-
 // tolFor is the relative tolerance the tests allow for T: about 1e-5 for float32 and 1e-10
 // for float64.
 func tolFor[T Float]() float64 {

@@ -38,15 +38,6 @@ func gemmRef[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, l
 	return want, scale
 }
 
-// randSlice is n random values in [-1, 1).
-func randSlice[T Float](rng *rand.Rand, n int) []T {
-	s := make([]T, n)
-	for i := range s {
-		s[i] = T(2*rng.Float64() - 1)
-	}
-	return s
-}
-
 // matrixLen is the exact length of a row-major matrix of rows x cols with leading
 // dimension ld: nothing past its last element.
 func matrixLen(rows, cols, ld int) int {
