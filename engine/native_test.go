@@ -20,13 +20,13 @@ import (
 // TestNativeKernelsMatchPureGo runs the same NPID train steps on the CPU engine with its
 // native kernels (backend "go") and without them ("go:kernels=off": GoMLX's pure-Go backend
 // and goselfsup's lowerings alone), from the same weights, batches and negatives, and
-// compares the losses and every variable afterwards (weights, momentum buffers, batch-norm
-// statistics, the memory bank). The two sum in different orders, so they agree to float32
-// rounding, amplified a little by each step, and to about 1e-12 in float64: a bug in a
-// kernel shows up as a difference far larger. (The batches are chosen well conditioned: with
-// four images per batch, some batches put a ReLU input or a batch variance within float32
-// rounding of its threshold, and the float32 gradients then part by about 1% within three
-// steps while the float64 ones still agree to 1e-10.)
+// compares the losses and every variable (weights, momentum buffers, batch-norm statistics,
+// the memory bank): after one step in float32, after one and three in float64. The two sum
+// in different orders, so they agree to float32 rounding after one step and to about 1e-12
+// in float64; a bug in a kernel shows up as a difference far larger. Later float32 steps are
+// not compared: on some batches (seen here with 4 and 8 images) an activation within float32
+// rounding of a ReLU threshold goes either way, the sharp softmax (T = 0.07) amplifies it, and
+// the losses part by 0.3% at step three while the float64 runs still agree to 1e-10.
 func TestNativeKernelsMatchPureGo(t *testing.T) {
 	for _, arch := range []struct {
 		name     string
@@ -39,19 +39,23 @@ func TestNativeKernelsMatchPureGo(t *testing.T) {
 	} {
 		for _, prec := range []struct {
 			dtype    string
+			steps    int
 			loss     float64 // relative difference of the losses
 			variable float64 // relative L2 difference of each variable
-		}{{"float32", 1e-4, 1e-3}, {"float64", 1e-10, 1e-9}} {
+		}{{"float32", 1, 1e-5, 1e-4}, {"float64", 3, 1e-10, 1e-9}} {
 			t.Run(arch.name+" "+prec.dtype, func(t *testing.T) {
-				const steps = 3
 				on := newNativeRunner(t, "go", arch.backbone, arch.size, prec.dtype)
 				off := newNativeRunner(t, "go:kernels=off", arch.backbone, arch.size, prec.dtype)
+				steps := prec.steps
 				for s := range steps {
-					images, idx, negs := nativeBatch(rand.New(rand.NewPCG(uint64(s), 4)), arch.size)
+					images, idx, negs := nativeBatch(rand.New(rand.NewPCG(uint64(s), 5)), arch.size)
 					a := on.step(images, idx, negs)
 					b := off.step(images, idx, negs)
 					if math.Abs(a-b) > prec.loss*math.Abs(b) {
 						t.Errorf("step %d: loss %.12g with native kernels, %.12g without", s+1, a, b)
+					}
+					if s == 0 || s == steps-1 {
+						compareVariables(t, on.r, off.r, prec.variable, s+1)
 					}
 				}
 				kinds := map[string]bool{}
@@ -63,30 +67,13 @@ func TestNativeKernelsMatchPureGo(t *testing.T) {
 						t.Errorf("no %s ran as native kernels (profile: %v)", k, kinds)
 					}
 				}
-				offVars := map[string]*tensors.Tensor{}
-				off.r.Ctx.EnumerateVariables(func(v *gctx.Variable) { offVars[v.ScopeAndName()] = v.MustValue() })
-				n := 0
-				on.r.Ctx.EnumerateVariables(func(v *gctx.Variable) {
-					want, ok := offVars[v.ScopeAndName()]
-					if !ok {
-						t.Errorf("%s: only with native kernels", v.ScopeAndName())
-						return
-					}
-					n++
-					if e := relError(v.MustValue(), want); e > prec.variable {
-						t.Errorf("%s: relative difference %.3g after %d steps", v.ScopeAndName(), e, steps)
-					}
-				})
-				if n < 20 {
-					t.Fatalf("compared only %d variables", n)
-				}
 			})
 		}
 	}
 }
 
 const (
-	nativeBatchSize = 4
+	nativeBatchSize = 8
 	nativeNegatives = 32
 	nativeBank      = 64
 )
@@ -152,4 +139,26 @@ func nativeBatch(rng *rand.Rand, size int) (images []uint8, idx, negs []int32) {
 		negs[i] = int32(rng.IntN(nativeBank))
 	}
 	return images, idx, negs
+}
+
+// compareVariables compares every variable of two runners (relative L2 difference).
+func compareVariables(t *testing.T, a, b *engine.Runner, tol float64, steps int) {
+	t.Helper()
+	want := map[string]*tensors.Tensor{}
+	b.Ctx.EnumerateVariables(func(v *gctx.Variable) { want[v.ScopeAndName()] = v.MustValue() })
+	n := 0
+	a.Ctx.EnumerateVariables(func(v *gctx.Variable) {
+		w, ok := want[v.ScopeAndName()]
+		if !ok {
+			t.Errorf("%s: only with native kernels", v.ScopeAndName())
+			return
+		}
+		n++
+		if e := relError(v.MustValue(), w); e > tol {
+			t.Errorf("%s: relative difference %.3g after %d step(s)", v.ScopeAndName(), e, steps)
+		}
+	})
+	if n < 20 {
+		t.Fatalf("compared only %d variables", n)
+	}
 }
