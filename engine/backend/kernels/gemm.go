@@ -191,6 +191,11 @@ func gemmPanels[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], j0, 
 	group := max(1, gemmBlockBytes/(blockK*64))
 	width := min(j1*nr, n) - j0*nr
 	mc := max(mr, gemmBlockBytes/(width*int(size))/mr*mr)
+	if k*width*int(size) <= gemmBlockBytes {
+		// All of B stays in cache: run each row tile over all of k before the next, so
+		// that its rows of A are read from start to end, as the prefetchers like.
+		mc = mr
+	}
 	for i0 := 0; i0 < m; i0 += mc {
 		rows := min(mc, m-i0)
 		ab, cb := a[i0*rs:], c[i0*ldc:]
