@@ -266,3 +266,23 @@ func BenchmarkGemm(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGemmParallel measures Gemm, split over all the CPUs, on two of the shapes.
+func BenchmarkGemmParallel(b *testing.B) {
+	for _, s := range [][3]int{{16384, 576, 64}, {144, 65536, 16}} {
+		m, k, n := s[0], s[1], s[2]
+		transA := m < k
+		b.Run(fmt.Sprintf("float32/%dx%dx%d", m, k, n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			a, bm, c := randSlice[float32](rng, m*k), randSlice[float32](rng, k*n), make([]float32, m*n)
+			lda := k
+			if transA {
+				lda = m
+			}
+			for range b.N {
+				Gemm(transA, false, m, n, k, a, lda, bm, n, c, n, false)
+			}
+			b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
