@@ -21,7 +21,8 @@ import (
 // A), and B is packed block by block, so that a row tile of A's block stays in the L1
 // cache while it is run over a group of panels whose block (up to gemmBlockBytes) stays
 // in L2; rows are taken in blocks whose part of C fits in gemmBlockBytes too, so that C
-// stays in L2 over the k blocks (blocks after the first add to C). A row tile is read in
+// stays in L2 over the k blocks (blocks after the first add to C); when all of B fits,
+// each row tile runs over all of k in turn instead. A row tile of a (not aᵀ) is read in
 // place when it meets few panels, and otherwise copied into a small contiguous buffer
 // first: cheaper than reading it strided for every panel, and rows a multiple of 4 KiB
 // apart would evict each other from the cache.
@@ -41,8 +42,8 @@ func gemmBlockK[T Float]() int {
 	return 512 / int(unsafe.Sizeof(z))
 }
 
-// gemmCopyPanels is the number of panels from which a row tile of A is copied rather than
-// read in place.
+// gemmCopyPanels is the number of panels from which a row tile of a (not aᵀ) is copied
+// rather than read in place.
 const gemmCopyPanels = 4
 
 // gemmBlockBytes bounds the size of the part of a k block of packed B (a group of panels)
@@ -215,11 +216,13 @@ func gemmPanels[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], j0, 
 func gemmRowTiles[T Float](m, mr, kc, p0 int, a []T, rs, cs int, p *PackedB[T], j0, j1 int, c []T, ldc int, blockAcc bool, s *gemmScratch[T]) {
 	n, nr := p.n, p.nr
 	size := unsafe.Sizeof(p.data[0])
-	// A tile is copied when it is run over several panels, or when its steps in memory are
-	// a multiple of 2 KiB apart (they would fall in the same few sets of the L1 cache and
-	// evict each other), and always when fewer than mr rows are left.
+	// A tile of a (rows strided, each read a value at a time) is copied when it is run over
+	// several panels; a tile of aᵀ (each step's values side by side) is read in place as
+	// well as a copy would be. Either is copied when its rows or steps are a multiple of
+	// 2 KiB apart (they would fall in the same few sets of the L1 cache and evict each
+	// other), and always when fewer than mr rows are left.
 	stride := max(rs, cs) * int(size)
-	copyAll := j1-j0 >= gemmCopyPanels || stride%2048 == 0
+	copyAll := cs == 1 && j1-j0 >= gemmCopyPanels || stride%2048 == 0
 	for i0 := 0; i0 < m; i0 += mr {
 		rows := min(mr, m-i0)
 		ap, ars, acs := unsafe.Pointer(&a[i0*rs+p0*cs]), rs, cs
