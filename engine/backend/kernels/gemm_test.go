@@ -156,6 +156,9 @@ func TestGemmBlocks(t *testing.T) {
 		for _, transA := range []bool{false, true} {
 			checkGemm[float32](t, rng, transA, false, 130, 530, 200, 1, true, 1e-5)
 			checkGemm[float64](t, rng, transA, true, 130, 530, 200, 0, false, 1e-12)
+			// Leading dimensions of 2 KiB: the tiles of A are copied.
+			checkGemm[float32](t, rng, transA, false, 512, 20, 512, 0, true, 1e-5)
+			checkGemm[float64](t, rng, transA, false, 256, 20, 256, 0, false, 1e-12)
 		}
 	})
 }
