@@ -133,7 +133,7 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], c []
 	gemmPanels(transA, m, a, lda, p, 0, p.panels, c, ldc, accumulate)
 }
 
-// gemmScratch holds the edge tiles of one gemmPanels call.
+// gemmScratch holds the copied tiles of A and the edge tiles of C of one gemmPanels call.
 type gemmScratch[T Float] struct {
 	a []T // MR rows of a k block of A, zero-padded
 	c []T // one MR x panel tile of C
