@@ -21,7 +21,8 @@ import (
 // A), and B is packed block by block, so that a row tile of A's block stays in the L1
 // cache while it is run over a group of panels whose block (up to gemmBlockBytes) stays
 // in L2; rows are taken in blocks whose part of C fits in gemmBlockBytes too, so that C
-// stays in L2 over the k blocks (blocks after the first add to C). A row tile is read in
+// stays in L2 over the k blocks (blocks after the first add to C); when all of B fits,
+// each row tile runs over all of k in turn instead. A row tile of a (not aᵀ) is read in
 // place when it meets few panels, and otherwise copied into a small contiguous buffer
 // first: cheaper than reading it strided for every panel, and rows a multiple of 4 KiB
 // apart would evict each other from the cache.
@@ -30,7 +31,7 @@ import (
 // tiles of the last, narrower panel (or short of rows) compute into a full-size scratch
 // tile that is then copied into C, so the assembly never reads or writes past a slice.
 //
-// The plain-Go path (gemmTileGo) uses the same panels with a 4x4 register tile of
+// The plain-Go path (gemmTileGo) uses the same panels with a 2x4 register tile of
 // scalars.
 
 // gemmBlockK is the depth of the k blocks: 128 float32 or 64 float64 (512 bytes), so that
@@ -40,6 +41,10 @@ func gemmBlockK[T Float]() int {
 	var z T
 	return 512 / int(unsafe.Sizeof(z))
 }
+
+// gemmCopyPanels is the number of panels from which a row tile of a (not aᵀ) is copied
+// rather than read in place.
+const gemmCopyPanels = 4
 
 // gemmBlockBytes bounds the size of the part of a k block of packed B (a group of panels)
 // that every row tile of A is run over, so that it stays in the L2 cache.
@@ -128,7 +133,7 @@ func GemmPacked[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], c []
 	gemmPanels(transA, m, a, lda, p, 0, p.panels, c, ldc, accumulate)
 }
 
-// gemmScratch holds the edge tiles of one gemmPanels call.
+// gemmScratch holds the copied tiles of A and the edge tiles of C of one gemmPanels call.
 type gemmScratch[T Float] struct {
 	a []T // MR rows of a k block of A, zero-padded
 	c []T // one MR x panel tile of C
@@ -187,6 +192,11 @@ func gemmPanels[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], j0, 
 	group := max(1, gemmBlockBytes/(blockK*64))
 	width := min(j1*nr, n) - j0*nr
 	mc := max(mr, gemmBlockBytes/(width*int(size))/mr*mr)
+	if k*width*int(size) <= gemmBlockBytes {
+		// All of B stays in cache: run each row tile over all of k before the next, so
+		// that its rows of A are read from start to end, as the prefetchers like.
+		mc = mr
+	}
 	for i0 := 0; i0 < m; i0 += mc {
 		rows := min(mc, m-i0)
 		ab, cb := a[i0*rs:], c[i0*ldc:]
@@ -206,11 +216,13 @@ func gemmPanels[T Float](transA bool, m int, a []T, lda int, p *PackedB[T], j0, 
 func gemmRowTiles[T Float](m, mr, kc, p0 int, a []T, rs, cs int, p *PackedB[T], j0, j1 int, c []T, ldc int, blockAcc bool, s *gemmScratch[T]) {
 	n, nr := p.n, p.nr
 	size := unsafe.Sizeof(p.data[0])
-	// A tile is copied when it is run over several panels, or when its steps in memory are
-	// a multiple of 2 KiB apart (they would fall in the same few sets of the L1 cache and
-	// evict each other), and always when fewer than mr rows are left.
+	// A tile of a (rows strided, each read a value at a time) is copied when it is run over
+	// several panels; a tile of aᵀ (each step's values side by side) is read in place as
+	// well as a copy would be. Either is copied when its rows or steps are a multiple of
+	// 2 KiB apart (they would fall in the same few sets of the L1 cache and evict each
+	// other), and always when fewer than mr rows are left.
 	stride := max(rs, cs) * int(size)
-	copyAll := j1-j0 >= 4 || stride%2048 == 0
+	copyAll := cs == 1 && j1-j0 >= gemmCopyPanels || stride%2048 == 0
 	for i0 := 0; i0 < m; i0 += mr {
 		rows := min(mr, m-i0)
 		ap, ars, acs := unsafe.Pointer(&a[i0*rs+p0*cs]), rs, cs
@@ -263,69 +275,38 @@ func gemmCopyA[T Float](dst, a []T, i0, rows, mr, p0, kc, rs, cs int) (int, int)
 
 // gemmTileGo computes c[:m, col:col+cols] (+)= A·B for a k block of kc steps in plain Go:
 // A's element (r, q) is a[aOff + r*rs + q*cs], B is a packed panel slice (kc rows of nr)
-// and c's element (r, j) is c[r*ldc + col + j]; kc is at most 256. Blocks of 4x4 of C are
-// held in scalars, over four rows of A copied side by side.
+// and c's element (r, j) is c[r*ldc + col + j]; kc is at most 256. Blocks of 2x4 of C
+// are held in scalars, over two rows of A copied side by side: the eight accumulators, the
+// two values of A and a product fit in amd64's sixteen floating-point registers (B's values
+// are read from memory by each multiplication).
 func gemmTileGo[T Float](m, cols, kc int, a []T, aOff, rs, cs int, b []T, nr int, c []T, col, ldc int, acc bool) {
-	// A's four rows, interleaved step by step: [kc][4].
-	var buf [4 * 256]T
-	at := buf[:4*kc]
+	// A's two rows, interleaved step by step: [kc][2].
+	var buf [2 * 256]T
+	at := buf[:2*kc]
 	i := 0
-	for ; i+4 <= m; i += 4 {
+	for ; i+2 <= m; i += 2 {
 		pa := aOff + i*rs
 		for q := range kc {
-			a4 := at[4*q : 4*q+4 : 4*q+4]
-			a4[0], a4[1], a4[2], a4[3] = a[pa], a[pa+rs], a[pa+2*rs], a[pa+3*rs]
+			a2 := at[2*q : 2*q+2 : 2*q+2]
+			a2[0], a2[1] = a[pa], a[pa+rs]
 			pa += cs
 		}
 		j := 0
 		for ; j+4 <= cols; j += 4 {
-			var c00, c01, c02, c03, c10, c11, c12, c13 T
-			var c20, c21, c22, c23, c30, c31, c32, c33 T
-			bj := b[j:]
-			for q := range kc {
-				a4 := at[4*q : 4*q+4 : 4*q+4]
-				b4 := bj[q*nr : q*nr+4 : q*nr+4]
-				a0, a1, a2, a3 := a4[0], a4[1], a4[2], a4[3]
-				b0, b1, b2, b3 := b4[0], b4[1], b4[2], b4[3]
-				c00 += a0 * b0
-				c01 += a0 * b1
-				c02 += a0 * b2
-				c03 += a0 * b3
-				c10 += a1 * b0
-				c11 += a1 * b1
-				c12 += a1 * b2
-				c13 += a1 * b3
-				c20 += a2 * b0
-				c21 += a2 * b1
-				c22 += a2 * b2
-				c23 += a2 * b3
-				c30 += a3 * b0
-				c31 += a3 * b1
-				c32 += a3 * b2
-				c33 += a3 * b3
-			}
+			c00, c01, c02, c03, c10, c11, c12, c13 := gemmDot2x4(at, b[j:], nr)
 			gemmStore4(c[i*ldc+col+j:], acc, c00, c01, c02, c03)
 			gemmStore4(c[(i+1)*ldc+col+j:], acc, c10, c11, c12, c13)
-			gemmStore4(c[(i+2)*ldc+col+j:], acc, c20, c21, c22, c23)
-			gemmStore4(c[(i+3)*ldc+col+j:], acc, c30, c31, c32, c33)
 		}
 		for ; j < cols; j++ {
-			var c0, c1, c2, c3 T
+			var c0, c1 T
 			for q := range kc {
-				a4 := at[4*q : 4*q+4 : 4*q+4]
+				a2 := at[2*q : 2*q+2 : 2*q+2]
 				bv := b[q*nr+j]
-				c0 += a4[0] * bv
-				c1 += a4[1] * bv
-				c2 += a4[2] * bv
-				c3 += a4[3] * bv
+				c0 += a2[0] * bv
+				c1 += a2[1] * bv
 			}
-			for r, v := range [4]T{c0, c1, c2, c3} {
-				ci := (i+r)*ldc + col + j
-				if acc {
-					v += c[ci]
-				}
-				c[ci] = v
-			}
+			gemmStore1(c, i*ldc+col+j, acc, c0)
+			gemmStore1(c, (i+1)*ldc+col+j, acc, c1)
 		}
 	}
 	for ; i < m; i++ {
@@ -336,13 +317,41 @@ func gemmTileGo[T Float](m, cols, kc int, a []T, aOff, rs, cs int, b []T, nr int
 				sum += a[pa] * b[q*nr+j]
 				pa += cs
 			}
-			ci := i*ldc + col + j
-			if acc {
-				sum += c[ci]
-			}
-			c[ci] = sum
+			gemmStore1(c, i*ldc+col+j, acc, sum)
 		}
 	}
+}
+
+// gemmDot2x4 is the inner loop of gemmTileGo, on its own so that the compiler keeps its
+// few values in registers: the products of two rows of A side by side (at, [kc][2]) and
+// the first four columns of b (kc rows of nr).
+func gemmDot2x4[T Float](at, b []T, nr int) (c00, c01, c02, c03, c10, c11, c12, c13 T) {
+	for len(at) >= 2 && len(b) >= 4 {
+		a0, a1 := at[0], at[1]
+		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		at = at[2:]
+		if len(at) == 0 {
+			break
+		}
+		b = b[nr:]
+	}
+	return
+}
+
+// gemmStore1 stores (or adds, with acc) v at c[i].
+func gemmStore1[T Float](c []T, i int, acc bool, v T) {
+	if acc {
+		v += c[i]
+	}
+	c[i] = v
 }
 
 // gemmStore4 stores (or adds, with acc) four values at the start of c.

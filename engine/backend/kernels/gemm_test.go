@@ -147,6 +147,9 @@ func TestGemmBlocks(t *testing.T) {
 		for _, transA := range []bool{false, true} {
 			checkGemm[float32](t, rng, transA, false, 130, 530, 200, 1, true, 1e-5)
 			checkGemm[float64](t, rng, transA, true, 130, 530, 200, 0, false, 1e-12)
+			// Leading dimensions of 2 KiB: the tiles of A are copied.
+			checkGemm[float32](t, rng, transA, false, 512, 20, 512, 0, true, 1e-5)
+			checkGemm[float64](t, rng, transA, false, 256, 20, 256, 0, false, 1e-12)
 		}
 	})
 }
@@ -255,5 +258,25 @@ func BenchmarkGemm(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/float32/%s", i, shape), func(b *testing.B) { benchGemm[float32](b, s.m, s.k, s.n, s.transA) })
 			b.Run(fmt.Sprintf("%s/float64/%s", i, shape), func(b *testing.B) { benchGemm[float64](b, s.m, s.k, s.n, s.transA) })
 		}
+	}
+}
+
+// BenchmarkGemmParallel measures Gemm, split over all the CPUs, on two of the shapes.
+func BenchmarkGemmParallel(b *testing.B) {
+	for _, s := range [][3]int{{16384, 576, 64}, {144, 65536, 16}} {
+		m, k, n := s[0], s[1], s[2]
+		transA := m < k
+		b.Run(fmt.Sprintf("float32/%dx%dx%d", m, k, n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			a, bm, c := randSlice[float32](rng, m*k), randSlice[float32](rng, k*n), make([]float32, m*n)
+			lda := k
+			if transA {
+				lda = m
+			}
+			for range b.N {
+				Gemm(transA, false, m, n, k, a, lda, bm, n, c, n, false)
+			}
+			b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
 }
