@@ -111,6 +111,8 @@ type value struct {
 	name    string      // a parameter's name
 
 	rows *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
+	relu *reluMask     // the value is x·(a > 0), computed by a ReLU host step
+	flat any           // a constant's flat data
 
 	imports  map[int]backends.Op // the parameter it comes in as, in other pieces
 	exported bool                // an output of its piece
@@ -166,6 +168,12 @@ type hostStep struct {
 	live    bool
 	// run computes the outputs' flat data from the inputs': slices of the values' dtypes.
 	run func(in, out []any)
+	// signOf lists the inputs that the step reads only for where they are positive, so that a
+	// ReLU applied to them changes nothing.
+	signOf []*value
+	// withReLU, when set, is run followed by a ReLU on the first output (batch norm for
+	// training), for fuseReLUs.
+	withReLU func(in, out []any)
 }
 
 func (b *cpuBuilder) Name() string { return b.name }
@@ -340,6 +348,7 @@ func (b *cpuBuilder) Constant(flat any, dims ...int) (backends.Op, error) {
 	if err != nil {
 		return nil, err
 	}
+	outs[0].(*value).flat = flat
 	return outs[0], nil
 }
 
@@ -381,6 +390,7 @@ func (b *cpuBuilder) Compile(outputs []backends.Op, shardings []*backends.Shardi
 	}
 	b.built = true
 	b.markLive()
+	b.fuseReLUs()
 	for _, p := range b.pieces {
 		if err := b.buildPiece(p); err != nil {
 			return nil, fmt.Errorf("building piece %d of %q: %w", p.index, b.name, err)

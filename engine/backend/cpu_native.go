@@ -291,22 +291,28 @@ func (b *cpuBuilder) BatchNormForTraining(operand, scale, offset op, epsilon flo
 	c := s.Dimensions[s.Rank()-1]
 	m := s.Size() / max(c, 1)
 	vec := shapes.Make(s.DType, c)
-	var run func(in, out []any)
+	var run, withReLU func(in, out []any)
 	if s.DType == dtypes.Float32 {
-		run = bnTrainRun[float32](m, c, epsilon)
+		run, withReLU = bnTrainRun[float32](m, c, epsilon, false), bnTrainRun[float32](m, c, epsilon, true)
 	} else {
-		run = bnTrainRun[float64](m, c, epsilon)
+		run, withReLU = bnTrainRun[float64](m, c, epsilon, false), bnTrainRun[float64](m, c, epsilon, true)
 	}
 	outs, err := b.addStep(kindBatchNorm, []op{operand, scale, offset}, []shapes.Shape{s, vec, vec}, run)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	b.steps[len(b.steps)-1].withReLU = withReLU
 	return outs[0], outs[1], outs[2], nil
 }
 
-func bnTrainRun[T kernels.Float](m, c int, eps float32) func(in, out []any) {
+// bnTrainRun runs kernels.BatchNormTrain, or kernels.BatchNormTrainReLU with relu set.
+func bnTrainRun[T kernels.Float](m, c int, eps float32, relu bool) func(in, out []any) {
+	train := kernels.BatchNormTrain[T]
+	if relu {
+		train = kernels.BatchNormTrainReLU[T]
+	}
 	return func(in, out []any) {
-		kernels.BatchNormTrain(m, c, in[0].([]T), in[1].([]T), in[2].([]T), float64(eps), out[0].([]T), out[1].([]T), out[2].([]T))
+		train(m, c, in[0].([]T), in[1].([]T), in[2].([]T), float64(eps), out[0].([]T), out[1].([]T), out[2].([]T))
 	}
 }
 
@@ -318,6 +324,23 @@ func (b *cpuBuilder) BatchNormGradient(operand, scale, mean, variance, gradOutpu
 	c := s.Dimensions[s.Rank()-1]
 	m := s.Size() / max(c, 1)
 	vec := shapes.Make(s.DType, c)
+	if g, _ := b.val(gradOutput); g != nil && g.relu != nil && g.relu.a != g.relu.x && g.shape.Equal(s) {
+		// The gradient of a ReLU's output masked by its input's sign: the kernel applies the
+		// mask as it reads the gradient.
+		var run func(in, out []any)
+		if s.DType == dtypes.Float32 {
+			run = bnGradReLURun[float32](m, c, epsilon)
+		} else {
+			run = bnGradReLURun[float64](m, c, epsilon)
+		}
+		y := g.relu.a
+		outs, err := b.addStep(kindBatchNorm, []op{operand, scale, mean, variance, y, g.relu.x}, []shapes.Shape{s, vec, vec}, run)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		b.steps[len(b.steps)-1].signOf = []*value{y}
+		return outs[0], outs[1], outs[2], nil
+	}
 	var run func(in, out []any)
 	if s.DType == dtypes.Float32 {
 		run = bnGradRun[float32](m, c, epsilon)
@@ -329,6 +352,13 @@ func (b *cpuBuilder) BatchNormGradient(operand, scale, mean, variance, gradOutpu
 		return nil, nil, nil, err
 	}
 	return outs[0], outs[1], outs[2], nil
+}
+
+func bnGradReLURun[T kernels.Float](m, c int, eps float32) func(in, out []any) {
+	return func(in, out []any) {
+		kernels.BatchNormGradReLU(m, c, in[0].([]T), in[1].([]T), in[2].([]T), in[3].([]T), in[4].([]T), in[5].([]T),
+			float64(eps), out[0].([]T), out[1].([]T), out[2].([]T))
+	}
 }
 
 func bnGradRun[T kernels.Float](m, c int, eps float32) func(in, out []any) {
