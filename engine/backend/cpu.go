@@ -391,6 +391,7 @@ func (b *cpuBuilder) Compile(outputs []backends.Op, shardings []*backends.Shardi
 	b.built = true
 	b.markLive()
 	b.fuseReLUs()
+	b.sinkScatters()
 	for _, p := range b.pieces {
 		if err := b.buildPiece(p); err != nil {
 			return nil, fmt.Errorf("building piece %d of %q: %w", p.index, b.name, err)
