@@ -110,9 +110,10 @@ type value struct {
 	param   int         // the graph parameter it is, or -1
 	name    string      // a parameter's name
 
-	rows *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
-	relu *reluMask     // the value is x·(a > 0), computed by a ReLU host step
-	flat any           // a constant's flat data
+	rows     *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
+	relu     *reluMask     // the value is x·(a > 0), computed by a ReLU host step
+	reversed *reversal     // the value is another reversed along some axes
+	flat     any           // a constant's flat data
 
 	imports  map[int]backends.Op // the parameter it comes in as, in other pieces
 	exported bool                // an output of its piece

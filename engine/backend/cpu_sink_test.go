@@ -28,7 +28,7 @@ func TestScatterSink(t *testing.T) {
 	}
 	for name, fn := range map[string]func(bank, q, idx, upd *Node) []*Node{
 		"read-after": func(bank, q, idx, upd *Node) []*Node {
-			before := DotGeneral(bank, []int{1}, nil, q, []int{0}, nil) // a native product (MatMul is not a 2-D DotGeneral)
+			before := DotGeneral(bank, []int{1}, nil, q, []int{0}, nil) // a native product
 			updated := update(bank, idx, upd)
 			after := DotGeneral(bank, []int{1}, nil, Abs(q), []int{0}, nil) // reads the bank, recorded after the update
 			return []*Node{updated, before, after}
