@@ -15,8 +15,8 @@ import (
 
 // cpuBackend is goselfsup's CPU engine, the backend that the name "go" selects. GoMLX's
 // pure-Go backend runs every op it does well; convolutions, large matrix products, batch
-// normalisation and the NPID head run as native kernels (package kernels) between its
-// pieces.
+// normalisation, the ReLU (fused with batch norm where it follows it; see cpu_relu.go) and
+// the NPID head run as native kernels (package kernels) between its pieces.
 //
 // A graph is built as a sequence of pieces and host steps: each op is added to the pure-Go
 // builder of the earliest piece where its inputs are available, and each native op becomes
