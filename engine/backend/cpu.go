@@ -15,8 +15,8 @@ import (
 
 // cpuBackend is goselfsup's CPU engine, the backend that the name "go" selects. GoMLX's
 // pure-Go backend runs every op it does well; convolutions, large matrix products, batch
-// normalisation and the NPID head run as native kernels (package kernels) between its
-// pieces.
+// normalisation, the ReLU (fused with batch norm where it follows it; see cpu_relu.go) and
+// the NPID head run as native kernels (package kernels) between its pieces.
 //
 // A graph is built as a sequence of pieces and host steps: each op is added to the pure-Go
 // builder of the earliest piece where its inputs are available, and each native op becomes
@@ -110,7 +110,10 @@ type value struct {
 	param   int         // the graph parameter it is, or -1
 	name    string      // a parameter's name
 
-	rows *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
+	rows     *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
+	relu     *reluMask     // the value is x·(a > 0), computed by a ReLU host step
+	reversed *reversal     // the value is another reversed along some axes
+	flat     any           // a constant's flat data
 
 	imports  map[int]backends.Op // the parameter it comes in as, in other pieces
 	exported bool                // an output of its piece
@@ -166,6 +169,12 @@ type hostStep struct {
 	live    bool
 	// run computes the outputs' flat data from the inputs': slices of the values' dtypes.
 	run func(in, out []any)
+	// signOf lists the inputs that the step reads only for where they are positive, so that a
+	// ReLU applied to them changes nothing.
+	signOf []*value
+	// withReLU, when set, is run followed by a ReLU on the first output (batch norm for
+	// training), for fuseReLUs.
+	withReLU func(in, out []any)
 }
 
 func (b *cpuBuilder) Name() string { return b.name }
@@ -340,6 +349,7 @@ func (b *cpuBuilder) Constant(flat any, dims ...int) (backends.Op, error) {
 	if err != nil {
 		return nil, err
 	}
+	outs[0].(*value).flat = flat
 	return outs[0], nil
 }
 
@@ -381,6 +391,7 @@ func (b *cpuBuilder) Compile(outputs []backends.Op, shardings []*backends.Shardi
 	}
 	b.built = true
 	b.markLive()
+	b.fuseReLUs()
 	b.placeLate()
 	for _, p := range b.pieces {
 		if err := b.buildPiece(p); err != nil {

@@ -25,7 +25,47 @@ const (
 // isFloat reports whether the kernels take values of this dtype.
 func isFloat(d dtypes.DType) bool { return d == dtypes.Float32 || d == dtypes.Float64 }
 
-func (b *cpuBuilder) Reverse(x op, axes ...int) (op, error) { return b.filled.Reverse(x, axes...) }
+// Reverse goes to the lowering (slices and a concatenation), and marks the result as the
+// reversal of x, for ConvGeneral.
+func (b *cpuBuilder) Reverse(x op, axes ...int) (op, error) {
+	out, err := b.filled.Reverse(x, axes...)
+	if err != nil || out == x {
+		return out, err
+	}
+	if v, err := b.val(out); err == nil {
+		if xv, err := b.val(x); err == nil {
+			v.reversed = &reversal{x: xv, axes: slices.Clone(axes)}
+		}
+	}
+	return out, nil
+}
+
+// reversal marks a value as x reversed along axes.
+type reversal struct {
+	x    *value
+	axes []int
+}
+
+// spatiallyReversed returns k when kernel is k reversed along its two spatial axes (0 and 1;
+// an axis of size 1 may be missing), nil otherwise.
+func (b *cpuBuilder) spatiallyReversed(kernel op) *value {
+	v, err := b.val(kernel)
+	if err != nil || v.reversed == nil || v.shape.Rank() != 4 {
+		return nil
+	}
+	r := v.reversed
+	for _, a := range r.axes {
+		if a != 0 && a != 1 {
+			return nil
+		}
+	}
+	for a := range 2 {
+		if v.shape.Dimensions[a] > 1 && !slices.Contains(r.axes, a) {
+			return nil
+		}
+	}
+	return r.x
+}
 
 func (b *cpuBuilder) Pad(x, fill op, axes ...backends.PadAxis) (op, error) {
 	return b.filled.Pad(x, fill, axes...)
@@ -55,6 +95,14 @@ func (b *cpuBuilder) ConvGeneral(input, kernel op, axes backends.ConvolveAxesCon
 	}
 	xs, ks := b.shape(input), b.shape(kernel)
 	if c, ok := matchConv(xs, ks, axes, strides, paddings, inputDilations, kernelDilations); ok {
+		if c.kind == convBackwardData {
+			// Autodiff reverses the kernel for the input's gradient, and the kernel reverses
+			// it back as it reads it: given the kernel itself, the reversal is dead code.
+			if k := b.spatiallyReversed(kernel); k != nil {
+				c.unflipped = true
+				kernel = k
+			}
+		}
 		return c.build(b, input, kernel)
 	}
 	return b.filled.ConvGeneral(input, kernel, axes, strides, paddings, inputDilations, kernelDilations,
@@ -77,6 +125,9 @@ type nativeConv struct {
 	s     kernels.ConvShape
 	dtype dtypes.DType
 	out   shapes.Shape
+	// unflipped: the input gradient's kernel is the forward kernel, not its spatial reversal
+	// (see ConvGeneral).
+	unflipped bool
 }
 
 var (
@@ -212,9 +263,9 @@ func (c nativeConv) build(b *cpuBuilder, input, kernel op) (op, error) {
 	var run func(in, out []any)
 	switch c.dtype {
 	case dtypes.Float32:
-		run = convRun[float32](c.kind, s)
+		run = convRun[float32](c.kind, s, !c.unflipped)
 	default:
-		run = convRun[float64](c.kind, s)
+		run = convRun[float64](c.kind, s, !c.unflipped)
 	}
 	outs, err := b.addStep(kindConv, []op{input, kernel}, []shapes.Shape{c.out}, run)
 	if err != nil {
@@ -223,14 +274,16 @@ func (c nativeConv) build(b *cpuBuilder, input, kernel op) (op, error) {
 	return outs[0], nil
 }
 
-func convRun[T kernels.Float](kind convKind, s kernels.ConvShape) func(in, out []any) {
+// convRun runs a convolution kernel; flipped says that the input gradient's kernel is
+// reversed in its spatial axes.
+func convRun[T kernels.Float](kind convKind, s kernels.ConvShape, flipped bool) func(in, out []any) {
 	return func(in, out []any) {
 		a, k, y := in[0].([]T), in[1].([]T), out[0].([]T)
 		switch kind {
 		case convForward:
 			kernels.ConvForward(s, a, k, y)
 		case convBackwardData:
-			kernels.ConvBackwardData(s, a, k, true, y)
+			kernels.ConvBackwardData(s, a, k, flipped, y)
 		case convBackwardFilter:
 			kernels.ConvBackwardFilter(s, a, k, y)
 		}
@@ -291,22 +344,28 @@ func (b *cpuBuilder) BatchNormForTraining(operand, scale, offset op, epsilon flo
 	c := s.Dimensions[s.Rank()-1]
 	m := s.Size() / max(c, 1)
 	vec := shapes.Make(s.DType, c)
-	var run func(in, out []any)
+	var run, withReLU func(in, out []any)
 	if s.DType == dtypes.Float32 {
-		run = bnTrainRun[float32](m, c, epsilon)
+		run, withReLU = bnTrainRun[float32](m, c, epsilon, false), bnTrainRun[float32](m, c, epsilon, true)
 	} else {
-		run = bnTrainRun[float64](m, c, epsilon)
+		run, withReLU = bnTrainRun[float64](m, c, epsilon, false), bnTrainRun[float64](m, c, epsilon, true)
 	}
 	outs, err := b.addStep(kindBatchNorm, []op{operand, scale, offset}, []shapes.Shape{s, vec, vec}, run)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	b.steps[len(b.steps)-1].withReLU = withReLU
 	return outs[0], outs[1], outs[2], nil
 }
 
-func bnTrainRun[T kernels.Float](m, c int, eps float32) func(in, out []any) {
+// bnTrainRun runs kernels.BatchNormTrain, or kernels.BatchNormTrainReLU with relu set.
+func bnTrainRun[T kernels.Float](m, c int, eps float32, relu bool) func(in, out []any) {
+	train := kernels.BatchNormTrain[T]
+	if relu {
+		train = kernels.BatchNormTrainReLU[T]
+	}
 	return func(in, out []any) {
-		kernels.BatchNormTrain(m, c, in[0].([]T), in[1].([]T), in[2].([]T), float64(eps), out[0].([]T), out[1].([]T), out[2].([]T))
+		train(m, c, in[0].([]T), in[1].([]T), in[2].([]T), float64(eps), out[0].([]T), out[1].([]T), out[2].([]T))
 	}
 }
 
@@ -318,6 +377,23 @@ func (b *cpuBuilder) BatchNormGradient(operand, scale, mean, variance, gradOutpu
 	c := s.Dimensions[s.Rank()-1]
 	m := s.Size() / max(c, 1)
 	vec := shapes.Make(s.DType, c)
+	if g, _ := b.val(gradOutput); g != nil && g.relu != nil && g.relu.a != g.relu.x && g.shape.Equal(s) {
+		// The gradient of a ReLU's output masked by its input's sign: the kernel applies the
+		// mask as it reads the gradient.
+		var run func(in, out []any)
+		if s.DType == dtypes.Float32 {
+			run = bnGradReLURun[float32](m, c, epsilon)
+		} else {
+			run = bnGradReLURun[float64](m, c, epsilon)
+		}
+		y := g.relu.a
+		outs, err := b.addStep(kindBatchNorm, []op{operand, scale, mean, variance, y, g.relu.x}, []shapes.Shape{s, vec, vec}, run)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		b.steps[len(b.steps)-1].signOf = []*value{y}
+		return outs[0], outs[1], outs[2], nil
+	}
 	var run func(in, out []any)
 	if s.DType == dtypes.Float32 {
 		run = bnGradRun[float32](m, c, epsilon)
@@ -329,6 +405,13 @@ func (b *cpuBuilder) BatchNormGradient(operand, scale, mean, variance, gradOutpu
 		return nil, nil, nil, err
 	}
 	return outs[0], outs[1], outs[2], nil
+}
+
+func bnGradReLURun[T kernels.Float](m, c int, eps float32) func(in, out []any) {
+	return func(in, out []any) {
+		kernels.BatchNormGradReLU(m, c, in[0].([]T), in[1].([]T), in[2].([]T), in[3].([]T), in[4].([]T), in[5].([]T),
+			float64(eps), out[0].([]T), out[1].([]T), out[2].([]T))
+	}
 }
 
 func bnGradRun[T kernels.Float](m, c int, eps float32) func(in, out []any) {

@@ -651,7 +651,7 @@ func (b *cpuBuilder) Min(lhs backends.Op, rhs backends.Op) (backends.Op, error) 
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) Mul(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
+func (b *cpuBuilder) forwardMul(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
 	outs, err := b.record("Mul", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.Mul(in[0][0], in[1][0])
 		return []backends.Op{r0}, err

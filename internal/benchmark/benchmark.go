@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -158,6 +159,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	bankRows := fs.Int("bank", 0, "rows of the memory bank (default: the model's, 50000 or 1281167)")
 	bk := fs.String("backend", "go", "goselfsup's backend (go:kernels=off: the pure-Go backend without native kernels)")
 	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of goselfsup's timed steps to this file")
 	if _, err := parseArgs(fs, args, stdout); err != nil {
 		return cmdline.ExitCode(err)
 	}
@@ -181,7 +183,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 
-	ours, err := timeOurStep(*bk, *model, *batch, *size, *negs, *bankRows, base, *steps, *warmup, stderr)
+	ours, err := timeOurStep(*bk, *model, *batch, *size, *negs, *bankRows, base, *steps, *warmup, *cpuProfile, stderr)
 	if err != nil {
 		report(stderr, err)
 		return exitFailed
@@ -259,8 +261,9 @@ type profileEntry struct {
 	calls   int
 }
 
-// timeOurStep builds the benchmark's NPID and times TrainStep on one random batch.
-func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup int, stderr io.Writer) (stepTiming, error) {
+// timeOurStep builds the benchmark's NPID and times TrainStep on one random batch. With a
+// non-empty cpuProfile, it writes a CPU profile of the timed steps to that file.
+func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup int, cpuProfile string, stderr io.Writer) (stepTiming, error) {
 	backbone := map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": base, "base_channels": base}
 	channels := base * 8
 	if model == "resnet18" {
@@ -318,6 +321,17 @@ func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup 
 	prof := backend.ProfileOf(r.Backend)
 	if prof != nil {
 		prof.Reset()
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return stepTiming{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return stepTiming{}, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	times := make([]float64, steps)
 	for i := range times {

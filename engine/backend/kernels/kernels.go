@@ -1,7 +1,7 @@
 // Package kernels holds goselfsup's native CPU kernels: matrix products, convolutions in the
-// three layouts that autodiff emits, batch normalisation for training and the NPID head's
-// gather-and-dot. The engine's CPU backend runs them between pieces of GoMLX's pure-Go
-// backend.
+// three layouts that autodiff emits, batch normalisation for training (fused with a ReLU or
+// not), the ReLU's mask and the NPID head's gather-and-dot. The engine's CPU backend runs
+// them between pieces of GoMLX's pure-Go backend.
 //
 // Every kernel is generic over float32 and float64, works on flat row-major slices, splits
 // its work over the CPUs itself, and has a plain-Go path. Go assembly (AVX-512 or AVX2,

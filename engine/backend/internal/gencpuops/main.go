@@ -28,7 +28,7 @@ import (
 // forwardX, for the hand-written ones to fall back on.
 var handWritten = []string{
 	"BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "ConvGeneral", "DotGeneral",
-	"Gather", "Pad", "ReduceSum", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
+	"Gather", "Mul", "Pad", "ReduceSum", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
 }
 
 func main() {
