@@ -276,7 +276,9 @@ func addTo[T Float](dst, src []T) {
 func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	s.mustFit("ConvForward", len(x), len(k), len(y))
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
-	pk := PackB(false, kdim, s.O, k, s.O)
+	pk := getPackedB[T]()
+	defer putPackedB(pk)
+	pk.pack(false, kdim, s.O, k, s.O)
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
 	parallelFor(blocks, 1, func(lo, hi int) {
@@ -324,7 +326,9 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 		k = unflipKernel(s, k)
 	}
 	// kᵀ [O, KH*KW*C]: the kernel, stored [KH*KW*C, O], transposed.
-	pkt := PackB(true, s.O, kdim, k, s.O)
+	pkt := getPackedB[T]()
+	defer putPackedB(pkt)
+	pkt.pack(true, s.O, kdim, k, s.O)
 	rows, blocks := convBlocks[T](kdim, m)
 	dcolsBlock := func(r0, nr int, dst []T) {
 		GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, dst, kdim, false)
@@ -476,6 +480,8 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 			defer putConvBuffer(buf)
 			cols = *buf
 		}
+		pdy := getPackedB[T]() // repacked block after block
+		defer putPackedB(pdy)
 		for b := lo; b < hi; b++ {
 			r0 := b * rows
 			nr := min(rows, m-r0)
@@ -486,7 +492,7 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 				a = cols[:nr*kdim]
 				packPatches(s, x, r0, nr, a)
 			}
-			pdy := PackB(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
+			pdy.pack(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
 			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, b != lo)
 		}
 		if partial != nil {

@@ -366,8 +366,25 @@ func gemmStore4[T Float](c []T, acc bool, v0, v1, v2, v3 T) {
 	c[0], c[1], c[2], c[3] = v0, v1, v2, v3
 }
 
-// gemmPackPool recycles Gemm's packed B (*PackedB[T] for any T).
+// gemmPackPool recycles the packed B of Gemm and of the convolutions (*PackedB[T] for
+// any T): fresh memory costs more than packing into memory already used.
 var gemmPackPool sync.Pool
+
+// getPackedB returns a recycled PackedB (or a new one) for pack to fill, and putPackedB
+// recycles it.
+func getPackedB[T Float]() *PackedB[T] {
+	if p, ok := gemmPackPool.Get().(*PackedB[T]); ok {
+		return p
+	} // one of the other element type is dropped
+	return &PackedB[T]{}
+}
+
+func putPackedB[T Float](p *PackedB[T]) { gemmPackPool.Put(p) }
+
+// Repack packs op(b) ([k, n], as for PackB) into p, reusing p's memory when it is large
+// enough: for products with many matrices in turn, such as the blocks of a convolution's
+// output gradient.
+func (p *PackedB[T]) Repack(transB bool, k, n int, b []T, ldb int) { p.pack(transB, k, n, b, ldb) }
 
 // gemmMinFlops is the least work worth a goroutine.
 const gemmMinFlops = 1 << 18
@@ -389,11 +406,8 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 		}
 		return
 	}
-	p, _ := gemmPackPool.Get().(*PackedB[T])
-	if p == nil {
-		p = &PackedB[T]{}
-	}
-	defer gemmPackPool.Put(p)
+	p := getPackedB[T]()
+	defer putPackedB(p)
 	p.pack(transB, k, n, b, ldb)
 
 	var z T
