@@ -275,6 +275,11 @@ func addTo[T Float](dst, src []T) {
 // them with it.
 func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	s.mustFit("ConvForward", len(x), len(k), len(y))
+	var z T
+	if s.useDirect(int(unsafe.Sizeof(z))) {
+		convForwardDirect(s, x, k, y)
+		return
+	}
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	pk := getPackedB[T]()
 	defer putPackedB(pk)

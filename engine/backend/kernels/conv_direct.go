@@ -1,0 +1,144 @@
+package kernels
+
+import (
+	"runtime"
+	"unsafe"
+)
+
+// Direct stride-1 convolution without a patch matrix.
+//
+// With strides 1 and DilW 1, an image padded to Hp x Wp (Wp = OutW+KW-1) is itself every
+// kernel row's patch matrix, read in place: number the output positions of an image
+// p = i*Wp + j over the padded width (positions with j >= OutW are computed but thrown
+// away), and the KW*C values under kernel row a at position p are the contiguous
+// padded[(p + a*DilH*Wp)*C : ... + KW*C]. Consecutive positions are C elements apart,
+// whatever the image row, so that a tile of rows of A is a strided view that the GEMM
+// micro-kernels read in place (rs = C, cs = 1). Each kernel row's [KW*C, O] slice of the
+// kernel is packed on its own; a tile of output rows sums the KH products into a scratch
+// tile, whose rows for real positions are copied into y.
+//
+// This does away with the packing of patch rows (most of the time of layers with few
+// channels) at the price of Wp/OutW times the arithmetic, and is taken where that is
+// small and the packed kernel stays in the L2 cache for every tile.
+
+// convDirectTile is the number of rows of a tile: the AVX-512 micro-kernel's, and a whole
+// number of the AVX2 one's (6).
+const convDirectTile = 24
+
+// useDirect reports whether ConvForward takes the direct path for s with elements of size
+// bytes.
+func (s ConvShape) useDirect(size int) bool {
+	if s.StrideH != 1 || s.StrideW != 1 || s.DilW != 1 || s.pointwise() {
+		return false
+	}
+	if s.N < runtime.GOMAXPROCS(0) {
+		return false // the CPUs share out images
+	}
+	ow := s.OutW()
+	wp := ow + s.KW - 1
+	nr := 64 / size
+	panels := (s.O + nr - 1) / nr
+	kernelBytes := s.KH * s.KW * s.C * panels * nr * size
+	return 4*wp <= 5*ow && kernelBytes <= gemmBlockBytes
+}
+
+// convForwardDirect computes ConvForward for a shape with useDirect.
+func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
+	oh, ow := s.OutH(), s.OutW()
+	wp := ow + s.KW - 1
+	hp := oh + (s.KH-1)*s.DilH
+	rowLen := s.KW * s.C
+	// One packed [KW*C, O] matrix a kernel row: rows [a*KW*C, (a+1)*KW*C) of k as
+	// [KH*KW*C, O].
+	pks := make([]*PackedB[T], s.KH)
+	for a := range pks {
+		pks[a] = getPackedB[T]()
+		pks[a].pack(false, rowLen, s.O, k[a*rowLen*s.O:], s.O)
+	}
+	defer func() {
+		for _, p := range pks {
+			putPackedB(p)
+		}
+	}()
+	nr := pks[0].nr
+	panels := pks[0].panels
+	ldc := panels * nr
+	mext := oh * wp // positions of an image over the padded width
+	tiles := (mext + convDirectTile - 1) / convDirectTile
+	// The last tile reads up to convDirectTile-1 positions past the image, and position
+	// mext-1 reads KW*C values from its start: slack keeps every read inside the buffer.
+	padLen := hp*wp*s.C + (convDirectTile+s.KW)*s.C
+	var z T
+	size := unsafe.Sizeof(z)
+	mr := gemmAsmRows(activeISA, size)
+	blockK := gemmBlockK[T]()
+	img, outImg := s.H*s.W*s.C, oh*ow*s.O
+
+	parallelFor(s.N, 1, func(lo, hi int) {
+		pbuf := getConvBuffer[T](padLen + convDirectTile*ldc)
+		defer putConvBuffer(pbuf)
+		xp, ct := (*pbuf)[:padLen], (*pbuf)[padLen:padLen+convDirectTile*ldc]
+		clear(xp[hp*wp*s.C:])
+		for n := lo; n < hi; n++ {
+			padImage(s, x[n*img:(n+1)*img], hp, wp, xp)
+			yn := y[n*outImg : (n+1)*outImg]
+			for t := range tiles {
+				p0 := t * convDirectTile
+				for jp := range panels {
+					for a := range s.KH {
+						pk := pks[a]
+						aOff := (p0 + a*s.DilH*wp) * s.C
+						for q0 := 0; q0 < rowLen; q0 += blockK {
+							kc := min(blockK, rowLen-q0)
+							panel := pk.panel(q0, kc, jp)
+							acc := a > 0 || q0 > 0
+							if mr == 0 {
+								gemmTileGo(convDirectTile, nr, kc, xp, aOff+q0, s.C, 1, panel, nr, ct, jp*nr, ldc, acc)
+								continue
+							}
+							for r := 0; r < convDirectTile; r += mr {
+								gemmAsmKernel(activeISA, size, kc, unsafe.Pointer(&xp[aOff+r*s.C+q0]), s.C, 1,
+									unsafe.Pointer(&panel[0]), unsafe.Pointer(&ct[r*ldc+jp*nr]), ldc, acc)
+							}
+						}
+					}
+				}
+				// Copy the rows of real positions out.
+				i, j := p0/wp, p0%wp
+				for r := 0; r < convDirectTile && i < oh; r++ {
+					if j < ow {
+						copy(yn[(i*ow+j)*s.O:(i*ow+j+1)*s.O], ct[r*ldc:r*ldc+s.O])
+					}
+					if j++; j == wp {
+						j, i = 0, i+1
+					}
+				}
+			}
+		}
+	})
+}
+
+// padImage writes one image xi [H, W, C] into xp as the [hp, wp, C] window of its padded
+// form that a stride-1 convolution s reads: padded row r and column c hold input row
+// r-PadTop and column c-PadLeft, zero where those are outside the image.
+func padImage[T Float](s ConvShape, xi []T, hp, wp int, xp []T) {
+	rowLen := wp * s.C
+	for r := range hp {
+		dst := xp[r*rowLen : (r+1)*rowLen]
+		ih := r - s.PadTop
+		if ih < 0 || ih >= s.H {
+			clear(dst)
+			continue
+		}
+		// Columns [c0, c1) of the padded row come from the input.
+		c0 := s.PadLeft
+		c1 := min(wp, s.PadLeft+s.W)
+		if c1 <= c0 {
+			clear(dst)
+			continue
+		}
+		clear(dst[:c0*s.C])
+		copy(dst[c0*s.C:c1*s.C], xi[ih*s.W*s.C:])
+		clear(dst[c1*s.C:])
+	}
+}
