@@ -1,0 +1,131 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// directTestShapes are stride-1 shapes for the direct path, whether or not useDirect would
+// pick it for them: odd channels and widths, dilated rows, asymmetric, wide and negative
+// end paddings, rows narrower than a tile and images of one position.
+func directTestShapes(r *rand.Rand, random int) []ConvShape {
+	shapes := []ConvShape{
+		conv3x3(3, 32, 16, 16, 1),
+		conv3x3(2, 8, 3, 17, 1),
+		conv3x3(2, 4, 33, 9, 1),
+		{N: 2, H: 7, W: 9, C: 5, KH: 7, KW: 7, O: 3, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 3, PadBottom: 3, PadLeft: 3, PadRight: 3},
+		{N: 1, H: 11, W: 10, C: 5, KH: 3, KW: 2, O: 3, StrideH: 1, StrideW: 1, DilH: 2, DilW: 1, PadTop: 2, PadBottom: 0, PadLeft: 1, PadRight: 3},
+		{N: 3, H: 6, W: 5, C: 1, KH: 2, KW: 3, O: 40, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 0, PadBottom: -1, PadLeft: 0, PadRight: -1},
+		{N: 2, H: 1, W: 1, C: 7, KH: 3, KW: 3, O: 5, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
+		{N: 1, H: 4, W: 5, C: 3, KH: 1, KW: 1, O: 5, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 2, PadBottom: 1, PadLeft: 0, PadRight: 2},
+		// Kernel rows longer than a k block (KW*C > 128 values).
+		{N: 2, H: 5, W: 6, C: 70, KH: 3, KW: 3, O: 18, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
+	}
+	fixed := len(shapes)
+	for len(shapes) < fixed+random {
+		s := ConvShape{
+			N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(30), C: 1 + r.IntN(20), O: 1 + r.IntN(40),
+			KH: 1 + r.IntN(4), KW: 1 + r.IntN(4), StrideH: 1, StrideW: 1, DilH: 1 + r.IntN(2), DilW: 1,
+			PadTop: r.IntN(4), PadBottom: r.IntN(6) - 2, PadLeft: r.IntN(4), PadRight: r.IntN(6) - 2,
+		}
+		if s.Validate() == nil {
+			shapes = append(shapes, s)
+		}
+	}
+	return shapes
+}
+
+func testConvForwardDirect[T Float](t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, s := range directTestShapes(r, 40) {
+		x := randSlice[T](r, s.N*s.H*s.W*s.C)
+		k := randSlice[T](r, s.KH*s.KW*s.C*s.O)
+		dy := randSlice[T](r, s.N*s.OutH()*s.OutW()*s.O)
+		y, yAbs, dx, dxAbs, _, _ := refConv(s, x, k, dy)
+		got := nanSlice[T](len(dy))
+		convForwardDirect(s, x, k, got)
+		checkConvClose(t, s.String()+" direct forward", got, y, yAbs)
+		// The input gradient of a stride-1 convolution as a direct forward one.
+		if ts, ok := s.transposed(); ok && ts.DilW == 1 {
+			gotDx := nanSlice[T](len(x))
+			convForwardDirect(ts, dy, transposedKernel(s, k, false), gotDx)
+			checkConvClose(t, s.String()+" direct backward data", gotDx, dx, dxAbs)
+		}
+	}
+}
+
+// TestConvForwardDirect checks the direct stride-1 path against the nested loop on every
+// instruction-set path, in float32 and float64, with exact-length slices and NaN-filled
+// outputs, on shapes where ConvForward would not necessarily choose it.
+func TestConvForwardDirect(t *testing.T) {
+	forEachISA(t, func(t *testing.T) {
+		t.Run("float32", testConvForwardDirect[float32])
+		t.Run("float64", testConvForwardDirect[float64])
+	})
+}
+
+// TestConvUseDirect checks that the network layers meant for the direct path take it.
+func TestConvUseDirect(t *testing.T) {
+	for _, tc := range []struct {
+		s    ConvShape
+		want bool
+	}{
+		{conv3x3(64, 32, 16, 16, 1), true},
+		{conv3x3(64, 32, 3, 16, 1), true},
+		{conv3x3(64, 16, 32, 32, 1), true},
+		{conv3x3(64, 32, 16, 32, 2), false},
+		{conv1x1(64, 32, 16, 32, 1), false},
+		{conv3x3(8, 28, 128, 128, 1), false}, // the packed kernel would not stay in L2
+	} {
+		if got := tc.s.useDirect(4); got != tc.want {
+			t.Errorf("%v: useDirect = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestPackedBRepack packs matrices of different sizes, larger and smaller, into one
+// PackedB in turn and checks each product.
+func TestPackedBRepack(t *testing.T) {
+	forEachISA(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(33, 34))
+		var p PackedB[float64]
+		var p32 PackedB[float32]
+		for i, d := range [][3]int{{30, 200, 17}, {7, 3, 1}, {50, 129, 40}, {1, 1, 1}, {24, 64, 16}} {
+			m, k, n := d[0], d[1], d[2]
+			for _, transB := range []bool{false, true} {
+				name := fmt.Sprintf("%d_%dx%dx%d_t%v", i, m, k, n, transB)
+				a := randSlice[float64](rng, m*k)
+				b := randSlice[float64](rng, k*n)
+				ldb := n
+				if transB {
+					ldb = k
+				}
+				c := nanSlice[float64](m * n)
+				want, scale := gemmRef(false, transB, m, n, k, a, k, b, ldb, c, n, false)
+				p.Repack(transB, k, n, b, ldb)
+				GemmPacked(false, m, a, k, &p, c, n, false)
+				for j, w := range want {
+					if math.Abs(c[j]-w) > 1e-12*(scale[j]+1) {
+						t.Fatalf("%s float64: c[%d] = %v, want %v", name, j, c[j], w)
+					}
+				}
+				a32, b32, c32 := make([]float32, len(a)), make([]float32, len(b)), nanSlice[float32](m*n)
+				for j := range a {
+					a32[j] = float32(a[j])
+				}
+				for j := range b {
+					b32[j] = float32(b[j])
+				}
+				p32.Repack(transB, k, n, b32, ldb)
+				GemmPacked(false, m, a32, k, &p32, c32, n, false)
+				for j, w := range want {
+					if math.Abs(float64(c32[j])-w) > 1e-5*(scale[j]+1) {
+						t.Fatalf("%s float32: c[%d] = %v, want %v", name, j, c32[j], w)
+					}
+				}
+			}
+		}
+	})
+}
