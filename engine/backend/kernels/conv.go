@@ -465,6 +465,11 @@ func unflipKernel[T Float](s ConvShape, flipped []T) []T {
 // summed at the end.
 func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	s.mustFit("ConvBackwardFilter", len(x), len(dk), len(dy))
+	var z T
+	if s.useDirect(int(unsafe.Sizeof(z))) {
+		convBackwardFilterDirect(s, x, dy, dk)
+		return
+	}
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -140,5 +141,94 @@ func padImage[T Float](s ConvShape, xi []T, hp, wp int, xp []T) {
 		clear(dst[:c0*s.C])
 		copy(dst[c0*s.C:c1*s.C], xi[ih*s.W*s.C:])
 		clear(dst[c1*s.C:])
+	}
+}
+
+// convBackwardFilterDirect computes ConvBackwardFilter for a shape with useDirect, without
+// a patch matrix (see convForwardDirect): kernel row a's gradient [KW*C, O] is
+// Σ_n Σ_p A_a[p]ᵀ·dy[p], where A_a[p] is the KW*C padded values at (p + a*DilH*Wp)*C,
+// read in place as aᵀ (rs = 1, cs = C), and dy is laid out over the padded width with zero
+// rows at the positions thrown away. The CPUs share out the images, each summing into its
+// own partial gradient; the partials are added up at the end.
+func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
+	oh, ow := s.OutH(), s.OutW()
+	wp := ow + s.KW - 1
+	hp := oh + (s.KH-1)*s.DilH
+	rowLen := s.KW * s.C
+	nr := gemmPanelWidth[T]()
+	panels := (s.O + nr - 1) / nr
+	ldc := panels * nr
+	rowTiles := (rowLen + convDirectTile - 1) / convDirectTile
+	partLen := s.KH * rowTiles * convDirectTile * ldc // [KH][rowTiles*tile][ldc]
+	mext := oh * wp
+	padLen := hp*wp*s.C + (convDirectTile+s.KW)*s.C
+	var z T
+	size := unsafe.Sizeof(z)
+	mr := gemmAsmRows(activeISA, size)
+	img, outImg := s.H*s.W*s.C, oh*ow*s.O
+
+	var mu sync.Mutex
+	var partials []*[]T
+	parallelFor(s.N, 1, func(lo, hi int) {
+		buf := getConvBuffer[T](partLen + padLen + mext*s.O)
+		part := (*buf)[:partLen]
+		xp := (*buf)[partLen : partLen+padLen]
+		dyext := (*buf)[partLen+padLen : partLen+padLen+mext*s.O]
+		clear(xp[hp*wp*s.C:])
+		pdy := getPackedB[T]()
+		defer putPackedB(pdy)
+		for n := lo; n < hi; n++ {
+			padImage(s, x[n*img:(n+1)*img], hp, wp, xp)
+			// dy over the padded width, zero at the positions j >= OutW.
+			dyn := dy[n*outImg : (n+1)*outImg]
+			for i := range oh {
+				row := dyext[i*wp*s.O : (i+1)*wp*s.O]
+				copy(row, dyn[i*ow*s.O:(i+1)*ow*s.O])
+				clear(row[ow*s.O:])
+			}
+			pdy.pack(false, mext, s.O, dyext, s.O)
+			blockK := gemmBlockK[T]()
+			for a := range s.KH {
+				pa := part[a*rowTiles*convDirectTile*ldc:]
+				for rt := range rowTiles {
+					r0 := rt * convDirectTile
+					for jp := range panels {
+						cOff := r0*ldc + jp*nr
+						for p0 := 0; p0 < mext; p0 += blockK {
+							kc := min(blockK, mext-p0)
+							panel := pdy.panel(p0, kc, jp)
+							aOff := (p0+a*s.DilH*wp)*s.C + r0
+							acc := n > lo || p0 > 0
+							if mr == 0 {
+								rows := min(convDirectTile, rowLen-r0)
+								gemmTileGo(rows, nr, kc, xp, aOff, 1, s.C, panel, nr, pa, cOff, ldc, acc)
+								continue
+							}
+							for r := 0; r < convDirectTile; r += mr {
+								gemmAsmKernel(activeISA, size, kc, unsafe.Pointer(&xp[aOff+r]), 1, s.C,
+									unsafe.Pointer(&panel[0]), unsafe.Pointer(&pa[cOff+r*ldc]), ldc, acc)
+							}
+						}
+					}
+				}
+			}
+		}
+		mu.Lock()
+		partials = append(partials, buf)
+		mu.Unlock()
+	})
+	// dk[a, b, c, o] = Σ partials[a][b*C+c][o].
+	for a := range s.KH {
+		for r := range rowLen {
+			dst := dk[(a*rowLen+r)*s.O : (a*rowLen+r+1)*s.O]
+			src := (a*rowTiles*convDirectTile + r) * ldc
+			copy(dst, (*partials[0])[src:src+s.O])
+			for _, p := range partials[1:] {
+				addTo(dst, (*p)[src:src+s.O])
+			}
+		}
+	}
+	for _, p := range partials {
+		putConvBuffer(p)
 	}
 }

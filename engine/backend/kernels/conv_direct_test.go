@@ -43,10 +43,13 @@ func testConvForwardDirect[T Float](t *testing.T) {
 		x := randSlice[T](r, s.N*s.H*s.W*s.C)
 		k := randSlice[T](r, s.KH*s.KW*s.C*s.O)
 		dy := randSlice[T](r, s.N*s.OutH()*s.OutW()*s.O)
-		y, yAbs, dx, dxAbs, _, _ := refConv(s, x, k, dy)
+		y, yAbs, dx, dxAbs, dk, dkAbs := refConv(s, x, k, dy)
 		got := nanSlice[T](len(dy))
 		convForwardDirect(s, x, k, got)
 		checkConvClose(t, s.String()+" direct forward", got, y, yAbs)
+		gotDk := nanSlice[T](len(k))
+		convBackwardFilterDirect(s, x, dy, gotDk)
+		checkConvClose(t, s.String()+" direct backward filter", gotDk, dk, dkAbs)
 		// The input gradient of a stride-1 convolution as a direct forward one.
 		if ts, ok := s.transposed(); ok && ts.DilW == 1 {
 			gotDx := nanSlice[T](len(x))
