@@ -276,10 +276,15 @@ func addTo[T Float](dst, src []T) {
 func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	s.mustFit("ConvForward", len(x), len(k), len(y))
 	var z T
-	if s.useDirect(int(unsafe.Sizeof(z))) {
+	if s.useDirect(int(unsafe.Sizeof(z)), false) {
 		convForwardDirect(s, x, k, y)
 		return
 	}
+	convForwardIm2col(s, x, k, y)
+}
+
+// convForwardIm2col is ConvForward through blocks of the patch matrix.
+func convForwardIm2col[T Float](s ConvShape, x, k, y []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	pk := getPackedB[T]()
 	defer putPackedB(pk)
@@ -466,10 +471,15 @@ func unflipKernel[T Float](s ConvShape, flipped []T) []T {
 func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	s.mustFit("ConvBackwardFilter", len(x), len(dk), len(dy))
 	var z T
-	if s.useDirect(int(unsafe.Sizeof(z))) {
+	if s.useDirect(int(unsafe.Sizeof(z)), true) {
 		convBackwardFilterDirect(s, x, dy, dk)
 		return
 	}
+	convBackwardFilterIm2col(s, x, dy, dk)
+}
+
+// convBackwardFilterIm2col is ConvBackwardFilter through blocks of the patch matrix.
+func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()

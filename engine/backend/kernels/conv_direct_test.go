@@ -69,21 +69,27 @@ func TestConvForwardDirect(t *testing.T) {
 	})
 }
 
-// TestConvUseDirect checks that the network layers meant for the direct path take it.
+// TestConvUseDirect checks which network layers take the direct path.
 func TestConvUseDirect(t *testing.T) {
 	for _, tc := range []struct {
-		s    ConvShape
-		want bool
+		s                 ConvShape
+		forward, backward bool
 	}{
-		{conv3x3(64, 32, 16, 16, 1), true},
-		{conv3x3(64, 32, 3, 16, 1), true},
-		{conv3x3(64, 16, 32, 32, 1), true},
-		{conv3x3(64, 32, 16, 32, 2), false},
-		{conv1x1(64, 32, 16, 32, 1), false},
-		{conv3x3(8, 28, 128, 128, 1), false}, // the packed kernel would not stay in L2
+		{conv3x3(64, 32, 16, 16, 1), true, true},
+		{conv3x3(64, 32, 3, 16, 1), true, true},
+		{conv3x3(64, 16, 32, 32, 1), true, true},
+		{conv3x3(32, 56, 64, 64, 1), true, true},
+		{conv3x3(32, 28, 128, 128, 1), true, false}, // the gradient would not stay in L2
+		{conv3x3(32, 14, 256, 256, 1), false, false},
+		{conv3x3(64, 8, 64, 64, 1), false, false}, // 25% more arithmetic
+		{conv3x3(64, 32, 16, 32, 2), false, false},
+		{conv1x1(64, 32, 16, 32, 1), false, false},
 	} {
-		if got := tc.s.useDirect(4); got != tc.want {
-			t.Errorf("%v: useDirect = %v, want %v", tc.s, got, tc.want)
+		if got := tc.s.useDirect(4, false); got != tc.forward {
+			t.Errorf("%v: useDirect forward = %v, want %v", tc.s, got, tc.forward)
+		}
+		if got := tc.s.useDirect(4, true); got != tc.backward {
+			t.Errorf("%v: useDirect filter = %v, want %v", tc.s, got, tc.backward)
 		}
 	}
 }
@@ -131,4 +137,37 @@ func TestPackedBRepack(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkConvDirect compares the direct stride-1 path with the patch matrix, forward
+// and kernel gradient, on one CPU (run with -cpu 1 on a shared machine), to place the
+// threshold of useDirect.
+func BenchmarkConvDirect(b *testing.B) {
+	for _, s := range []ConvShape{
+		conv3x3(16, 32, 16, 16, 1), conv3x3(16, 16, 32, 32, 1), conv3x3(16, 8, 64, 64, 1),
+		conv3x3(16, 4, 128, 128, 1), conv3x3(4, 56, 64, 64, 1), conv3x3(4, 28, 128, 128, 1),
+		conv3x3(4, 14, 256, 256, 1), conv3x3(4, 7, 512, 512, 1), conv3x3(16, 8, 128, 64, 1), conv3x3(16, 8, 64, 128, 1),
+	} {
+		r := rand.New(rand.NewPCG(7, 8))
+		x := randSlice[float32](r, s.N*s.H*s.W*s.C)
+		k := randSlice[float32](r, s.KH*s.KW*s.C*s.O)
+		dy := randSlice[float32](r, s.N*s.OutH()*s.OutW()*s.O)
+		flops := 2 * float64(s.N*s.OutH()*s.OutW()) * float64(s.KH*s.KW*s.C*s.O)
+		for _, op := range []struct {
+			name string
+			run  func()
+		}{
+			{"fwd_direct", func() { convForwardDirect(s, x, k, dy) }},
+			{"fwd_im2col", func() { convForwardIm2col(s, x, k, dy) }},
+			{"filter_direct", func() { convBackwardFilterDirect(s, x, dy, k) }},
+			{"filter_im2col", func() { convBackwardFilterIm2col(s, x, dy, k) }},
+		} {
+			b.Run(fmt.Sprintf("%dx%d_%d-%d/%s", s.H, s.W, s.C, s.O, op.name), func(b *testing.B) {
+				for b.Loop() {
+					op.run()
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
 }
