@@ -326,14 +326,18 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	s.mustFit("ConvBackwardData", len(dx), len(k), len(dy))
 	if !s.pointwise() {
 		if t, ok := s.transposed(); ok {
-			ConvForward(t, dy, transposedKernel(s, k, kernelFlipped), dx)
+			buf := getConvBuffer[T](s.KH * s.KW * s.C * s.O)
+			defer putConvBuffer(buf)
+			ConvForward(t, dy, transposedKernel(s, k, kernelFlipped, *buf), dx)
 			return
 		}
 	}
 	oh, ow := s.OutH(), s.OutW()
 	m, kdim := s.N*oh*ow, s.KH*s.KW*s.C
 	if kernelFlipped {
-		k = unflipKernel(s, k)
+		buf := getConvBuffer[T](s.KH * s.KW * s.C * s.O)
+		defer putConvBuffer(buf)
+		k = unflipKernel(s, k, *buf)
 	}
 	// kᵀ [O, KH*KW*C]: the kernel, stored [KH*KW*C, O], transposed.
 	pkt := getPackedB[T]()
@@ -344,6 +348,10 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 		GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, dst, kdim, false)
 	}
 
+	if s.KH == 1 && s.KW == 1 && s.PadTop == 0 && s.PadLeft == 0 && !s.pointwise() {
+		convBackwardDataStrided1x1(s, dy, pkt, dx)
+		return
+	}
 	if s.pointwise() {
 		parallelFor(blocks, 1, func(lo, hi int) {
 			for b := lo; b < hi; b++ {
@@ -400,6 +408,38 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	}
 }
 
+// convBackwardDataStrided1x1 is ConvBackwardData for a 1x1 kernel with strides (a ResNet
+// shortcut) and no top or left padding: dx is zero but at the input positions
+// (i*StrideH, j*StrideW), where it is dy's row times kᵀ (pkt). The CPUs share out the
+// input rows to clear them, then blocks of dy's rows, whose products are copied to their
+// places (a plain copy of rows, not col2im's sums: no two rows meet).
+func convBackwardDataStrided1x1[T Float](s ConvShape, dy []T, pkt *PackedB[T], dx []T) {
+	oh, ow := s.OutH(), s.OutW()
+	m := s.N * oh * ow
+	rowLen := s.W * s.C
+	parallelFor(s.N*s.H, max(1, 1<<14/rowLen), func(lo, hi int) { clear(dx[lo*rowLen : hi*rowLen]) })
+	rows, blocks := convBlocks[T](max(s.C, s.O), m)
+	parallelFor(blocks, 1, func(lo, hi int) {
+		buf := getConvBuffer[T](rows * s.C)
+		defer putConvBuffer(buf)
+		for b := lo; b < hi; b++ {
+			r0 := b * rows
+			nr := min(rows, m-r0)
+			d := (*buf)[:nr*s.C]
+			GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, d, s.C, false)
+			cur := newPatchCursor(oh, ow, r0)
+			for r := range nr {
+				// Positions in the bottom or right padding read no input.
+				if ih, iw := cur.i*s.StrideH, cur.j*s.StrideW; ih < s.H && iw < s.W {
+					at := ((cur.n*s.H+ih)*s.W + iw) * s.C
+					copy(dx[at:at+s.C], d[r*s.C:(r+1)*s.C])
+				}
+				cur.next()
+			}
+		}
+	})
+}
+
 // transposed returns, for a stride-1 convolution s, the convolution t that computes s's
 // input gradient from its output gradient: dx = t(dy) with t's kernel from
 // transposedKernel. Writing a' = KH-1-a,
@@ -426,10 +466,11 @@ func (s ConvShape) transposed() (t ConvShape, ok bool) {
 }
 
 // transposedKernel returns the kernel [KH, KW, O, C] of s.transposed(): k reversed in both
-// spatial axes (unless it already is: flipped) with each tap's [C, O] matrix transposed.
-func transposedKernel[T Float](s ConvShape, k []T, flipped bool) []T {
+// spatial axes (unless it already is: flipped) with each tap's [C, O] matrix transposed,
+// written into out (KH*KW*C*O elements).
+func transposedKernel[T Float](s ConvShape, k []T, flipped bool, out []T) []T {
 	tap := s.C * s.O
-	out := make([]T, s.KH*s.KW*tap)
+	out = out[:s.KH*s.KW*tap]
 	for a := 0; a < s.KH; a++ {
 		for b := 0; b < s.KW; b++ {
 			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap
@@ -449,10 +490,10 @@ func transposedKernel[T Float](s ConvShape, k []T, flipped bool) []T {
 }
 
 // unflipKernel returns the kernel k [KH, KW, C, O] given the spatially reversed kernel
-// flipped[a, b, c, o] = k[KH-1-a, KW-1-b, c, o].
-func unflipKernel[T Float](s ConvShape, flipped []T) []T {
+// flipped[a, b, c, o] = k[KH-1-a, KW-1-b, c, o], written into k (KH*KW*C*O elements).
+func unflipKernel[T Float](s ConvShape, flipped, k []T) []T {
 	tap := s.C * s.O
-	k := make([]T, s.KH*s.KW*tap)
+	k = k[:s.KH*s.KW*tap]
 	for a := 0; a < s.KH; a++ {
 		for b := 0; b < s.KW; b++ {
 			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap

@@ -53,7 +53,7 @@ func testConvForwardDirect[T Float](t *testing.T) {
 		// The input gradient of a stride-1 convolution as a direct forward one.
 		if ts, ok := s.transposed(); ok && ts.DilW == 1 {
 			gotDx := nanSlice[T](len(x))
-			convForwardDirect(ts, dy, transposedKernel(s, k, false), gotDx)
+			convForwardDirect(ts, dy, transposedKernel(s, k, false, make([]T, len(k))), gotDx)
 			checkConvClose(t, s.String()+" direct backward data", gotDx, dx, dxAbs)
 		}
 	}
