@@ -332,6 +332,9 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 			return
 		}
 	}
+	if !s.pointwise() && (s.KH > 1 || s.KW > 1) && convBackwardDataPhases(s, dy, k, kernelFlipped, dx) {
+		return
+	}
 	oh, ow := s.OutH(), s.OutW()
 	m, kdim := s.N*oh*ow, s.KH*s.KW*s.C
 	if kernelFlipped {

@@ -1,0 +1,117 @@
+package kernels
+
+// Strided backward data as stride-1 convolutions, one a phase.
+//
+// With strides sH x sW (and no dilation), the input rows ih = u*sH + ph of one phase ph
+// receive gradient only through the kernel rows a ≡ ph + PadTop (mod sH), a = a0 + t*sH,
+// from dy row i = u + e - t with e = (ph + PadTop - a0)/sH. So the phase's rows of dx are
+// a stride-1 convolution of dy with those kernel rows, reversed and with each tap's
+// [C, O] transposed:
+//
+//	dx[u*sH+ph] = Σ_t' dy[u + t' - (T-1-e)] · k[a0 + (T-1-t')*sH]ᵀ
+//
+// (padding T-1-e before, T taps), and likewise for columns. Each phase runs through
+// ConvForward (the direct path where it pays) into a buffer, whose rows are copied to
+// their places in dx: every entry of dx is written once, with no col2im sums.
+
+// convPhaseAxis describes one phase of one axis: the first kernel index a0, the number of
+// taps, the padding before of the stride-1 convolution, and its output size (the number
+// of input positions of the phase).
+type convPhaseAxis struct{ a0, taps, pad, out int }
+
+func convPhase(ph, stride, k, pad, in int) convPhaseAxis {
+	a0 := (ph + pad) % stride
+	taps := 0
+	if a0 < k {
+		taps = (k - a0 + stride - 1) / stride
+	}
+	e := (ph + pad - a0) / stride
+	out := 0
+	if ph < in {
+		out = (in - ph + stride - 1) / stride
+	}
+	return convPhaseAxis{a0: a0, taps: taps, pad: taps - 1 - e, out: out}
+}
+
+// convBackwardDataPhases computes ConvBackwardData for a strided, undilated s by phases
+// and reports true, or does nothing and reports false where a phase would need negative
+// padding before (padding larger than the kernel) or the phases are narrow.
+func convBackwardDataPhases[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []T) bool {
+	if s.DilH != 1 || s.DilW != 1 {
+		return false
+	}
+	var rows, cols []convPhaseAxis
+	for ph := range s.StrideH {
+		rows = append(rows, convPhase(ph, s.StrideH, s.KH, s.PadTop, s.H))
+	}
+	for pw := range s.StrideW {
+		cols = append(cols, convPhase(pw, s.StrideW, s.KW, s.PadLeft, s.W))
+	}
+	if cols[0].out < 8 {
+		// Phases 4 or fewer positions wide are overhead: col2im takes them (8x8 inputs
+		// at stride 2 ran 7% slower by phases).
+		return false
+	}
+	missing := false // a phase with input positions but no taps: its dx is zero
+	for _, ax := range append(append([]convPhaseAxis(nil), rows...), cols...) {
+		if ax.out > 0 && ax.taps > 0 && ax.pad < 0 {
+			return false
+		}
+		if ax.out > 0 && ax.taps == 0 {
+			missing = true
+		}
+	}
+	oh, ow := s.OutH(), s.OutW()
+	rowLen := s.W * s.C
+	if missing {
+		parallelFor(s.N*s.H, max(1, 1<<14/rowLen), func(lo, hi int) { clear(dx[lo*rowLen : hi*rowLen]) })
+	}
+	kbuf := getConvBuffer[T](s.KH * s.KW * s.C * s.O)
+	defer putConvBuffer(kbuf)
+	obuf := getConvBuffer[T](s.N * rows[0].out * cols[0].out * s.C) // phase 0 is the largest
+	defer putConvBuffer(obuf)
+	tap := s.C * s.O
+	for ph, ra := range rows {
+		for pw, ca := range cols {
+			if ra.out == 0 || ca.out == 0 || ra.taps == 0 || ca.taps == 0 {
+				continue
+			}
+			t := ConvShape{N: s.N, H: oh, W: ow, C: s.O, KH: ra.taps, KW: ca.taps, O: s.C,
+				StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: ra.pad, PadLeft: ca.pad}
+			t.PadBottom = ra.out - oh - t.PadTop + t.KH - 1
+			t.PadRight = ca.out - ow - t.PadLeft + t.KW - 1
+			// kt[t', u', o, c] = k[a0 + (T-1-t')*sH, b0 + (U-1-u')*sW, c, o].
+			kt := (*kbuf)[:t.KH*t.KW*tap]
+			for ti := range t.KH {
+				for ui := range t.KW {
+					a := ra.a0 + (t.KH-1-ti)*s.StrideH
+					b := ca.a0 + (t.KW-1-ui)*s.StrideW
+					if kernelFlipped {
+						a, b = s.KH-1-a, s.KW-1-b
+					}
+					from := k[(a*s.KW+b)*tap : (a*s.KW+b+1)*tap]
+					to := kt[(ti*t.KW+ui)*tap : (ti*t.KW+ui+1)*tap]
+					for c := range s.C {
+						for o, v := range from[c*s.O : (c+1)*s.O] {
+							to[o*s.C+c] = v
+						}
+					}
+				}
+			}
+			out := (*obuf)[:s.N*ra.out*ca.out*s.C]
+			ConvForward(t, dy, kt, out)
+			parallelFor(s.N*ra.out, max(1, 1<<12/(ca.out*s.C)), func(lo, hi int) {
+				for r := lo; r < hi; r++ {
+					n, u := r/ra.out, r%ra.out
+					src := out[r*ca.out*s.C : (r+1)*ca.out*s.C]
+					dst := dx[(n*s.H+u*s.StrideH+ph)*rowLen:]
+					for v := range ca.out {
+						at := (v*s.StrideW + pw) * s.C
+						copy(dst[at:at+s.C], src[v*s.C:(v+1)*s.C])
+					}
+				}
+			})
+		}
+	}
+	return true
+}
