@@ -89,13 +89,7 @@ func convBackwardDataPhases[T Float](s ConvShape, dy, k []T, kernelFlipped bool,
 					if kernelFlipped {
 						a, b = s.KH-1-a, s.KW-1-b
 					}
-					from := k[(a*s.KW+b)*tap : (a*s.KW+b+1)*tap]
-					to := kt[(ti*t.KW+ui)*tap : (ti*t.KW+ui+1)*tap]
-					for c := range s.C {
-						for o, v := range from[c*s.O : (c+1)*s.O] {
-							to[o*s.C+c] = v
-						}
-					}
+					transposeInto(kt[(ti*t.KW+ui)*tap:(ti*t.KW+ui+1)*tap], k[(a*s.KW+b)*tap:(a*s.KW+b+1)*tap], s.C, s.O)
 				}
 			}
 			out := (*obuf)[:s.N*ra.out*ca.out*s.C]
