@@ -86,9 +86,11 @@ func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
 	img, outImg := s.H*s.W*s.C, oh*ow*s.O
 
 	parallelFor(s.N, 1, func(lo, hi int) {
-		pbuf := getConvBuffer[T](padLen + convDirectTile*ldc)
+		// ct holds the image's output over the padded width, tile after tile.
+		ctLen := tiles * convDirectTile * ldc
+		pbuf := getConvBuffer[T](padLen + ctLen)
 		defer putConvBuffer(pbuf)
-		xp, ct := (*pbuf)[:padLen], (*pbuf)[padLen:padLen+convDirectTile*ldc]
+		xp, ct := (*pbuf)[:padLen], (*pbuf)[padLen:padLen+ctLen]
 		clear(xp[hp*wp*s.C:])
 		for n := lo; n < hi; n++ {
 			padImage(s, x[n*img:(n+1)*img], hp, wp, xp)
@@ -104,25 +106,27 @@ func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
 							panel := pk.panel(q0, kc, jp)
 							acc := a > 0 || q0 > 0
 							if mr == 0 {
-								gemmTileGo(convDirectTile, nr, kc, xp, aOff+q0, s.C, 1, panel, nr, ct, jp*nr, ldc, acc)
+								gemmTileGo(convDirectTile, nr, kc, xp, aOff+q0, s.C, 1, panel, nr, ct[p0*ldc:], jp*nr, ldc, acc)
 								continue
 							}
 							for r := 0; r < convDirectTile; r += mr {
 								gemmAsmKernel(activeISA, size, kc, unsafe.Pointer(&xp[aOff+r*s.C+q0]), s.C, 1,
-									unsafe.Pointer(&panel[0]), unsafe.Pointer(&ct[r*ldc+jp*nr]), ldc, acc)
+									unsafe.Pointer(&panel[0]), unsafe.Pointer(&ct[(p0+r)*ldc+jp*nr]), ldc, acc)
 							}
 						}
 					}
 				}
-				// Copy the rows of real positions out.
-				i, j := p0/wp, p0%wp
-				for r := 0; r < convDirectTile && i < oh; r++ {
-					if j < ow {
-						copy(yn[(i*ow+j)*s.O:(i*ow+j+1)*s.O], ct[r*ldc:r*ldc+s.O])
-					}
-					if j++; j == wp {
-						j, i = 0, i+1
-					}
+			}
+			// Copy the real positions out, a row at a time where ct's rows are y's.
+			for i := range oh {
+				src := ct[i*wp*ldc:]
+				dst := yn[i*ow*s.O : (i+1)*ow*s.O]
+				if ldc == s.O {
+					copy(dst, src[:ow*s.O])
+					continue
+				}
+				for j := range ow {
+					copy(dst[j*s.O:(j+1)*s.O], src[j*ldc:j*ldc+s.O])
 				}
 			}
 		}
