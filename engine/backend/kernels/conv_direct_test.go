@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// directTestShapes are stride-1 shapes for the direct path, whether or not useDirect would
-// pick it for them: odd channels and widths, dilated rows, asymmetric, wide and negative
+// directTestShapes are shapes for the direct path, whether or not useDirect would pick it
+// for them: odd channels and widths, strides, dilated rows, asymmetric, wide and negative
 // end paddings, rows narrower than a tile and images of one position.
 func directTestShapes(r *rand.Rand, random int) []ConvShape {
 	shapes := []ConvShape{
@@ -20,6 +20,12 @@ func directTestShapes(r *rand.Rand, random int) []ConvShape {
 		{N: 3, H: 6, W: 5, C: 1, KH: 2, KW: 3, O: 40, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 0, PadBottom: -1, PadLeft: 0, PadRight: -1},
 		{N: 2, H: 1, W: 1, C: 7, KH: 3, KW: 3, O: 5, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
 		{N: 1, H: 4, W: 5, C: 3, KH: 1, KW: 1, O: 5, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 2, PadBottom: 1, PadLeft: 0, PadRight: 2},
+		// Strided: ResNet stages' entries, shortcuts and the ImageNet stem, odd strides.
+		conv3x3(2, 32, 16, 32, 2),
+		conv1x1(3, 16, 5, 7, 2),
+		{N: 2, H: 30, W: 29, C: 3, KH: 7, KW: 7, O: 16, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1, PadTop: 3, PadBottom: 3, PadLeft: 3, PadRight: 3},
+		{N: 1, H: 17, W: 23, C: 6, KH: 3, KW: 2, O: 9, StrideH: 3, StrideW: 2, DilH: 2, DilW: 1, PadTop: 2, PadBottom: -1, PadLeft: 1, PadRight: 0},
+		{N: 2, H: 9, W: 40, C: 4, KH: 2, KW: 5, O: 3, StrideH: 1, StrideW: 3, DilH: 1, DilW: 1, PadTop: 0, PadBottom: 1, PadLeft: 4, PadRight: 2},
 		// Kernel rows longer than a k block (KW*C > 128 values).
 		{N: 2, H: 5, W: 6, C: 70, KH: 3, KW: 3, O: 18, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
 	}
@@ -27,7 +33,7 @@ func directTestShapes(r *rand.Rand, random int) []ConvShape {
 	for len(shapes) < fixed+random {
 		s := ConvShape{
 			N: 1 + r.IntN(3), H: 1 + r.IntN(12), W: 1 + r.IntN(30), C: 1 + r.IntN(20), O: 1 + r.IntN(40),
-			KH: 1 + r.IntN(4), KW: 1 + r.IntN(4), StrideH: 1, StrideW: 1, DilH: 1 + r.IntN(2), DilW: 1,
+			KH: 1 + r.IntN(4), KW: 1 + r.IntN(4), StrideH: 1 + r.IntN(3), StrideW: 1 + r.IntN(3), DilH: 1 + r.IntN(2), DilW: 1,
 			PadTop: r.IntN(4), PadBottom: r.IntN(6) - 2, PadLeft: r.IntN(4), PadRight: r.IntN(6) - 2,
 		}
 		if s.Validate() == nil {
@@ -39,7 +45,7 @@ func directTestShapes(r *rand.Rand, random int) []ConvShape {
 
 func testConvForwardDirect[T Float](t *testing.T) {
 	r := rand.New(rand.NewPCG(31, 32))
-	for _, s := range directTestShapes(r, 40) {
+	for _, s := range directTestShapes(r, 60) {
 		x := randSlice[T](r, s.N*s.H*s.W*s.C)
 		k := randSlice[T](r, s.KH*s.KW*s.C*s.O)
 		dy := randSlice[T](r, s.N*s.OutH()*s.OutW()*s.O)
@@ -51,7 +57,7 @@ func testConvForwardDirect[T Float](t *testing.T) {
 		convBackwardFilterDirect(s, x, dy, gotDk)
 		checkConvClose(t, s.String()+" direct backward filter", gotDk, dk, dkAbs)
 		// The input gradient of a stride-1 convolution as a direct forward one.
-		if ts, ok := s.transposed(); ok && ts.DilW == 1 {
+		if ts, ok := s.transposed(); ok && ts.DilW == 1 && s.StrideH == 1 && s.StrideW == 1 {
 			gotDx := nanSlice[T](len(x))
 			convForwardDirect(ts, dy, transposedKernel(s, k, false, make([]T, len(k))), gotDx)
 			checkConvClose(t, s.String()+" direct backward data", gotDx, dx, dxAbs)
@@ -59,7 +65,7 @@ func testConvForwardDirect[T Float](t *testing.T) {
 	}
 }
 
-// TestConvForwardDirect checks the direct stride-1 path against the nested loop on every
+// TestConvForwardDirect checks the direct path against the nested loop on every
 // instruction-set path, in float32 and float64, with exact-length slices and NaN-filled
 // outputs, on shapes where ConvForward would not necessarily choose it.
 func TestConvForwardDirect(t *testing.T) {
@@ -82,8 +88,10 @@ func TestConvUseDirect(t *testing.T) {
 		{conv3x3(32, 28, 128, 128, 1), true, false}, // the gradient would not stay in L2
 		{conv3x3(32, 14, 256, 256, 1), false, false},
 		{conv3x3(64, 8, 64, 64, 1), false, false}, // 25% more arithmetic
-		{conv3x3(64, 32, 16, 32, 2), false, false},
-		{conv1x1(64, 32, 16, 32, 1), false, false},
+		{conv3x3(64, 32, 16, 32, 2), true, true}, // strided: 17 positions a row for 16
+		{conv1x1(64, 32, 16, 32, 2), false, true},
+		{conv3x3(64, 8, 64, 128, 2), false, false}, // 5 positions a row for 4
+		{conv1x1(64, 32, 16, 32, 1), false, false}, // x is the patch matrix
 	} {
 		if got := tc.s.useDirect(4, false); got != tc.forward {
 			t.Errorf("%v: useDirect forward = %v, want %v", tc.s, got, tc.forward)
