@@ -88,7 +88,7 @@ func TestConvUseDirect(t *testing.T) {
 		{conv3x3(32, 28, 128, 128, 1), true, false}, // the gradient would not stay in L2
 		{conv3x3(32, 14, 256, 256, 1), false, false},
 		{conv3x3(64, 8, 64, 64, 1), false, false}, // 25% more arithmetic
-		{conv3x3(64, 32, 16, 32, 2), true, true}, // strided: 17 positions a row for 16
+		{conv3x3(64, 32, 16, 32, 2), true, true},  // strided: 17 positions a row for 16
 		{conv1x1(64, 32, 16, 32, 2), false, true},
 		{conv3x3(64, 8, 64, 128, 2), false, false}, // 5 positions a row for 4
 		{conv1x1(64, 32, 16, 32, 1), false, false}, // x is the patch matrix
