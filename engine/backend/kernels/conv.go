@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -120,11 +121,13 @@ func convBlocks[T Float](kdim, m int) (rows, blocks int) {
 }
 
 // convBuffers32 and convBuffers64 recycle the convolutions' scratch buffers (blocks of
-// patch rows, partial kernel gradients), as *[]float32 and *[]float64: fresh memory costs
-// more than packing into it.
-var convBuffers32, convBuffers64 sync.Pool
+// patch rows, padded images, partial kernel gradients), as *[]float32 and *[]float64, by
+// size class: pool b holds buffers of capacity 2^b, so that the layers of a network, each
+// asking for its own sizes in turn, find buffers they fit in instead of dropping the
+// pooled ones and allocating (fresh memory costs more than packing into it).
+var convBuffers32, convBuffers64 [64]sync.Pool
 
-func convBuffers[T Float]() *sync.Pool {
+func convBuffers[T Float]() *[64]sync.Pool {
 	var zero T
 	if unsafe.Sizeof(zero) == 4 {
 		return &convBuffers32
@@ -132,18 +135,26 @@ func convBuffers[T Float]() *sync.Pool {
 	return &convBuffers64
 }
 
+// sizeClass is the least b with 2^b >= n.
+func sizeClass(n int) int { return bits.Len(uint(max(n, 1) - 1)) }
+
 // getConvBuffer returns a buffer of n elements, of any content, for putConvBuffer to
 // recycle.
 func getConvBuffer[T Float](n int) *[]T {
-	if p, ok := convBuffers[T]().Get().(*[]T); ok && cap(*p) >= n {
+	c := sizeClass(n)
+	if p, ok := convBuffers[T]()[c].Get().(*[]T); ok && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p
-	} // a buffer too small (or of a named element type) is dropped
-	b := make([]T, n)
+	} // one of a named element type is dropped
+	b := make([]T, n, 1<<c)
 	return &b
 }
 
-func putConvBuffer[T Float](p *[]T) { convBuffers[T]().Put(p) }
+func putConvBuffer[T Float](p *[]T) {
+	if cap(*p) > 0 {
+		convBuffers[T]()[bits.Len(uint(cap(*p)))-1].Put(p)
+	}
+}
 
 // patchCursor walks output positions (n, i, j) in row-major order, the rows of the patch
 // matrix.
@@ -286,7 +297,7 @@ func ConvForward[T Float](s ConvShape, x, k, y []T) {
 // convForwardIm2col is ConvForward through blocks of the patch matrix.
 func convForwardIm2col[T Float](s ConvShape, x, k, y []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
-	pk := getPackedB[T]()
+	pk := getPackedB[T](kdim, s.O)
 	defer putPackedB(pk)
 	pk.pack(false, kdim, s.O, k, s.O)
 	rows, blocks := convBlocks[T](kdim, m)
@@ -343,7 +354,7 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 		k = unflipKernel(s, k, *buf)
 	}
 	// kᵀ [O, KH*KW*C]: the kernel, stored [KH*KW*C, O], transposed.
-	pkt := getPackedB[T]()
+	pkt := getPackedB[T](s.O, kdim)
 	defer putPackedB(pkt)
 	pkt.pack(true, s.O, kdim, k, s.O)
 	rows, blocks := convBlocks[T](kdim, m)
@@ -556,7 +567,7 @@ func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 			defer putConvBuffer(buf)
 			cols = *buf
 		}
-		pdy := getPackedB[T]() // repacked block after block
+		pdy := getPackedB[T](rows, s.O) // repacked block after block
 		defer putPackedB(pdy)
 		for b := lo; b < hi; b++ {
 			r0 := b * rows

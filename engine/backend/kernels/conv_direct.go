@@ -108,7 +108,7 @@ func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
 	// [KH*KW*C, O].
 	pks := make([]*PackedB[T], s.KH)
 	for a := range pks {
-		pks[a] = getPackedB[T]()
+		pks[a] = getPackedB[T](rowLen, s.O)
 		pks[a].pack(false, rowLen, s.O, k[a*rowLen*s.O:], s.O)
 	}
 	defer func() {
@@ -226,7 +226,7 @@ func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 		xp := (*buf)[partLen : partLen+l.padLen]
 		dyext := (*buf)[partLen+l.padLen : partLen+l.padLen+mext*s.O]
 		clear(xp[s.StrideH*l.planeLen:])
-		pdy := getPackedB[T]()
+		pdy := getPackedB[T](mext, s.O)
 		defer putPackedB(pdy)
 		for n := lo; n < hi; n++ {
 			padImage(s, l, x[n*img:(n+1)*img], xp)

@@ -125,6 +125,8 @@ func benchConvNetwork[T Float](b *testing.B, layers []convNetLayer) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	single := runtime.GOMAXPROCS(0) == 1
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	cpu0 := processCPUTime()
 	var wall time.Duration
 	for b.Loop() {
@@ -139,6 +141,9 @@ func benchConvNetwork[T Float](b *testing.B, layers []convNetLayer) {
 			wall += time.Duration(o.w * float64(d))
 		}
 	}
+	runtime.ReadMemStats(&ms1)
+	// Fresh memory is slow to touch: the bytes the kernels allocate a step (unweighted).
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N)/1e6, "MB-alloc/iter")
 	step := wall.Seconds() / float64(b.N)
 	b.ReportMetric(step*1000, "ms/step")
 	b.ReportMetric(totalFlops/step/1e9, "GFLOP/s")

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math/bits"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -366,20 +367,27 @@ func gemmStore4[T Float](c []T, acc bool, v0, v1, v2, v3 T) {
 	c[0], c[1], c[2], c[3] = v0, v1, v2, v3
 }
 
-// gemmPackPool recycles the packed B of Gemm and of the convolutions (*PackedB[T] for
-// any T): fresh memory costs more than packing into memory already used.
-var gemmPackPool sync.Pool
+// gemmPackPools recycle the packed B of Gemm and of the convolutions (*PackedB[T] for
+// any T) by size class of their memory, as convBuffers do: fresh memory costs more than
+// packing into memory already used.
+var gemmPackPools [64]sync.Pool
 
-// getPackedB returns a recycled PackedB (or a new one) for pack to fill, and putPackedB
-// recycles it.
-func getPackedB[T Float]() *PackedB[T] {
-	if p, ok := gemmPackPool.Get().(*PackedB[T]); ok {
+// getPackedB returns a recycled PackedB (or a new one) for pack to fill with a [k, n]
+// matrix, and putPackedB recycles it.
+func getPackedB[T Float](k, n int) *PackedB[T] {
+	nr := gemmPanelWidth[T]()
+	c := sizeClass((n + nr - 1) / nr * nr * k)
+	if p, ok := gemmPackPools[c].Get().(*PackedB[T]); ok {
 		return p
 	} // one of the other element type is dropped
-	return &PackedB[T]{}
+	return &PackedB[T]{data: make([]T, 0, 1<<c)} // a whole size class, for the pool
 }
 
-func putPackedB[T Float](p *PackedB[T]) { gemmPackPool.Put(p) }
+func putPackedB[T Float](p *PackedB[T]) {
+	if c := cap(p.data); c > 0 {
+		gemmPackPools[bits.Len(uint(c))-1].Put(p)
+	}
+}
 
 // Repack packs op(b) ([k, n], as for PackB) into p, reusing p's memory when it is large
 // enough: for products with many matrices in turn, such as the blocks of a convolution's
@@ -406,7 +414,7 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 		}
 		return
 	}
-	p := getPackedB[T]()
+	p := getPackedB[T](k, n)
 	defer putPackedB(p)
 	p.pack(transB, k, n, b, ldb)
 
