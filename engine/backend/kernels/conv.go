@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -156,6 +157,32 @@ func putConvBuffer[T Float](p *[]T) {
 	}
 }
 
+// convShare runs fn on min(GOMAXPROCS, n) workers (worker 0 on the calling goroutine)
+// that take the units [0, n) one at a time from a shared counter through next, and waits
+// for them. Unlike parallelFor's fixed shares, a CPU that other processes hold back takes
+// fewer units instead of holding up the others at the end.
+func convShare(n int, fn func(worker int, next func() (int, bool))) {
+	if n <= 0 {
+		return
+	}
+	var counter atomic.Int64
+	next := func() (int, bool) {
+		i := int(counter.Add(1)) - 1
+		return i, i < n
+	}
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, next)
+		}()
+	}
+	fn(0, next)
+	wg.Wait()
+}
+
 // patchCursor walks output positions (n, i, j) in row-major order, the rows of the patch
 // matrix.
 type patchCursor struct {
@@ -302,14 +329,14 @@ func convForwardIm2col[T Float](s ConvShape, x, k, y []T) {
 	pk.pack(false, kdim, s.O, k, s.O)
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
-	parallelFor(blocks, 1, func(lo, hi int) {
+	convShare(blocks, func(_ int, next func() (int, bool)) {
 		var cols []T
 		if !pointwise {
 			buf := getConvBuffer[T](rows * kdim)
 			defer putConvBuffer(buf)
 			cols = *buf
 		}
-		for b := lo; b < hi; b++ {
+		for b, ok := next(); ok; b, ok = next() {
 			r0 := b * rows
 			nr := min(rows, m-r0)
 			var a []T
@@ -532,9 +559,9 @@ func unflipKernel[T Float](s ConvShape, flipped, k []T) []T {
 // ConvBackwardFilter computes the gradient of Σ y·dy with respect to the kernel for the
 // convolution s, overwriting dk [KH, KW, C, O].
 //
-// dk, viewed as [KH*KW*C, O], is colsᵀ·dy summed over blocks of patch rows: each CPU packs
-// its blocks of the patch matrix and accumulates into its own partial dk; the partials are
-// summed at the end.
+// dk, viewed as [KH*KW*C, O], is colsᵀ·dy summed over blocks of patch rows: the CPUs take
+// blocks of the patch matrix in turn (convShare), pack them and accumulate into their own
+// partial dk; the partials are summed at the end.
 func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	s.mustFit("ConvBackwardFilter", len(x), len(dk), len(dy))
 	var z T
@@ -554,13 +581,14 @@ func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 
 	var mu sync.Mutex
 	var partials []*[]T
-	parallelFor(blocks, 1, func(lo, hi int) {
-		acc := dk // the first worker's partial is dk itself
+	convShare(blocks, func(worker int, next func() (int, bool)) {
+		acc := dk // worker 0's partial is dk itself
 		var partial *[]T
-		if lo != 0 {
+		if worker != 0 {
 			partial = getConvBuffer[T](len(dk))
 			acc = *partial
 		}
+		first := true
 		var cols []T
 		if !pointwise {
 			buf := getConvBuffer[T](rows * kdim)
@@ -569,7 +597,7 @@ func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 		}
 		pdy := getPackedB[T](rows, s.O) // repacked block after block
 		defer putPackedB(pdy)
-		for b := lo; b < hi; b++ {
+		for b, ok := next(); ok; b, ok = next() {
 			r0 := b * rows
 			nr := min(rows, m-r0)
 			var a []T
@@ -580,9 +608,15 @@ func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 				packPatches(s, x, r0, nr, a)
 			}
 			pdy.pack(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
-			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, b != lo)
+			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, !first)
+			first = false
 		}
-		if partial != nil {
+		switch {
+		case first && partial == nil:
+			clear(dk) // worker 0 got no blocks
+		case first:
+			putConvBuffer(partial)
+		case partial != nil:
 			mu.Lock()
 			partials = append(partials, partial)
 			mu.Unlock()

@@ -127,14 +127,14 @@ func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
 	img, outImg := s.H*s.W*s.C, oh*ow*s.O
 	rs := s.StrideW * s.C
 
-	parallelFor(s.N, 1, func(lo, hi int) {
+	convShare(s.N, func(_ int, next func() (int, bool)) {
 		// ct holds the image's output over the padded width, tile after tile.
 		ctLen := tiles * convDirectTile * ldc
 		pbuf := getConvBuffer[T](l.padLen + ctLen)
 		defer putConvBuffer(pbuf)
 		xp, ct := (*pbuf)[:l.padLen], (*pbuf)[l.padLen:l.padLen+ctLen]
 		clear(xp[s.StrideH*l.planeLen:])
-		for n := lo; n < hi; n++ {
+		for n, ok := next(); ok; n, ok = next() {
 			padImage(s, l, x[n*img:(n+1)*img], xp)
 			yn := y[n*outImg : (n+1)*outImg]
 			for t := range tiles {
@@ -202,8 +202,8 @@ func padImage[T Float](s ConvShape, l directLayout, xi []T, xp []T) {
 // patch matrix (see convForwardDirect): kernel row a's gradient [KW*C, O] is
 // Σ_n Σ_p A_a[p]ᵀ·dy[p], where A_a[p] is the KW*C padded values of position p, read in
 // place as aᵀ (rs = 1, cs = StrideW*C), and dy is laid out over the padded width with zero
-// rows at the positions thrown away. The CPUs share out the images, each summing into its
-// own partial gradient; the partials are added up at the end.
+// rows at the positions thrown away. The CPUs take the images in turn (convShare), each
+// summing into its own partial gradient; the partials are added up at the end.
 func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 	l := s.directLayout()
 	oh, ow, rowLen, mext := l.oh, l.ow, l.rowLen, l.mext
@@ -220,7 +220,7 @@ func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 
 	var mu sync.Mutex
 	var partials []*[]T
-	parallelFor(s.N, 1, func(lo, hi int) {
+	convShare(s.N, func(_ int, next func() (int, bool)) {
 		buf := getConvBuffer[T](partLen + l.padLen + mext*s.O)
 		part := (*buf)[:partLen]
 		xp := (*buf)[partLen : partLen+l.padLen]
@@ -228,7 +228,8 @@ func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 		clear(xp[s.StrideH*l.planeLen:])
 		pdy := getPackedB[T](mext, s.O)
 		defer putPackedB(pdy)
-		for n := lo; n < hi; n++ {
+		first := true
+		for n, ok := next(); ok; n, ok = next() {
 			padImage(s, l, x[n*img:(n+1)*img], xp)
 			// dy over the padded width, zero at the positions j >= OutW.
 			dyn := dy[n*outImg : (n+1)*outImg]
@@ -250,7 +251,7 @@ func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 							kc := min(blockK, mext-p0)
 							panel := pdy.panel(p0, kc, jp)
 							aOff := base + p0*cs + r0
-							acc := n > lo || p0 > 0
+							acc := !first || p0 > 0
 							if mr == 0 {
 								rows := min(convDirectTile, rowLen-r0)
 								gemmTileGo(rows, nr, kc, xp, aOff, 1, cs, panel, nr, pa, cOff, ldc, acc)
@@ -264,6 +265,11 @@ func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 					}
 				}
 			}
+			first = false
+		}
+		if first { // no images left for this worker
+			putConvBuffer(buf)
+			return
 		}
 		mu.Lock()
 		partials = append(partials, buf)

@@ -2,6 +2,8 @@ package kernels
 
 import (
 	"math/rand/v2"
+	"runtime"
+	"sync/atomic"
 	"testing"
 )
 
@@ -43,4 +45,33 @@ func TestConvBackwardDataPhases(t *testing.T) {
 		t.Run("float32", testConvBackwardDataPhases[float32])
 		t.Run("float64", testConvBackwardDataPhases[float64])
 	})
+}
+
+// TestConvShare checks that convShare hands out every unit once, to workers numbered
+// from 0, whatever the number of CPUs.
+func TestConvShare(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 2, 3, 8} {
+		runtime.GOMAXPROCS(procs)
+		for _, n := range []int{0, 1, 2, 5, 100} {
+			seen := make([]atomic.Int32, n)
+			var maxWorker atomic.Int32
+			convShare(n, func(w int, next func() (int, bool)) {
+				if int32(w) > maxWorker.Load() {
+					maxWorker.Store(int32(w))
+				}
+				for i, ok := next(); ok; i, ok = next() {
+					seen[i].Add(1)
+				}
+			})
+			for i := range seen {
+				if c := seen[i].Load(); c != 1 {
+					t.Fatalf("procs %d, n %d: unit %d taken %d times", procs, n, i, c)
+				}
+			}
+			if w := int(maxWorker.Load()); w >= max(1, min(procs, n)) {
+				t.Errorf("procs %d, n %d: worker %d", procs, n, w)
+			}
+		}
+	}
 }
