@@ -315,18 +315,62 @@ func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	s.mustFit("ConvForward", len(x), len(k), len(y))
 	var z T
 	if s.useDirect(int(unsafe.Sizeof(z)), false) {
-		convForwardDirect(s, x, k, y)
+		convForwardDirect(s, x, convKernel[T]{k: k}, y)
 		return
 	}
-	convForwardIm2col(s, x, k, y)
+	convForwardIm2col(s, x, convKernel[T]{k: k}, y)
+}
+
+// convForwardKernel is ConvForward (without its checks) with the kernel ck.
+func convForwardKernel[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
+	var z T
+	if s.useDirect(int(unsafe.Sizeof(z)), false) {
+		convForwardDirect(s, x, ck, y)
+		return
+	}
+	convForwardIm2col(s, x, ck, y)
+}
+
+// convKernel is the kernel [KH, KW, C, O] of a convolution s run by ConvForward's paths:
+// k itself, or with taps, the kernel of a stride-1 convolution's input gradient (see
+// transposed), whose tap t is tap taps[t] of k [KH, KW, O, C] transposed, read from k as
+// it is packed instead of being transposed into a buffer first.
+type convKernel[T Float] struct {
+	k    []T
+	taps []int
+}
+
+// pack packs taps [tap0, tap0+n) of the kernel, as [n*C, O], into p.
+func (ck convKernel[T]) pack(p *PackedB[T], s ConvShape, tap0, n int) {
+	if ck.taps == nil {
+		p.pack(false, n*s.C, s.O, ck.k[tap0*s.C*s.O:], s.O)
+		return
+	}
+	p.packTaps(ck.k, ck.taps[tap0:tap0+n], s.C, s.O)
+}
+
+// transposedSource is the kernel of s.transposed() read from s's kernel k (spatially
+// reversed already when flipped): tap (a, b) is k's tap (KH-1-a, KW-1-b), or (a, b) when
+// flipped, transposed.
+func transposedSource[T Float](s ConvShape, k []T, flipped bool) convKernel[T] {
+	taps := make([]int, s.KH*s.KW)
+	for a := range s.KH {
+		for b := range s.KW {
+			taps[a*s.KW+b] = (s.KH-1-a)*s.KW + (s.KW - 1 - b)
+			if flipped {
+				taps[a*s.KW+b] = a*s.KW + b
+			}
+		}
+	}
+	return convKernel[T]{k: k, taps: taps}
 }
 
 // convForwardIm2col is ConvForward through blocks of the patch matrix.
-func convForwardIm2col[T Float](s ConvShape, x, k, y []T) {
+func convForwardIm2col[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	pk := getPackedB[T](kdim, s.O)
 	defer putPackedB(pk)
-	pk.pack(false, kdim, s.O, k, s.O)
+	ck.pack(pk, s, 0, s.KH*s.KW)
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
 	convShare(blocks, func(_ int, next func() (int, bool)) {
@@ -364,9 +408,7 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	s.mustFit("ConvBackwardData", len(dx), len(k), len(dy))
 	if !s.pointwise() {
 		if t, ok := s.transposed(); ok {
-			buf := getConvBuffer[T](s.KH * s.KW * s.C * s.O)
-			defer putConvBuffer(buf)
-			ConvForward(t, dy, transposedKernel(s, k, kernelFlipped, *buf), dx)
+			convForwardKernel(t, dy, transposedSource(s, k, kernelFlipped), dx)
 			return
 		}
 	}
@@ -483,7 +525,7 @@ func convBackwardDataStrided1x1[T Float](s ConvShape, dy []T, pkt *PackedB[T], d
 
 // transposed returns, for a stride-1 convolution s, the convolution t that computes s's
 // input gradient from its output gradient: dx = t(dy) with t's kernel from
-// transposedKernel. Writing a' = KH-1-a,
+// transposedSource. Writing a' = KH-1-a,
 //
 //	dx[n, ih, iw, c] = Σ dy[n, ih + a'*DilH - PT', iw + b'*DilW - PL', o] · k[KH-1-a', KW-1-b', c, o]
 //
@@ -504,24 +546,6 @@ func (s ConvShape) transposed() (t ConvShape, ok bool) {
 	t.PadBottom = s.H - oh - t.PadTop + spanH
 	t.PadRight = s.W - ow - t.PadLeft + spanW
 	return t, t.PadTop >= 0 && t.PadLeft >= 0
-}
-
-// transposedKernel returns the kernel [KH, KW, O, C] of s.transposed(): k reversed in both
-// spatial axes (unless it already is: flipped) with each tap's [C, O] matrix transposed,
-// written into out (KH*KW*C*O elements).
-func transposedKernel[T Float](s ConvShape, k []T, flipped bool, out []T) []T {
-	tap := s.C * s.O
-	out = out[:s.KH*s.KW*tap]
-	for a := 0; a < s.KH; a++ {
-		for b := 0; b < s.KW; b++ {
-			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap
-			if flipped {
-				src = (a*s.KW + b) * tap
-			}
-			transposeInto(out[(a*s.KW+b)*tap:(a*s.KW+b+1)*tap], k[src:src+tap], s.C, s.O)
-		}
-	}
-	return out
 }
 
 // transposeInto writes the transpose of from [rows, cols] into to [cols, rows], in square

@@ -101,7 +101,7 @@ func (s ConvShape) useDirect(size int, filter bool) bool {
 
 // convForwardDirect computes ConvForward for a shape with DilW 1 (useDirect says where it
 // pays).
-func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
+func convForwardDirect[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 	l := s.directLayout()
 	oh, ow, rowLen := l.oh, l.ow, l.rowLen
 	// One packed [KW*C, O] matrix a kernel row: rows [a*KW*C, (a+1)*KW*C) of k as
@@ -109,7 +109,7 @@ func convForwardDirect[T Float](s ConvShape, x, k, y []T) {
 	pks := make([]*PackedB[T], s.KH)
 	for a := range pks {
 		pks[a] = getPackedB[T](rowLen, s.O)
-		pks[a].pack(false, rowLen, s.O, k[a*rowLen*s.O:], s.O)
+		ck.pack(pks[a], s, a*s.KW, s.KW)
 	}
 	defer func() {
 		for _, p := range pks {

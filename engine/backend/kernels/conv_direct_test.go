@@ -51,7 +51,7 @@ func testConvForwardDirect[T Float](t *testing.T) {
 		dy := randSlice[T](r, s.N*s.OutH()*s.OutW()*s.O)
 		y, yAbs, dx, dxAbs, dk, dkAbs := refConv(s, x, k, dy)
 		got := nanSlice[T](len(dy))
-		convForwardDirect(s, x, k, got)
+		convForwardDirect(s, x, convKernel[T]{k: k}, got)
 		checkConvClose(t, s.String()+" direct forward", got, y, yAbs)
 		gotDk := nanSlice[T](len(k))
 		convBackwardFilterDirect(s, x, dy, gotDk)
@@ -59,7 +59,7 @@ func testConvForwardDirect[T Float](t *testing.T) {
 		// The input gradient of a stride-1 convolution as a direct forward one.
 		if ts, ok := s.transposed(); ok && ts.DilW == 1 && s.StrideH == 1 && s.StrideW == 1 {
 			gotDx := nanSlice[T](len(x))
-			convForwardDirect(ts, dy, transposedKernel(s, k, false, make([]T, len(k))), gotDx)
+			convForwardDirect(ts, dy, transposedSource(s, k, false), gotDx)
 			checkConvClose(t, s.String()+" direct backward data", gotDx, dx, dxAbs)
 		}
 	}
@@ -165,8 +165,8 @@ func BenchmarkConvDirect(b *testing.B) {
 			name string
 			run  func()
 		}{
-			{"fwd_direct", func() { convForwardDirect(s, x, k, dy) }},
-			{"fwd_im2col", func() { convForwardIm2col(s, x, k, dy) }},
+			{"fwd_direct", func() { convForwardDirect(s, x, convKernel[float32]{k: k}, dy) }},
+			{"fwd_im2col", func() { convForwardIm2col(s, x, convKernel[float32]{k: k}, dy) }},
 			{"filter_direct", func() { convBackwardFilterDirect(s, x, dy, k) }},
 			{"filter_im2col", func() { convBackwardFilterIm2col(s, x, dy, k) }},
 		} {
@@ -176,6 +176,53 @@ func BenchmarkConvDirect(b *testing.B) {
 				}
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
+		}
+	}
+}
+
+// transposedKernel, the reference for transposedSource, returns the kernel [KH, KW, O, C] of s.transposed(): k reversed in both
+// spatial axes (unless it already is: flipped) with each tap's [C, O] matrix transposed,
+// written into out (KH*KW*C*O elements).
+func transposedKernel[T Float](s ConvShape, k []T, flipped bool, out []T) []T {
+	tap := s.C * s.O
+	out = out[:s.KH*s.KW*tap]
+	for a := 0; a < s.KH; a++ {
+		for b := 0; b < s.KW; b++ {
+			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap
+			if flipped {
+				src = (a*s.KW + b) * tap
+			}
+			transposeInto(out[(a*s.KW+b)*tap:(a*s.KW+b+1)*tap], k[src:src+tap], s.C, s.O)
+		}
+	}
+	return out
+}
+
+// TestPackTaps checks that packing the transposed kernel straight from k (packTaps, as
+// ConvBackwardData does) gives the packing of the kernel transposed first, for whole
+// kernels and kernel rows, flipped or not, across k blocks and partial panels.
+func TestPackTaps(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	for _, s := range []ConvShape{conv3x3(1, 4, 5, 19, 1), conv3x3(1, 4, 70, 33, 1), conv3x3(1, 4, 16, 16, 1),
+		{N: 1, H: 5, W: 5, C: 3, KH: 2, KW: 3, O: 130, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1}} {
+		k := randSlice[float64](r, s.KH*s.KW*s.C*s.O)
+		ts, _ := s.transposed()
+		for _, flipped := range []bool{false, true} {
+			want := transposedKernel(s, k, flipped, make([]float64, len(k)))
+			src := transposedSource(s, k, flipped)
+			for _, span := range [][2]int{{0, s.KH * s.KW}, {s.KW, s.KW}} {
+				var got, ref PackedB[float64]
+				src.pack(&got, ts, span[0], span[1])
+				convKernel[float64]{k: want}.pack(&ref, ts, span[0], span[1])
+				if got.k != ref.k || got.n != ref.n || len(got.data) != len(ref.data) {
+					t.Fatalf("%v: packed %dx%d (%d), want %dx%d (%d)", s, got.k, got.n, len(got.data), ref.k, ref.n, len(ref.data))
+				}
+				for i := range ref.data {
+					if got.data[i] != ref.data[i] {
+						t.Fatalf("%v flipped %v taps %v: data[%d] = %v, want %v", s, flipped, span, i, got.data[i], ref.data[i])
+					}
+				}
+			}
 		}
 	}
 }

@@ -116,6 +116,46 @@ func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
 	}
 }
 
+// packTaps fills p with a stack of transposed matrices, as a convolution's input gradient
+// needs its kernel: op(b) is [len(taps)*kr, n], and its row t*kr+q, column j is
+// src[taps[t]*kr*n + j*kr + q], the transpose of the [n, kr] matrix at taps[t]. Each panel
+// block is written from runs of src that are contiguous along q.
+func (p *PackedB[T]) packTaps(src []T, taps []int, kr, n int) {
+	nr := gemmPanelWidth[T]()
+	k := len(taps) * kr
+	panels := (n + nr - 1) / nr
+	size := panels * k * nr
+	if cap(p.data) < size {
+		p.data = make([]T, size)
+	}
+	p.k, p.n, p.nr, p.panels, p.data = k, n, nr, panels, p.data[:size]
+	kb := gemmBlockK[T]()
+	for p0 := 0; p0 < k; p0 += kb {
+		kc := min(kb, k-p0)
+		for jp := range panels {
+			j0 := jp * nr
+			cols := min(nr, n-j0)
+			panel := p.panel(p0, kc, jp)
+			if cols < nr {
+				clear(panel)
+			}
+			for q0 := 0; q0 < kc; {
+				t, q := (p0+q0)/kr, (p0+q0)%kr
+				run := min(kc-q0, kr-q) // steps left in this tap
+				base := taps[t]*kr*n + q
+				for j := range cols {
+					from := src[base+(j0+j)*kr : base+(j0+j)*kr+run]
+					to := panel[q0*nr+j:]
+					for i, v := range from {
+						to[i*nr] = v
+					}
+				}
+				q0 += run
+			}
+		}
+	}
+}
+
 // panel is the block of steps [p0, p0+kc) of panel jp: kc rows of nr values. The k
 // blocks are stored one after the other, each holding the block of every panel in turn,
 // so that a group of panels' block is contiguous in memory: had every panel been stored
