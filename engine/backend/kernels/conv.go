@@ -162,6 +162,11 @@ func putConvBuffer[T Float](p *[]T) {
 // for them. Unlike parallelFor's fixed shares, a CPU that other processes hold back takes
 // fewer units instead of holding up the others at the end.
 func convShare(n int, fn func(worker int, next func() (int, bool))) {
+	convShareN(runtime.GOMAXPROCS(0), n, fn)
+}
+
+// convShareN is convShare on at most workers workers.
+func convShareN(workers, n int, fn func(worker int, next func() (int, bool))) {
 	if n <= 0 {
 		return
 	}
@@ -170,7 +175,7 @@ func convShare(n int, fn func(worker int, next func() (int, bool))) {
 		i := int(counter.Add(1)) - 1
 		return i, i < n
 	}
-	workers := min(runtime.GOMAXPROCS(0), n)
+	workers = max(1, min(workers, n))
 	var wg sync.WaitGroup
 	for w := 1; w < workers; w++ {
 		wg.Add(1)
@@ -324,7 +329,7 @@ func ConvForward[T Float](s ConvShape, x, k, y []T) {
 // convForwardKernel is ConvForward (without its checks) with the kernel ck.
 func convForwardKernel[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 	var z T
-	if s.useDirect(int(unsafe.Sizeof(z)), false) {
+	if s.useDirectWith(int(unsafe.Sizeof(z)), false, ck.workers()) {
 		convForwardDirect(s, x, ck, y)
 		return
 	}
@@ -338,6 +343,17 @@ func convForwardKernel[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 type convKernel[T Float] struct {
 	k    []T
 	taps []int
+	// serial runs the convolution on the calling goroutine only, for callers that share
+	// out the work themselves.
+	serial bool
+}
+
+// workers is the number of goroutines a convolution with this kernel runs on.
+func (ck convKernel[T]) workers() int {
+	if ck.serial {
+		return 1
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // pack packs taps [tap0, tap0+n) of the kernel, as [n*C, O], into p.
@@ -373,7 +389,7 @@ func convForwardIm2col[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 	ck.pack(pk, s, 0, s.KH*s.KW)
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
-	convShare(blocks, func(_ int, next func() (int, bool)) {
+	convShareN(ck.workers(), blocks, func(_ int, next func() (int, bool)) {
 		var cols []T
 		if !pointwise {
 			buf := getConvBuffer[T](rows * kdim)
@@ -548,23 +564,6 @@ func (s ConvShape) transposed() (t ConvShape, ok bool) {
 	return t, t.PadTop >= 0 && t.PadLeft >= 0
 }
 
-// transposeInto writes the transpose of from [rows, cols] into to [cols, rows], in square
-// blocks so that both sides' cache lines are used whole (a plain column-by-column
-// transpose of a 512x512 tap ran at a store per cache miss).
-func transposeInto[T Float](to, from []T, rows, cols int) {
-	const blk = 16
-	for r0 := 0; r0 < rows; r0 += blk {
-		r1 := min(r0+blk, rows)
-		for c0 := 0; c0 < cols; c0 += blk {
-			c1 := min(c0+blk, cols)
-			for r := r0; r < r1; r++ {
-				for c, v := range from[r*cols+c0 : r*cols+c1] {
-					to[(c0+c)*rows+r] = v
-				}
-			}
-		}
-	}
-}
 
 // unflipKernel returns the kernel k [KH, KW, C, O] given the spatially reversed kernel
 // flipped[a, b, c, o] = k[KH-1-a, KW-1-b, c, o], written into k (KH*KW*C*O elements).

@@ -76,10 +76,15 @@ func (l directLayout) rowOff(s ConvShape, a int) int {
 // CIFAR ResNet 1.2 to 1.4 times; 8x8 (25% more arithmetic) and 14x14 with 256 channels
 // run slower than through the patch matrix.
 func (s ConvShape) useDirect(size int, filter bool) bool {
+	return s.useDirectWith(size, filter, runtime.GOMAXPROCS(0))
+}
+
+// useDirectWith is useDirect for a convolution run on the given number of workers.
+func (s ConvShape) useDirectWith(size int, filter bool, workers int) bool {
 	if s.DilW != 1 || s.pointwise() {
 		return false
 	}
-	if s.N < runtime.GOMAXPROCS(0) {
+	if s.N < workers {
 		return false // the CPUs share out images
 	}
 	if !filter && s.KH*s.KW == 1 {
@@ -127,7 +132,7 @@ func convForwardDirect[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 	img, outImg := s.H*s.W*s.C, oh*ow*s.O
 	rs := s.StrideW * s.C
 
-	convShare(s.N, func(_ int, next func() (int, bool)) {
+	convShareN(ck.workers(), s.N, func(_ int, next func() (int, bool)) {
 		// ct holds the image's output over the padded width, tile after tile.
 		ctLen := tiles * convDirectTile * ldc
 		pbuf := getConvBuffer[T](l.padLen + ctLen)

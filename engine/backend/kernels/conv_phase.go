@@ -1,5 +1,7 @@
 package kernels
 
+import "runtime"
+
 // Strided backward data as stride-1 convolutions, one a phase.
 //
 // With strides sH x sW (and no dilation), the input rows ih = u*sH + ph of one phase ph
@@ -12,7 +14,8 @@ package kernels
 //
 // (padding T-1-e before, T taps), and likewise for columns. Each phase runs through
 // ConvForward (the direct path where it pays) into a buffer, whose rows are copied to
-// their places in dx: every entry of dx is written once, with no col2im sums.
+// their places in dx: every entry of dx is written once, with no col2im sums. The
+// kernels are packed from k's taps as they are (transposed while packed).
 
 // convPhaseAxis describes one phase of one axis: the first kernel index a0, the number of
 // taps, the padding before of the stride-1 convolution, and its output size (the number
@@ -66,22 +69,24 @@ func convBackwardDataPhases[T Float](s ConvShape, dy, k []T, kernelFlipped bool,
 	if missing {
 		parallelFor(s.N*s.H, max(1, 1<<14/rowLen), func(lo, hi int) { clear(dx[lo*rowLen : hi*rowLen]) })
 	}
-	kbuf := getConvBuffer[T](s.KH * s.KW * s.C * s.O)
-	defer putConvBuffer(kbuf)
-	obuf := getConvBuffer[T](s.N * rows[0].out * cols[0].out * s.C) // phase 0 is the largest
-	defer putConvBuffer(obuf)
-	tap := s.C * s.O
+	// Each phase's convolution and kernel (taps of k, transposed as they are packed).
+	type phase struct {
+		ph, pw int
+		t      ConvShape // with N = 1: one image
+		ck     convKernel[T]
+	}
+	var phases []phase
 	for ph, ra := range rows {
 		for pw, ca := range cols {
 			if ra.out == 0 || ca.out == 0 || ra.taps == 0 || ca.taps == 0 {
 				continue
 			}
-			t := ConvShape{N: s.N, H: oh, W: ow, C: s.O, KH: ra.taps, KW: ca.taps, O: s.C,
+			t := ConvShape{N: 1, H: oh, W: ow, C: s.O, KH: ra.taps, KW: ca.taps, O: s.C,
 				StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: ra.pad, PadLeft: ca.pad}
 			t.PadBottom = ra.out - oh - t.PadTop + t.KH - 1
 			t.PadRight = ca.out - ow - t.PadLeft + t.KW - 1
-			// kt[t', u', o, c] = k[a0 + (T-1-t')*sH, b0 + (U-1-u')*sW, c, o].
-			kt := (*kbuf)[:t.KH*t.KW*tap]
+			// Tap (t', u') is k[a0 + (T-1-t')*sH, b0 + (U-1-u')*sW] transposed.
+			taps := make([]int, t.KH*t.KW)
 			for ti := range t.KH {
 				for ui := range t.KW {
 					a := ra.a0 + (t.KH-1-ti)*s.StrideH
@@ -89,23 +94,44 @@ func convBackwardDataPhases[T Float](s ConvShape, dy, k []T, kernelFlipped bool,
 					if kernelFlipped {
 						a, b = s.KH-1-a, s.KW-1-b
 					}
-					transposeInto(kt[(ti*t.KW+ui)*tap:(ti*t.KW+ui+1)*tap], k[(a*s.KW+b)*tap:(a*s.KW+b+1)*tap], s.C, s.O)
+					taps[ti*t.KW+ui] = a*s.KW + b
 				}
 			}
-			out := (*obuf)[:s.N*ra.out*ca.out*s.C]
-			ConvForward(t, dy, kt, out)
-			parallelFor(s.N*ra.out, max(1, 1<<12/(ca.out*s.C)), func(lo, hi int) {
-				for r := lo; r < hi; r++ {
-					n, u := r/ra.out, r%ra.out
+			phases = append(phases, phase{ph, pw, t, convKernel[T]{k: k, taps: taps, serial: true}})
+		}
+	}
+	// The CPUs take runs of images in turn and run every phase on them, one CPU a run, so
+	// that a run's dy and phase outputs stay in the caches between the phases (phases
+	// run one after the other over the whole batch, each by all CPUs, read dy from memory
+	// four times and did not run faster on two CPUs than on one). Runs are long enough
+	// that packing each phase's kernel for each costs little.
+	workers := runtime.GOMAXPROCS(0)
+	run := max(1, min(s.N/(4*workers), 8))
+	units := (s.N + run - 1) / run
+	dyImg := oh * ow * s.O
+	convShare(units, func(_ int, next func() (int, bool)) {
+		obuf := getConvBuffer[T](run * rows[0].out * cols[0].out * s.C) // phase 0 is the largest
+		defer putConvBuffer(obuf)
+		for u, ok := next(); ok; u, ok = next() {
+			n0 := u * run
+			nn := min(run, s.N-n0)
+			for _, p := range phases {
+				t := p.t
+				t.N = nn
+				ra, ca := rows[p.ph], cols[p.pw]
+				out := (*obuf)[:nn*ra.out*ca.out*s.C]
+				convForwardKernel(t, dy[n0*dyImg:(n0+nn)*dyImg], p.ck, out)
+				for r := range nn * ra.out {
+					n, v0 := n0+r/ra.out, r%ra.out
 					src := out[r*ca.out*s.C : (r+1)*ca.out*s.C]
-					dst := dx[(n*s.H+u*s.StrideH+ph)*rowLen:]
+					dst := dx[(n*s.H+v0*s.StrideH+p.ph)*rowLen:]
 					for v := range ca.out {
-						at := (v*s.StrideW + pw) * s.C
+						at := (v*s.StrideW + p.pw) * s.C
 						copy(dst[at:at+s.C], src[v*s.C:(v+1)*s.C])
 					}
 				}
-			})
+			}
 		}
-	}
+	})
 	return true
 }
