@@ -564,7 +564,6 @@ func (s ConvShape) transposed() (t ConvShape, ok bool) {
 	return t, t.PadTop >= 0 && t.PadLeft >= 0
 }
 
-
 // unflipKernel returns the kernel k [KH, KW, C, O] given the spatially reversed kernel
 // flipped[a, b, c, o] = k[KH-1-a, KW-1-b, c, o], written into k (KH*KW*C*O elements).
 func unflipKernel[T Float](s ConvShape, flipped, k []T) []T {
