@@ -509,31 +509,35 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 
 // convBackwardDataStrided1x1 is ConvBackwardData for a 1x1 kernel with strides (a ResNet
 // shortcut) and no top or left padding: dx is zero but at the input positions
-// (i*StrideH, j*StrideW), where it is dy's row times kᵀ (pkt). The CPUs share out the
-// input rows to clear them, then blocks of dy's rows, whose products are copied to their
-// places (a plain copy of rows, not col2im's sums: no two rows meet).
+// (i*StrideH, j*StrideW), where it is dy's row times kᵀ (pkt). The CPUs take runs of
+// images in turn, clear their dx and compute their rows of dy·kᵀ block by block, copying
+// each row to its place (a plain copy, not col2im's sums: no two rows meet).
 func convBackwardDataStrided1x1[T Float](s ConvShape, dy []T, pkt *PackedB[T], dx []T) {
 	oh, ow := s.OutH(), s.OutW()
-	m := s.N * oh * ow
-	rowLen := s.W * s.C
-	parallelFor(s.N*s.H, max(1, 1<<14/rowLen), func(lo, hi int) { clear(dx[lo*rowLen : hi*rowLen]) })
-	rows, blocks := convBlocks[T](max(s.C, s.O), m)
-	parallelFor(blocks, 1, func(lo, hi int) {
-		buf := getConvBuffer[T](rows * s.C)
+	img := s.H * s.W * s.C
+	rows, _ := convBlocks[T](max(s.C, s.O), s.N*oh*ow)
+	run := max(1, rows/(oh*ow)) // images a unit: about a block's rows
+	units := (s.N + run - 1) / run
+	convShare(units, func(_ int, next func() (int, bool)) {
+		buf := getConvBuffer[T](max(rows, oh*ow) * s.C)
 		defer putConvBuffer(buf)
-		for b := lo; b < hi; b++ {
-			r0 := b * rows
-			nr := min(rows, m-r0)
-			d := (*buf)[:nr*s.C]
-			GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, d, s.C, false)
-			cur := newPatchCursor(oh, ow, r0)
-			for r := range nr {
-				// Positions in the bottom or right padding read no input.
-				if ih, iw := cur.i*s.StrideH, cur.j*s.StrideW; ih < s.H && iw < s.W {
-					at := ((cur.n*s.H+ih)*s.W + iw) * s.C
-					copy(dx[at:at+s.C], d[r*s.C:(r+1)*s.C])
+		for u, ok := next(); ok; u, ok = next() {
+			n0, n1 := u*run, min((u+1)*run, s.N)
+			clear(dx[n0*img : n1*img])
+			last := n1 * oh * ow
+			for r0 := n0 * oh * ow; r0 < last; r0 += rows {
+				nr := min(rows, last-r0)
+				d := (*buf)[:nr*s.C]
+				GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, d, s.C, false)
+				cur := newPatchCursor(oh, ow, r0)
+				for r := range nr {
+					// Positions in the bottom or right padding read no input.
+					if ih, iw := cur.i*s.StrideH, cur.j*s.StrideW; ih < s.H && iw < s.W {
+						at := ((cur.n*s.H+ih)*s.W + iw) * s.C
+						copy(dx[at:at+s.C], d[r*s.C:(r+1)*s.C])
+					}
+					cur.next()
 				}
-				cur.next()
 			}
 		}
 	})
