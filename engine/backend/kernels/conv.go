@@ -2,8 +2,10 @@ package kernels
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -120,11 +122,13 @@ func convBlocks[T Float](kdim, m int) (rows, blocks int) {
 }
 
 // convBuffers32 and convBuffers64 recycle the convolutions' scratch buffers (blocks of
-// patch rows, partial kernel gradients), as *[]float32 and *[]float64: fresh memory costs
-// more than packing into it.
-var convBuffers32, convBuffers64 sync.Pool
+// patch rows, padded images, partial kernel gradients), as *[]float32 and *[]float64, by
+// size class: pool b holds buffers of capacity 2^b, so that the layers of a network, each
+// asking for its own sizes in turn, find buffers they fit in instead of dropping the
+// pooled ones and allocating (fresh memory costs more than packing into it).
+var convBuffers32, convBuffers64 [64]sync.Pool
 
-func convBuffers[T Float]() *sync.Pool {
+func convBuffers[T Float]() *[64]sync.Pool {
 	var zero T
 	if unsafe.Sizeof(zero) == 4 {
 		return &convBuffers32
@@ -132,18 +136,57 @@ func convBuffers[T Float]() *sync.Pool {
 	return &convBuffers64
 }
 
+// sizeClass is the least b with 2^b >= n.
+func sizeClass(n int) int { return bits.Len(uint(max(n, 1) - 1)) }
+
 // getConvBuffer returns a buffer of n elements, of any content, for putConvBuffer to
 // recycle.
 func getConvBuffer[T Float](n int) *[]T {
-	if p, ok := convBuffers[T]().Get().(*[]T); ok && cap(*p) >= n {
+	c := sizeClass(n)
+	if p, ok := convBuffers[T]()[c].Get().(*[]T); ok && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p
-	} // a buffer too small (or of a named element type) is dropped
-	b := make([]T, n)
+	} // one of a named element type is dropped
+	b := make([]T, n, 1<<c)
 	return &b
 }
 
-func putConvBuffer[T Float](p *[]T) { convBuffers[T]().Put(p) }
+func putConvBuffer[T Float](p *[]T) {
+	if cap(*p) > 0 {
+		convBuffers[T]()[bits.Len(uint(cap(*p)))-1].Put(p)
+	}
+}
+
+// convShare runs fn on min(GOMAXPROCS, n) workers (worker 0 on the calling goroutine)
+// that take the units [0, n) one at a time from a shared counter through next, and waits
+// for them. Unlike parallelFor's fixed shares, a CPU that other processes hold back takes
+// fewer units instead of holding up the others at the end.
+func convShare(n int, fn func(worker int, next func() (int, bool))) {
+	convShareN(runtime.GOMAXPROCS(0), n, fn)
+}
+
+// convShareN is convShare on at most workers workers.
+func convShareN(workers, n int, fn func(worker int, next func() (int, bool))) {
+	if n <= 0 {
+		return
+	}
+	var counter atomic.Int64
+	next := func() (int, bool) {
+		i := int(counter.Add(1)) - 1
+		return i, i < n
+	}
+	workers = max(1, min(workers, n))
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, next)
+		}()
+	}
+	fn(0, next)
+	wg.Wait()
+}
 
 // patchCursor walks output positions (n, i, j) in row-major order, the rows of the patch
 // matrix.
@@ -275,18 +318,85 @@ func addTo[T Float](dst, src []T) {
 // them with it.
 func ConvForward[T Float](s ConvShape, x, k, y []T) {
 	s.mustFit("ConvForward", len(x), len(k), len(y))
+	var z T
+	if s.useDirect(int(unsafe.Sizeof(z)), false) {
+		convForwardDirect(s, x, convKernel[T]{k: k}, y)
+		return
+	}
+	convForwardIm2col(s, x, convKernel[T]{k: k}, y)
+}
+
+// convForwardKernel is ConvForward (without its checks) with the kernel ck.
+func convForwardKernel[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
+	var z T
+	if s.useDirectWith(int(unsafe.Sizeof(z)), false, ck.workers()) {
+		convForwardDirect(s, x, ck, y)
+		return
+	}
+	convForwardIm2col(s, x, ck, y)
+}
+
+// convKernel is the kernel [KH, KW, C, O] of a convolution s run by ConvForward's paths:
+// k itself, or with taps, the kernel of a stride-1 convolution's input gradient (see
+// transposed), whose tap t is tap taps[t] of k [KH, KW, O, C] transposed, read from k as
+// it is packed instead of being transposed into a buffer first.
+type convKernel[T Float] struct {
+	k    []T
+	taps []int
+	// serial runs the convolution on the calling goroutine only, for callers that share
+	// out the work themselves.
+	serial bool
+}
+
+// workers is the number of goroutines a convolution with this kernel runs on.
+func (ck convKernel[T]) workers() int {
+	if ck.serial {
+		return 1
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// pack packs taps [tap0, tap0+n) of the kernel, as [n*C, O], into p.
+func (ck convKernel[T]) pack(p *PackedB[T], s ConvShape, tap0, n int) {
+	if ck.taps == nil {
+		p.pack(false, n*s.C, s.O, ck.k[tap0*s.C*s.O:], s.O)
+		return
+	}
+	p.packTaps(ck.k, ck.taps[tap0:tap0+n], s.C, s.O)
+}
+
+// transposedSource is the kernel of s.transposed() read from s's kernel k (spatially
+// reversed already when flipped): tap (a, b) is k's tap (KH-1-a, KW-1-b), or (a, b) when
+// flipped, transposed.
+func transposedSource[T Float](s ConvShape, k []T, flipped bool) convKernel[T] {
+	taps := make([]int, s.KH*s.KW)
+	for a := range s.KH {
+		for b := range s.KW {
+			taps[a*s.KW+b] = (s.KH-1-a)*s.KW + (s.KW - 1 - b)
+			if flipped {
+				taps[a*s.KW+b] = a*s.KW + b
+			}
+		}
+	}
+	return convKernel[T]{k: k, taps: taps}
+}
+
+// convForwardIm2col is ConvForward through blocks of the patch matrix.
+func convForwardIm2col[T Float](s ConvShape, x []T, ck convKernel[T], y []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
-	pk := PackB(false, kdim, s.O, k, s.O)
+	pk := getPackedB[T](kdim, s.O)
+	defer putPackedB(pk)
+	ck.pack(pk, s, 0, s.KH*s.KW)
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
-	parallelFor(blocks, 1, func(lo, hi int) {
+	convShareN(ck.workers(), blocks, func(_ int, next func() (int, bool)) {
 		var cols []T
 		if !pointwise {
 			buf := getConvBuffer[T](rows * kdim)
 			defer putConvBuffer(buf)
 			cols = *buf
 		}
-		for b := lo; b < hi; b++ {
+		for b, ok := next(); ok; b, ok = next() {
 			r0 := b * rows
 			nr := min(rows, m-r0)
 			var a []T
@@ -314,22 +424,33 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	s.mustFit("ConvBackwardData", len(dx), len(k), len(dy))
 	if !s.pointwise() {
 		if t, ok := s.transposed(); ok {
-			ConvForward(t, dy, transposedKernel(s, k, kernelFlipped), dx)
+			convForwardKernel(t, dy, transposedSource(s, k, kernelFlipped), dx)
 			return
 		}
+	}
+	if !s.pointwise() && (s.KH > 1 || s.KW > 1) && convBackwardDataPhases(s, dy, k, kernelFlipped, dx) {
+		return
 	}
 	oh, ow := s.OutH(), s.OutW()
 	m, kdim := s.N*oh*ow, s.KH*s.KW*s.C
 	if kernelFlipped {
-		k = unflipKernel(s, k)
+		buf := getConvBuffer[T](s.KH * s.KW * s.C * s.O)
+		defer putConvBuffer(buf)
+		k = unflipKernel(s, k, *buf)
 	}
 	// kᵀ [O, KH*KW*C]: the kernel, stored [KH*KW*C, O], transposed.
-	pkt := PackB(true, s.O, kdim, k, s.O)
+	pkt := getPackedB[T](s.O, kdim)
+	defer putPackedB(pkt)
+	pkt.pack(true, s.O, kdim, k, s.O)
 	rows, blocks := convBlocks[T](kdim, m)
 	dcolsBlock := func(r0, nr int, dst []T) {
 		GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, dst, kdim, false)
 	}
 
+	if s.KH == 1 && s.KW == 1 && s.PadTop == 0 && s.PadLeft == 0 && !s.pointwise() {
+		convBackwardDataStrided1x1(s, dy, pkt, dx)
+		return
+	}
 	if s.pointwise() {
 		parallelFor(blocks, 1, func(lo, hi int) {
 			for b := lo; b < hi; b++ {
@@ -386,9 +507,45 @@ func ConvBackwardData[T Float](s ConvShape, dy, k []T, kernelFlipped bool, dx []
 	}
 }
 
+// convBackwardDataStrided1x1 is ConvBackwardData for a 1x1 kernel with strides (a ResNet
+// shortcut) and no top or left padding: dx is zero but at the input positions
+// (i*StrideH, j*StrideW), where it is dy's row times kᵀ (pkt). The CPUs take runs of
+// images in turn, clear their dx and compute their rows of dy·kᵀ block by block, copying
+// each row to its place (a plain copy, not col2im's sums: no two rows meet).
+func convBackwardDataStrided1x1[T Float](s ConvShape, dy []T, pkt *PackedB[T], dx []T) {
+	oh, ow := s.OutH(), s.OutW()
+	img := s.H * s.W * s.C
+	rows, _ := convBlocks[T](max(s.C, s.O), s.N*oh*ow)
+	run := max(1, rows/(oh*ow)) // images a unit: about a block's rows
+	units := (s.N + run - 1) / run
+	convShare(units, func(_ int, next func() (int, bool)) {
+		buf := getConvBuffer[T](max(rows, oh*ow) * s.C)
+		defer putConvBuffer(buf)
+		for u, ok := next(); ok; u, ok = next() {
+			n0, n1 := u*run, min((u+1)*run, s.N)
+			clear(dx[n0*img : n1*img])
+			last := n1 * oh * ow
+			for r0 := n0 * oh * ow; r0 < last; r0 += rows {
+				nr := min(rows, last-r0)
+				d := (*buf)[:nr*s.C]
+				GemmPacked(false, nr, dy[r0*s.O:(r0+nr)*s.O], s.O, pkt, d, s.C, false)
+				cur := newPatchCursor(oh, ow, r0)
+				for r := range nr {
+					// Positions in the bottom or right padding read no input.
+					if ih, iw := cur.i*s.StrideH, cur.j*s.StrideW; ih < s.H && iw < s.W {
+						at := ((cur.n*s.H+ih)*s.W + iw) * s.C
+						copy(dx[at:at+s.C], d[r*s.C:(r+1)*s.C])
+					}
+					cur.next()
+				}
+			}
+		}
+	})
+}
+
 // transposed returns, for a stride-1 convolution s, the convolution t that computes s's
 // input gradient from its output gradient: dx = t(dy) with t's kernel from
-// transposedKernel. Writing a' = KH-1-a,
+// transposedSource. Writing a' = KH-1-a,
 //
 //	dx[n, ih, iw, c] = Σ dy[n, ih + a'*DilH - PT', iw + b'*DilW - PL', o] · k[KH-1-a', KW-1-b', c, o]
 //
@@ -411,34 +568,11 @@ func (s ConvShape) transposed() (t ConvShape, ok bool) {
 	return t, t.PadTop >= 0 && t.PadLeft >= 0
 }
 
-// transposedKernel returns the kernel [KH, KW, O, C] of s.transposed(): k reversed in both
-// spatial axes (unless it already is: flipped) with each tap's [C, O] matrix transposed.
-func transposedKernel[T Float](s ConvShape, k []T, flipped bool) []T {
-	tap := s.C * s.O
-	out := make([]T, s.KH*s.KW*tap)
-	for a := 0; a < s.KH; a++ {
-		for b := 0; b < s.KW; b++ {
-			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap
-			if flipped {
-				src = (a*s.KW + b) * tap
-			}
-			from := k[src : src+tap]
-			to := out[(a*s.KW+b)*tap : (a*s.KW+b+1)*tap]
-			for c := 0; c < s.C; c++ {
-				for o, v := range from[c*s.O : (c+1)*s.O] {
-					to[o*s.C+c] = v
-				}
-			}
-		}
-	}
-	return out
-}
-
 // unflipKernel returns the kernel k [KH, KW, C, O] given the spatially reversed kernel
-// flipped[a, b, c, o] = k[KH-1-a, KW-1-b, c, o].
-func unflipKernel[T Float](s ConvShape, flipped []T) []T {
+// flipped[a, b, c, o] = k[KH-1-a, KW-1-b, c, o], written into k (KH*KW*C*O elements).
+func unflipKernel[T Float](s ConvShape, flipped, k []T) []T {
 	tap := s.C * s.O
-	k := make([]T, s.KH*s.KW*tap)
+	k = k[:s.KH*s.KW*tap]
 	for a := 0; a < s.KH; a++ {
 		for b := 0; b < s.KW; b++ {
 			src := ((s.KH-1-a)*s.KW + (s.KW - 1 - b)) * tap
@@ -451,11 +585,21 @@ func unflipKernel[T Float](s ConvShape, flipped []T) []T {
 // ConvBackwardFilter computes the gradient of Σ y·dy with respect to the kernel for the
 // convolution s, overwriting dk [KH, KW, C, O].
 //
-// dk, viewed as [KH*KW*C, O], is colsᵀ·dy summed over blocks of patch rows: each CPU packs
-// its blocks of the patch matrix and accumulates into its own partial dk; the partials are
-// summed at the end.
+// dk, viewed as [KH*KW*C, O], is colsᵀ·dy summed over blocks of patch rows: the CPUs take
+// blocks of the patch matrix in turn (convShare), pack them and accumulate into their own
+// partial dk; the partials are summed at the end.
 func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	s.mustFit("ConvBackwardFilter", len(x), len(dk), len(dy))
+	var z T
+	if s.useDirect(int(unsafe.Sizeof(z)), true) {
+		convBackwardFilterDirect(s, x, dy, dk)
+		return
+	}
+	convBackwardFilterIm2col(s, x, dy, dk)
+}
+
+// convBackwardFilterIm2col is ConvBackwardFilter through blocks of the patch matrix.
+func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
 	rows, blocks := convBlocks[T](kdim, m)
 	pointwise := s.pointwise()
@@ -463,20 +607,23 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 
 	var mu sync.Mutex
 	var partials []*[]T
-	parallelFor(blocks, 1, func(lo, hi int) {
-		acc := dk // the first worker's partial is dk itself
+	convShare(blocks, func(worker int, next func() (int, bool)) {
+		acc := dk // worker 0's partial is dk itself
 		var partial *[]T
-		if lo != 0 {
+		if worker != 0 {
 			partial = getConvBuffer[T](len(dk))
 			acc = *partial
 		}
+		first := true
 		var cols []T
 		if !pointwise {
 			buf := getConvBuffer[T](rows * kdim)
 			defer putConvBuffer(buf)
 			cols = *buf
 		}
-		for b := lo; b < hi; b++ {
+		pdy := getPackedB[T](rows, s.O) // repacked block after block
+		defer putPackedB(pdy)
+		for b, ok := next(); ok; b, ok = next() {
 			r0 := b * rows
 			nr := min(rows, m-r0)
 			var a []T
@@ -486,10 +633,16 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 				a = cols[:nr*kdim]
 				packPatches(s, x, r0, nr, a)
 			}
-			pdy := PackB(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
-			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, b != lo)
+			pdy.pack(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
+			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, !first)
+			first = false
 		}
-		if partial != nil {
+		switch {
+		case first && partial == nil:
+			clear(dk) // worker 0 got no blocks
+		case first:
+			putConvBuffer(partial)
+		case partial != nil:
 			mu.Lock()
 			partials = append(partials, partial)
 			mu.Unlock()

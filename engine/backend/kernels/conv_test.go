@@ -110,6 +110,9 @@ func convTestShapes(r *rand.Rand, random int) []ConvShape {
 		// 1x1 stride 2 (ResNet shortcut) and stride 3 with a negative end padding.
 		{N: 3, H: 7, W: 9, C: 5, KH: 1, KW: 1, O: 3, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1},
 		{N: 1, H: 8, W: 7, C: 3, KH: 1, KW: 1, O: 17, StrideH: 3, StrideW: 3, DilH: 1, DilW: 1, PadBottom: -1, PadRight: -2},
+		// 1x1 strided with end padding (positions that read no input) and odd channels.
+		{N: 2, H: 8, W: 9, C: 17, KH: 1, KW: 1, O: 19, StrideH: 2, StrideW: 3, DilH: 1, DilW: 1, PadBottom: 1, PadRight: 2},
+		{N: 3, H: 5, W: 5, C: 33, KH: 1, KW: 1, O: 7, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1, PadBottom: 2, PadRight: 1},
 		// 3x3 same padding, batch 1 and batch 5.
 		{N: 1, H: 9, W: 7, C: 3, KH: 3, KW: 3, O: 17, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
 		{N: 5, H: 6, W: 6, C: 5, KH: 3, KW: 3, O: 4, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},

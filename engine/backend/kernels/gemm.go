@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math/bits"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -110,6 +111,46 @@ func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
 				for q, v := range b[src : src+kc] {
 					panel[q*nr+j] = v
 				}
+			}
+		}
+	}
+}
+
+// packTaps fills p with a stack of transposed matrices, as a convolution's input gradient
+// needs its kernel: op(b) is [len(taps)*kr, n], and its row t*kr+q, column j is
+// src[taps[t]*kr*n + j*kr + q], the transpose of the [n, kr] matrix at taps[t]. Each panel
+// block is written from runs of src that are contiguous along q.
+func (p *PackedB[T]) packTaps(src []T, taps []int, kr, n int) {
+	nr := gemmPanelWidth[T]()
+	k := len(taps) * kr
+	panels := (n + nr - 1) / nr
+	size := panels * k * nr
+	if cap(p.data) < size {
+		p.data = make([]T, size)
+	}
+	p.k, p.n, p.nr, p.panels, p.data = k, n, nr, panels, p.data[:size]
+	kb := gemmBlockK[T]()
+	for p0 := 0; p0 < k; p0 += kb {
+		kc := min(kb, k-p0)
+		for jp := range panels {
+			j0 := jp * nr
+			cols := min(nr, n-j0)
+			panel := p.panel(p0, kc, jp)
+			if cols < nr {
+				clear(panel)
+			}
+			for q0 := 0; q0 < kc; {
+				t, q := (p0+q0)/kr, (p0+q0)%kr
+				run := min(kc-q0, kr-q) // steps left in this tap
+				base := taps[t]*kr*n + q
+				for j := range cols {
+					from := src[base+(j0+j)*kr : base+(j0+j)*kr+run]
+					to := panel[q0*nr+j:]
+					for i, v := range from {
+						to[i*nr] = v
+					}
+				}
+				q0 += run
 			}
 		}
 	}
@@ -366,8 +407,32 @@ func gemmStore4[T Float](c []T, acc bool, v0, v1, v2, v3 T) {
 	c[0], c[1], c[2], c[3] = v0, v1, v2, v3
 }
 
-// gemmPackPool recycles Gemm's packed B (*PackedB[T] for any T).
-var gemmPackPool sync.Pool
+// gemmPackPools recycle the packed B of Gemm and of the convolutions (*PackedB[T] for
+// any T) by size class of their memory, as convBuffers do: fresh memory costs more than
+// packing into memory already used.
+var gemmPackPools [64]sync.Pool
+
+// getPackedB returns a recycled PackedB (or a new one) for pack to fill with a [k, n]
+// matrix, and putPackedB recycles it.
+func getPackedB[T Float](k, n int) *PackedB[T] {
+	nr := gemmPanelWidth[T]()
+	c := sizeClass((n + nr - 1) / nr * nr * k)
+	if p, ok := gemmPackPools[c].Get().(*PackedB[T]); ok {
+		return p
+	} // one of the other element type is dropped
+	return &PackedB[T]{data: make([]T, 0, 1<<c)} // a whole size class, for the pool
+}
+
+func putPackedB[T Float](p *PackedB[T]) {
+	if c := cap(p.data); c > 0 {
+		gemmPackPools[bits.Len(uint(c))-1].Put(p)
+	}
+}
+
+// Repack packs op(b) ([k, n], as for PackB) into p, reusing p's memory when it is large
+// enough: for products with many matrices in turn, such as the blocks of a convolution's
+// output gradient.
+func (p *PackedB[T]) Repack(transB bool, k, n int, b []T, ldb int) { p.pack(transB, k, n, b, ldb) }
 
 // gemmMinFlops is the least work worth a goroutine.
 const gemmMinFlops = 1 << 18
@@ -389,11 +454,8 @@ func Gemm[T Float](transA, transB bool, m, n, k int, a []T, lda int, b []T, ldb 
 		}
 		return
 	}
-	p, _ := gemmPackPool.Get().(*PackedB[T])
-	if p == nil {
-		p = &PackedB[T]{}
-	}
-	defer gemmPackPool.Put(p)
+	p := getPackedB[T](k, n)
+	defer putPackedB(p)
 	p.pack(transB, k, n, b, ldb)
 
 	var z T
