@@ -32,10 +32,12 @@ func TestNativeKernelsMatchPureGo(t *testing.T) {
 		name     string
 		backbone map[string]any
 		size     int
+		native   []string // the kinds of native kernels it must run
 	}{
-		{"CIFAR ResNet", map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": 8, "base_channels": 8}, 16},
+		{"CIFAR ResNet", map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": 8, "base_channels": 8}, 16,
+			[]string{"convolutions", "batch norm", "NPID head", "ReLU"}},
 		{"ResNet-18 stem and max-pool", map[string]any{"type": "ResNet", "depth": 18, "stage_blocks": []int{1, 1, 1, 1},
-			"stem_channels": 8, "base_channels": 8}, 32},
+			"stem_channels": 8, "base_channels": 8}, 32, []string{"convolutions", "batch norm", "NPID head", "ReLU", "max-pooling"}},
 	} {
 		for _, prec := range []struct {
 			dtype    string
@@ -62,7 +64,7 @@ func TestNativeKernelsMatchPureGo(t *testing.T) {
 				for _, e := range backend.ProfileOf(on.r.Backend).Entries() {
 					kinds[e.Kind] = true
 				}
-				for _, k := range []string{"convolutions", "batch norm", "NPID head"} {
+				for _, k := range arch.native {
 					if !kinds[k] {
 						t.Errorf("no %s ran as native kernels (profile: %v)", k, kinds)
 					}

@@ -20,6 +20,7 @@ const (
 	kindBatchNorm = "batch norm"
 	kindMatMul    = "matrix products"
 	kindHead      = "NPID head"
+	kindPool      = "max-pooling"
 )
 
 // isFloat reports whether the kernels take values of this dtype.
@@ -69,10 +70,6 @@ func (b *cpuBuilder) spatiallyReversed(kernel op) *value {
 
 func (b *cpuBuilder) Pad(x, fill op, axes ...backends.PadAxis) (op, error) {
 	return b.filled.Pad(x, fill, axes...)
-}
-
-func (b *cpuBuilder) SelectAndScatterMax(operand, source op, window, strides []int, paddings [][2]int) (op, error) {
-	return b.filled.SelectAndScatterMax(operand, source, window, strides, paddings)
 }
 
 func (b *cpuBuilder) SelectAndScatterMin(operand, source op, window, strides []int, paddings [][2]int) (op, error) {

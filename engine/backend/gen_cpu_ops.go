@@ -849,7 +849,7 @@ func (b *cpuBuilder) forwardReduceSum(x backends.Op, axes ...int) (backends.Op, 
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) ReduceWindow(x backends.Op, reductionType backends.ReduceOpType, windowDimensions []int, strides []int, baseDilations []int, windowDilations []int, paddings [][2]int) (backends.Op, error) {
+func (b *cpuBuilder) forwardReduceWindow(x backends.Op, reductionType backends.ReduceOpType, windowDimensions []int, strides []int, baseDilations []int, windowDilations []int, paddings [][2]int) (backends.Op, error) {
 	outs, err := b.record("ReduceWindow", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.ReduceWindow(in[0][0], reductionType, windowDimensions, strides, baseDilations, windowDilations, paddings)
 		return []backends.Op{r0}, err

@@ -28,7 +28,7 @@ import (
 // forwardX, for the hand-written ones to fall back on.
 var handWritten = []string{
 	"BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "ConvGeneral", "DotGeneral",
-	"Gather", "Mul", "Pad", "ReduceSum", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
+	"Gather", "Mul", "Pad", "ReduceSum", "ReduceWindow", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
 }
 
 func main() {
