@@ -108,10 +108,14 @@ const convRowTile = 24
 // CPUs: about convBlockBytes a block, 48 to 240 rows, a multiple of convRowTile where there
 // are enough rows, and a number of blocks that the CPUs share evenly.
 func convBlocks[T Float](kdim, m int) (rows, blocks int) {
+	return convBlocksFor[T](kdim, m, runtime.GOMAXPROCS(0))
+}
+
+// convBlocksFor is convBlocks with the number of blocks a multiple of workers.
+func convBlocksFor[T Float](kdim, m, workers int) (rows, blocks int) {
 	var zero T
 	rows = convBlockBytes / (kdim * int(unsafe.Sizeof(zero)))
 	rows = min(max(rows, 2*convRowTile), 10*convRowTile) / convRowTile * convRowTile
-	workers := runtime.GOMAXPROCS(0)
 	blocks = (m + rows - 1) / rows
 	blocks = (blocks + workers - 1) / workers * workers
 	rows = (m + blocks - 1) / blocks
@@ -586,8 +590,9 @@ func unflipKernel[T Float](s ConvShape, flipped, k []T) []T {
 // convolution s, overwriting dk [KH, KW, C, O].
 //
 // dk, viewed as [KH*KW*C, O], is colsᵀ·dy summed over blocks of patch rows: the CPUs take
-// blocks of the patch matrix in turn (convShare), pack them and accumulate into their own
-// partial dk; the partials are summed at the end.
+// fixed groups of blocks in turn (convShare), each group summed into its own partial, and
+// the partials are added in group order at the end, so that the result is the same however
+// many CPUs share the work.
 func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 	s.mustFit("ConvBackwardFilter", len(x), len(dk), len(dy))
 	var z T
@@ -601,20 +606,17 @@ func ConvBackwardFilter[T Float](s ConvShape, x, dy, dk []T) {
 // convBackwardFilterIm2col is ConvBackwardFilter through blocks of the patch matrix.
 func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 	m, kdim := s.N*s.OutH()*s.OutW(), s.KH*s.KW*s.C
-	rows, blocks := convBlocks[T](kdim, m)
+	// The blocks, like their groups, do not depend on the number of CPUs.
+	rows, blocks := convBlocksFor[T](kdim, m, convFilterGroups)
 	pointwise := s.pointwise()
 	dk = dk[:kdim*s.O]
 
-	var mu sync.Mutex
-	var partials []*[]T
-	convShare(blocks, func(worker int, next func() (int, bool)) {
-		acc := dk // worker 0's partial is dk itself
-		var partial *[]T
-		if worker != 0 {
-			partial = getConvBuffer[T](len(dk))
-			acc = *partial
-		}
-		first := true
+	// The blocks are summed in fixed groups, each into its own partial (group 0's is dk),
+	// and the partials in group order, so that the sums do not depend on which CPU took
+	// which block: runs repeat bit for bit.
+	groups := min(blocks, convFilterGroups)
+	partials := make([]*[]T, groups)
+	convShare(groups, func(_ int, next func() (int, bool)) {
 		var cols []T
 		if !pointwise {
 			buf := getConvBuffer[T](rows * kdim)
@@ -623,33 +625,35 @@ func convBackwardFilterIm2col[T Float](s ConvShape, x, dy, dk []T) {
 		}
 		pdy := getPackedB[T](rows, s.O) // repacked block after block
 		defer putPackedB(pdy)
-		for b, ok := next(); ok; b, ok = next() {
-			r0 := b * rows
-			nr := min(rows, m-r0)
-			var a []T
-			if pointwise {
-				a = x[r0*kdim : (r0+nr)*kdim]
-			} else {
-				a = cols[:nr*kdim]
-				packPatches(s, x, r0, nr, a)
+		for g, ok := next(); ok; g, ok = next() {
+			acc := dk
+			if g > 0 {
+				partials[g] = getConvBuffer[T](len(dk))
+				acc = (*partials[g])[:len(dk)]
 			}
-			pdy.pack(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
-			GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, !first)
-			first = false
-		}
-		switch {
-		case first && partial == nil:
-			clear(dk) // worker 0 got no blocks
-		case first:
-			putConvBuffer(partial)
-		case partial != nil:
-			mu.Lock()
-			partials = append(partials, partial)
-			mu.Unlock()
+			lo, hi := g*blocks/groups, (g+1)*blocks/groups
+			for b := lo; b < hi; b++ {
+				r0 := b * rows
+				nr := min(rows, m-r0)
+				var a []T
+				if pointwise {
+					a = x[r0*kdim : (r0+nr)*kdim]
+				} else {
+					a = cols[:nr*kdim]
+					packPatches(s, x, r0, nr, a)
+				}
+				pdy.pack(false, nr, s.O, dy[r0*s.O:(r0+nr)*s.O], s.O)
+				GemmPacked(true, kdim, a, kdim, pdy, acc, s.O, b > lo)
+			}
 		}
 	})
-	for _, p := range partials {
-		addTo(dk, *p)
+	for _, p := range partials[1:] {
+		addTo(dk, (*p)[:len(dk)])
 		putConvBuffer(p)
 	}
 }
+
+// convFilterGroups is the number of partial sums a kernel gradient is split into (fewer
+// when there are fewer blocks or images): enough for the CPUs to share the work, and the
+// same on every machine, so that the gradient does not depend on the number of CPUs.
+const convFilterGroups = 8

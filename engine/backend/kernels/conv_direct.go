@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"runtime"
-	"sync"
 	"unsafe"
 )
 
@@ -207,8 +206,9 @@ func padImage[T Float](s ConvShape, l directLayout, xi []T, xp []T) {
 // patch matrix (see convForwardDirect): kernel row a's gradient [KW*C, O] is
 // Σ_n Σ_p A_a[p]ᵀ·dy[p], where A_a[p] is the KW*C padded values of position p, read in
 // place as aᵀ (rs = 1, cs = StrideW*C), and dy is laid out over the padded width with zero
-// rows at the positions thrown away. The CPUs take the images in turn (convShare), each
-// summing into its own partial gradient; the partials are added up at the end.
+// rows at the positions thrown away. The CPUs take fixed groups of images in turn
+// (convShare), each group summed into its own partial gradient; the partials are added up
+// in group order at the end.
 func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 	l := s.directLayout()
 	oh, ow, rowLen, mext := l.oh, l.ow, l.rowLen, l.mext
@@ -223,62 +223,61 @@ func convBackwardFilterDirect[T Float](s ConvShape, x, dy, dk []T) {
 	img, outImg := s.H*s.W*s.C, oh*ow*s.O
 	cs := s.StrideW * s.C
 
-	var mu sync.Mutex
-	var partials []*[]T
-	convShare(s.N, func(_ int, next func() (int, bool)) {
-		buf := getConvBuffer[T](partLen + l.padLen + mext*s.O)
-		part := (*buf)[:partLen]
-		xp := (*buf)[partLen : partLen+l.padLen]
-		dyext := (*buf)[partLen+l.padLen : partLen+l.padLen+mext*s.O]
+	// The images are summed in fixed groups, each into its own partial, and the partials in
+	// group order, so that the sums do not depend on which CPU took which image.
+	groups := min(s.N, convFilterGroups)
+	partials := make([]*[]T, groups)
+	convShare(groups, func(_ int, next func() (int, bool)) {
+		buf := getConvBuffer[T](l.padLen + mext*s.O)
+		defer putConvBuffer(buf)
+		xp := (*buf)[:l.padLen]
+		dyext := (*buf)[l.padLen : l.padLen+mext*s.O]
 		clear(xp[s.StrideH*l.planeLen:])
 		pdy := getPackedB[T](mext, s.O)
 		defer putPackedB(pdy)
-		first := true
-		for n, ok := next(); ok; n, ok = next() {
-			padImage(s, l, x[n*img:(n+1)*img], xp)
-			// dy over the padded width, zero at the positions j >= OutW.
-			dyn := dy[n*outImg : (n+1)*outImg]
-			for i := range oh {
-				row := dyext[i*l.wq*s.O : (i+1)*l.wq*s.O]
-				copy(row, dyn[i*ow*s.O:(i+1)*ow*s.O])
-				clear(row[ow*s.O:])
-			}
-			pdy.pack(false, mext, s.O, dyext, s.O)
-			blockK := gemmBlockK[T]()
-			for a := range s.KH {
-				pa := part[a*rowTiles*convDirectTile*ldc:]
-				base := l.rowOff(s, a)
-				for rt := range rowTiles {
-					r0 := rt * convDirectTile
-					for jp := range panels {
-						cOff := r0*ldc + jp*nr
-						for p0 := 0; p0 < mext; p0 += blockK {
-							kc := min(blockK, mext-p0)
-							panel := pdy.panel(p0, kc, jp)
-							aOff := base + p0*cs + r0
-							acc := !first || p0 > 0
-							if mr == 0 {
-								rows := min(convDirectTile, rowLen-r0)
-								gemmTileGo(rows, nr, kc, xp, aOff, 1, cs, panel, nr, pa, cOff, ldc, acc)
-								continue
-							}
-							for r := 0; r < convDirectTile; r += mr {
-								gemmAsmKernel(activeISA, size, kc, unsafe.Pointer(&xp[aOff+r]), 1, cs,
-									unsafe.Pointer(&panel[0]), unsafe.Pointer(&pa[cOff+r*ldc]), ldc, acc)
+		for g, ok := next(); ok; g, ok = next() {
+			partials[g] = getConvBuffer[T](partLen)
+			part := (*partials[g])[:partLen]
+			lo, hi := g*s.N/groups, (g+1)*s.N/groups
+			for n := lo; n < hi; n++ {
+				first := n == lo
+				padImage(s, l, x[n*img:(n+1)*img], xp)
+				// dy over the padded width, zero at the positions j >= OutW.
+				dyn := dy[n*outImg : (n+1)*outImg]
+				for i := range oh {
+					row := dyext[i*l.wq*s.O : (i+1)*l.wq*s.O]
+					copy(row, dyn[i*ow*s.O:(i+1)*ow*s.O])
+					clear(row[ow*s.O:])
+				}
+				pdy.pack(false, mext, s.O, dyext, s.O)
+				blockK := gemmBlockK[T]()
+				for a := range s.KH {
+					pa := part[a*rowTiles*convDirectTile*ldc:]
+					base := l.rowOff(s, a)
+					for rt := range rowTiles {
+						r0 := rt * convDirectTile
+						for jp := range panels {
+							cOff := r0*ldc + jp*nr
+							for p0 := 0; p0 < mext; p0 += blockK {
+								kc := min(blockK, mext-p0)
+								panel := pdy.panel(p0, kc, jp)
+								aOff := base + p0*cs + r0
+								acc := !first || p0 > 0
+								if mr == 0 {
+									rows := min(convDirectTile, rowLen-r0)
+									gemmTileGo(rows, nr, kc, xp, aOff, 1, cs, panel, nr, pa, cOff, ldc, acc)
+									continue
+								}
+								for r := 0; r < convDirectTile; r += mr {
+									gemmAsmKernel(activeISA, size, kc, unsafe.Pointer(&xp[aOff+r]), 1, cs,
+										unsafe.Pointer(&panel[0]), unsafe.Pointer(&pa[cOff+r*ldc]), ldc, acc)
+								}
 							}
 						}
 					}
 				}
 			}
-			first = false
 		}
-		if first { // no images left for this worker
-			putConvBuffer(buf)
-			return
-		}
-		mu.Lock()
-		partials = append(partials, buf)
-		mu.Unlock()
 	})
 	// dk[a, b, c, o] = Σ partials[a][b*C+c][o].
 	for a := range s.KH {

@@ -370,3 +370,34 @@ func BenchmarkConv(b *testing.B) {
 		})
 	}
 }
+
+// TestConvBackwardFilterRepeats checks that the kernel gradient, summed over blocks or images
+// shared among the CPUs, comes out bit for bit the same however many CPUs take part and
+// whichever takes which part.
+func TestConvBackwardFilterRepeats(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, s := range []ConvShape{
+		{N: 16, H: 32, W: 32, C: 16, KH: 3, KW: 3, O: 16, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
+		{N: 16, H: 8, W: 8, C: 64, KH: 3, KW: 3, O: 64, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1, PadTop: 1, PadBottom: 1, PadLeft: 1, PadRight: 1},
+		{N: 9, H: 16, W: 16, C: 32, KH: 1, KW: 1, O: 64, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1},
+	} {
+		x := randSlice[float32](rng, s.N*s.H*s.W*s.C)
+		dy := randSlice[float32](rng, s.N*s.OutH()*s.OutW()*s.O)
+		var first []float32
+		for _, procs := range []int{1, 2, 3, 2, 2} {
+			old := runtime.GOMAXPROCS(procs)
+			dk := make([]float32, s.KH*s.KW*s.C*s.O)
+			ConvBackwardFilter(s, x, dy, dk)
+			runtime.GOMAXPROCS(old)
+			if first == nil {
+				first = dk
+				continue
+			}
+			for i := range dk {
+				if math.Float32bits(dk[i]) != math.Float32bits(first[i]) {
+					t.Fatalf("%+v: with %d CPUs dk[%d] = %v, with 1 CPU %v", s, procs, i, dk[i], first[i])
+				}
+			}
+		}
+	}
+}
