@@ -83,6 +83,7 @@ const (
 type nativeRunner struct {
 	r    *engine.Runner
 	exec *gctx.Exec
+	size int // the image side
 }
 
 func newNativeRunner(t *testing.T, backend string, backbone map[string]any, size int, dtype string) *nativeRunner {
@@ -117,13 +118,12 @@ func newNativeRunner(t *testing.T, backend string, backbone map[string]any, size
 	exec := gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, negs, lr *Node) *Node {
 		return engine.Step(ctx, r.Model, r.Optim, models.Batch{Images: images, Indices: idx, Negatives: negs}, lr)
 	})
-	return &nativeRunner{r: r, exec: exec}
+	return &nativeRunner{r: r, exec: exec, size: size}
 }
 
 func (n *nativeRunner) step(images []uint8, idx, negs []int32) float64 {
-	size := int(math.Sqrt(float64(len(images) / nativeBatchSize / 3)))
 	out := n.exec.MustExec(
-		tensors.FromFlatDataAndDimensions(images, nativeBatchSize, size, size, 3),
+		tensors.FromFlatDataAndDimensions(images, nativeBatchSize, n.size, n.size, 3),
 		tensors.FromFlatDataAndDimensions(idx, nativeBatchSize),
 		tensors.FromFlatDataAndDimensions(negs, nativeBatchSize, nativeNegatives),
 		0.03)

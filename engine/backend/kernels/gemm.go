@@ -80,8 +80,8 @@ func PackB[T Float](transB bool, k, n int, b []T, ldb int) *PackedB[T] {
 	return p
 }
 
-// pack fills p with op(b), reusing p.data when it is large enough.
-func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
+// resize makes p hold a [k, n] matrix in panels, reusing p.data when it is large enough.
+func (p *PackedB[T]) resize(k, n int) {
 	nr := gemmPanelWidth[T]()
 	panels := (n + nr - 1) / nr
 	size := panels * k * nr
@@ -89,6 +89,12 @@ func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
 		p.data = make([]T, size)
 	}
 	p.k, p.n, p.nr, p.panels, p.data = k, n, nr, panels, p.data[:size]
+}
+
+// pack fills p with op(b), reusing p.data when it is large enough.
+func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
+	p.resize(k, n)
+	nr, panels := p.nr, p.panels
 	kb := gemmBlockK[T]()
 	for p0 := 0; p0 < k; p0 += kb {
 		kc := min(kb, k-p0)
@@ -121,14 +127,9 @@ func (p *PackedB[T]) pack(transB bool, k, n int, b []T, ldb int) {
 // src[taps[t]*kr*n + j*kr + q], the transpose of the [n, kr] matrix at taps[t]. Each panel
 // block is written from runs of src that are contiguous along q.
 func (p *PackedB[T]) packTaps(src []T, taps []int, kr, n int) {
-	nr := gemmPanelWidth[T]()
 	k := len(taps) * kr
-	panels := (n + nr - 1) / nr
-	size := panels * k * nr
-	if cap(p.data) < size {
-		p.data = make([]T, size)
-	}
-	p.k, p.n, p.nr, p.panels, p.data = k, n, nr, panels, p.data[:size]
+	p.resize(k, n)
+	nr, panels := p.nr, p.panels
 	kb := gemmBlockK[T]()
 	for p0 := 0; p0 < k; p0 += kb {
 		kc := min(kb, k-p0)
