@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 
 	"github.com/goselfsup/goselfsup/models/nn"
@@ -123,11 +124,27 @@ func (w *optimWrapper) Step(loss, lr *Node) {
 	for i, p := range w.params {
 		nodes[i] = p.Var.ValueGraph(g)
 	}
-	grads := Gradient(loss, nodes...)
+	grads := averageAcrossDevices(Gradient(loss, nodes...))
 	if w.maxNorm > 0 {
 		grads = clipByGlobalNorm(grads, w.maxNorm)
 	}
 	w.opt.Update(grads, lr)
+}
+
+// averageAcrossDevices averages the gradients of the devices of an SPMD step (each the
+// gradient of its device's mean loss), in one all-reduce: the gradient of the mean loss
+// of the global batch, as PyTorch's DistributedDataParallel computes it.
+func averageAcrossDevices(grads []*Node) []*Node {
+	g := grads[0].Graph()
+	n := g.NumDevices()
+	if n <= 1 {
+		return grads
+	}
+	sums := g.Distributed().AllReduce(grads, backends.ReduceOpSum)
+	for i, s := range sums {
+		sums[i] = DivScalar(s, float64(n))
+	}
+	return sums
 }
 
 // clipByGlobalNorm scales grads by max_norm / (norm + 1e-6) when their global L2 norm

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/distributed"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -72,7 +74,12 @@ type Runner struct {
 	Model           Algorithm
 	Optim           OptimWrapper
 	Sched           *Schedule
-	Loader          *datasets.Loader
+	// Loader is device 0's train loader; Shards holds every device's (Loader first).
+	Loader *datasets.Loader
+	Shards []*datasets.Loader
+	// Devices is the number of devices a train step runs on, each with a batch of
+	// train_dataloader.batch_size.
+	Devices int
 	Loop            TrainLoop
 	Seed            int64
 	// Epoch and Iter count the epochs and iterations completed.
@@ -193,13 +200,12 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if r.Loader, err = r.buildLoader(cfg.TrainDataloader, true); err != nil {
 		return err
 	}
-	if r.Loader.Len() == 0 {
-		return fmt.Errorf("train_dataloader: %d samples make no batch of %d", r.Loader.Dataset.Len(), r.Loader.BatchSize)
-	}
 	if r.Backend, err = backend.New(cfg.Backend); err != nil {
 		return err
 	}
-	r.checkDevices(cfg)
+	if err := r.useDevices(cfg); err != nil {
+		return err
+	}
 	r.norm = r.Loader.Dataset.Normalization()
 	model, err := withPipelineNormalization(cfg.Model, r.norm, cfg.TrainDataloader.Dataset.Path)
 	if err != nil {
@@ -265,19 +271,55 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	return nil
 }
 
-// checkDevices runs a config that asks for several devices on the one a run uses (a train
-// step runs on one device), as mmselfsup's tools/train.py runs an 8-GPU recipe on one GPU,
-// and says what that changes.
-func (r *Runner) checkDevices(cfg *Config) {
-	const used = 1
-	want := max(cfg.EnvCfg.NumDevices, 1)
-	if want <= used {
-		return
+// useDevices decides how many devices a train step runs on: env_cfg.num_devices, or all
+// the backend has when it is not set, at most the backend's; each device gets a shard of
+// the data (as PyTorch's DistributedSampler deals it) and a batch of
+// train_dataloader.batch_size. A recipe written for more devices than the backend has runs
+// on fewer, with a warning that says what that changes.
+func (r *Runner) useDevices(cfg *Config) error {
+	have := max(r.Backend.NumDevices(), 1)
+	want := cfg.EnvCfg.NumDevices
+	r.Devices = have
+	if want > 0 {
+		r.Devices = min(want, have)
 	}
 	per := cfg.TrainDataloader.BatchSize
-	r.Log.Warn(fmt.Sprintf("env_cfg.num_devices = %d, but a run trains on %d device (the backend has %d): %d images a step "+
-		"instead of %d; the learning rate is not rescaled (scale it by %d/%d for the same recipe, or raise train_dataloader.batch_size)",
-		want, used, r.Backend.NumDevices(), per*used, per*want, used, want))
+	if want > r.Devices {
+		r.Log.Warn(fmt.Sprintf("env_cfg.num_devices = %d, but the backend has %d device(s): the run trains on %d, %d images a step "+
+			"instead of %d; the learning rate is not rescaled (pass --auto-scale-lr, or scale it by %d/%d for the same recipe, or raise train_dataloader.batch_size)",
+			want, have, r.Devices, per*r.Devices, per*want, r.Devices, want))
+	}
+	shards, err := shardLoaders(r.env, cfg.TrainDataloader, r.Loader, uint64(r.Seed), r.Devices)
+	if err != nil {
+		return err
+	}
+	r.Loader, r.Shards = shards[0], shards
+	if r.Loader.Len() == 0 {
+		return fmt.Errorf("train_dataloader: %d samples shared among %d devices make no batch of %d", r.Loader.Dataset.Len(), r.Devices, per)
+	}
+	return nil
+}
+
+// shardLoaders returns the loaders of the n devices of a run: l's dataset and settings,
+// with rank r of n taking every n-th sample of each epoch's order from r on.
+func shardLoaders(env *registry.Env, d *Dataloader, l *datasets.Loader, seed uint64, n int) ([]*datasets.Loader, error) {
+	if n == 1 {
+		return []*datasets.Loader{l}, nil
+	}
+	out := make([]*datasets.Loader, n)
+	for rank := range n {
+		c := *l
+		c.Rank, c.WorldSize = rank, n
+		if !d.Sampler.IsZero() {
+			senv := registry.With(registry.With(env, datasets.SamplerSeed(seed)), datasets.Shard{Rank: rank, WorldSize: n})
+			var err error
+			if c.Sampler, err = registry.Build[datasets.Sampler](senv, d.Sampler); err != nil {
+				return nil, err
+			}
+		}
+		out[rank] = &c
+	}
+	return out, nil
 }
 
 // checkRun checks the keys that depend on each other against the run's length.
@@ -423,11 +465,16 @@ func (r *Runner) buildHooks(cfg *Config, extra []*Hook) error {
 }
 
 // compile prepares the train step (one graph: forward, loss, backward, optimizer and
-// memory-bank update) and the feature extractor; GoMLX compiles them at their first call.
+// memory-bank update; on several devices one SPMD program) and the feature extractor (on
+// device 0); GoMLX compiles them at their first call.
 func (r *Runner) compile() {
-	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, labels, lr *Node) *Node {
+	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, labels, lr, device *Node) *Node {
+		nn.SetDevice(ctx, images.Graph(), device)
 		return Step(ctx, r.Model, r.Optim, models.Batch{Images: images, Indices: idx, Labels: labels}, lr)
 	})
+	if r.Devices > 1 {
+		r.step.SPMD(dataMesh(r.Devices))
+	}
 	r.features = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
 		return r.Model.Features(images)
 	})
@@ -435,11 +482,20 @@ func (r *Runner) compile() {
 
 // Step adds one training step to a graph: the loss of the batch, its gradient, the
 // optimizer's update and the state updates of the model (batch-norm statistics, the memory
-// bank). It returns the loss.
+// bank). It returns the loss; on several devices, the mean of the devices' losses.
 func Step(ctx *gctx.Context, model Algorithm, opt OptimWrapper, b models.Batch, lr *Node) *Node {
 	loss := model.Loss(ctx, b)
 	opt.Step(loss, lr)
-	return loss
+	return nn.MeanAcross(loss)
+}
+
+// dataMesh is the mesh of a data-parallel run on n devices: one axis, "data".
+func dataMesh(n int) *distributed.DeviceMesh {
+	mesh, err := distributed.NewDeviceMesh([]int{n}, []string{"data"})
+	if err != nil {
+		panic(err) // n >= 1 and one named axis: cannot fail
+	}
+	return mesh
 }
 
 // Close releases the backend's resources and flushes the log.
@@ -493,7 +549,7 @@ func (r *Runner) TrainEpoch(ctx context.Context, until int, after func() error) 
 	}
 	i := first
 	t0 := time.Now()
-	for b, err := range r.Loader.EpochFrom(ctx, r.Epoch, first) {
+	for b, err := range lockstep(ctx, r.Shards, r.Epoch, first) {
 		if err != nil {
 			return false, err
 		}
@@ -520,8 +576,8 @@ func (r *Runner) TrainEpoch(ctx context.Context, until int, after func() error) 
 	return err == nil, err
 }
 
-// trainIter runs iteration i of the epoch on batch b, loaded in data since t0.
-func (r *Runner) trainIter(b *datasets.Batch, i int, data time.Duration, t0 time.Time) error {
+// trainIter runs iteration i of the epoch on the devices' batches b, loaded in data since t0.
+func (r *Runner) trainIter(b []*datasets.Batch, i int, data time.Duration, t0 time.Time) error {
 	ipe := r.Loader.Len()
 	info := IterInfo{Epoch: r.Epoch, Iter: i, ItersPerEpoch: ipe, LR: r.Sched.LR(r.Epoch, i), Data: data}
 	if err := pointWith(r, "BeforeTrainIter", info, func(h *Hook) func(*Runner, IterInfo) error { return h.BeforeTrainIter }); err != nil {
@@ -581,12 +637,24 @@ func (r *Runner) Validate(ctx context.Context) error {
 	return pointWith(r, "AfterVal", metrics, func(h *Hook) func(*Runner, map[string]float64) error { return h.AfterVal })
 }
 
-// TrainStep runs one training step on a batch with learning rate lr and returns the loss.
-func (r *Runner) TrainStep(b *datasets.Batch, lr float64) (loss float64, err error) {
-	images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
-	idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
-	labels := tensors.FromFlatDataAndDimensions(b.Labels, b.Len())
-	out, err := r.step.Exec(images, idx, labels, lr)
+// TrainStep runs one training step with learning rate lr on a batch for each device (as
+// many as r.Devices) and returns the loss, the mean over the devices.
+func (r *Runner) TrainStep(batches []*datasets.Batch, lr float64) (loss float64, err error) {
+	if len(batches) != r.Devices {
+		return 0, fmt.Errorf("train step: %d batches for %d devices", len(batches), r.Devices)
+	}
+	args := make([]any, 0, 5*len(batches))
+	for d, b := range batches {
+		if b.Len() != batches[0].Len() || b.Height != batches[0].Height || b.Width != batches[0].Width {
+			return 0, fmt.Errorf("train step: device %d's batch is %d images of %dx%d, device 0's %d of %dx%d; the devices of a step need batches of one shape",
+				d, b.Len(), b.Height, b.Width, batches[0].Len(), batches[0].Height, batches[0].Width)
+		}
+		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
+		idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
+		labels := tensors.FromFlatDataAndDimensions(b.Labels, b.Len())
+		args = append(args, images, idx, labels, lr, int32(d))
+	}
+	out, err := r.step.Exec(args...)
 	if err != nil {
 		return 0, fmt.Errorf("train step: %w", err)
 	}
@@ -813,4 +881,42 @@ func (r *Runner) writeMetrics() error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// lockstep yields, for each iteration of an epoch from batch first on, the batches of every
+// device's loader. Its iteration ends at the first error, or when a loader ends.
+func lockstep(ctx context.Context, loaders []*datasets.Loader, epoch, first int) iter.Seq2[[]*datasets.Batch, error] {
+	return func(yield func([]*datasets.Batch, error) bool) {
+		if len(loaders) == 1 {
+			for b, err := range loaders[0].EpochFrom(ctx, epoch, first) {
+				if !yield([]*datasets.Batch{b}, err) || err != nil {
+					return
+				}
+			}
+			return
+		}
+		next := make([]func() (*datasets.Batch, error, bool), len(loaders))
+		for i, l := range loaders {
+			n, stop := iter.Pull2(l.EpochFrom(ctx, epoch, first))
+			defer stop()
+			next[i] = n
+		}
+		for {
+			batches := make([]*datasets.Batch, len(loaders))
+			for i, n := range next {
+				b, err, ok := n()
+				if !ok {
+					return
+				}
+				if err != nil {
+					yield(nil, err)
+					return
+				}
+				batches[i] = b
+			}
+			if !yield(batches, nil) {
+				return
+			}
+		}
+	}
 }

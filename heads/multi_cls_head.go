@@ -95,7 +95,7 @@ func (c *MultiClsHeadConfig) Build(env *registry.Env) (any, error) {
 		return nil, err
 	}
 	h := &MultiClsHead{pool: pool, unpool: c.WithLastLayerUnpool, criterion: loss}
-	norm := nn.NormOptions{Momentum: c.NormCfg.Momentum, Eps: c.NormCfg.Eps, Affine: c.NormCfg.Affine, RequiresGrad: c.NormCfg.RequiresGrad}
+	norm := c.NormCfg.Options()
 	for k, i := range c.InIndices {
 		ch := channels[k]
 		side := pool.Table.Sizes[i] // the adaptive side, and the specified pooling's at 224x224

@@ -33,7 +33,7 @@ func (c *NCELossConfig) Validate() error {
 //
 //	loss = -(Σ log(P₀ / (P₀ + K·Pn + eps)) + Σₖ log(K·Pn / (Pₖ + K·Pn + eps))) / B
 //
-// Z is estimated once, on the first batch, as mean(exp(logits)) · N, then kept (it is a
+// Z is estimated once, on the first batch (of all devices), as mean(exp(logits)) · N, then kept (it is a
 // variable, "Z", saved with the checkpoints; negative means not estimated yet).
 type NCE struct {
 	Z        *context.Variable
@@ -62,7 +62,7 @@ func (l *NCE) Loss(_ *context.Context, logits, _ *Node) *Node {
 	batch, k := logits.Shape().Dim(0), logits.Shape().Dim(1)-1
 	out := Exp(logits)
 	zOld := l.Z.ValueGraph(g)
-	estimate := MulScalar(ReduceAllMean(StopGradient(out)), float64(l.DataSize))
+	estimate := MulScalar(nn.MeanAcross(ReduceAllMean(StopGradient(out))), float64(l.DataSize))
 	z := StopGradient(Where(LessThan(zOld, ScalarZero(g, zOld.DType())), estimate, zOld))
 	l.Z.SetValueGraph(z)
 	p := Div(out, z)

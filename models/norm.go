@@ -35,6 +35,7 @@ func (n *NormConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-func normOptions(c NormConfig) nn.NormOptions {
-	return nn.NormOptions{Momentum: c.Momentum, Eps: c.Eps, Affine: c.Affine, RequiresGrad: c.RequiresGrad}
+// Options are the layer options that the config describes.
+func (c NormConfig) Options() nn.NormOptions {
+	return nn.NormOptions{Momentum: c.Momentum, Eps: c.Eps, Affine: c.Affine, RequiresGrad: c.RequiresGrad, Sync: c.Type == "SyncBN"}
 }

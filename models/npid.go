@@ -161,7 +161,8 @@ func (n *NPID) Features(images *Node) *Node {
 //	f = normalise(neck(backbone(x)))
 //	pos = <bank[idx], f>,  neg_k = <bank[neg_k], f>,  loss = head(pos, neg)
 //
-// Negatives are drawn uniformly with replacement from the whole bank, neg_num per sample
+// The loss is the mean over this device's samples; the runner averages the gradients of the
+// devices. Negatives are drawn uniformly with replacement from the whole bank, neg_num per sample
 // (or, in the shared mode, neg_num for the whole batch); with ensure_neg they never equal the
 // sample's own index (drawn from the other N-1 indices, the distribution that mmselfsup's
 // resampling loop converges to).
@@ -173,24 +174,30 @@ func (n *NPID) Loss(ctx *context.Context, b Batch) *Node {
 	posFeat := StopGradient(n.Memory.Rows(g, idx))
 	pos := ExpandAxes(ReduceSum(Mul(posFeat, f), -1), -1) // [B, 1]
 
+	// On several devices, each draws the negatives of the whole global batch (the random
+	// state is the same everywhere) and keeps its own samples' rows, and every device
+	// writes every device's features to its copy of the bank: the draws and the bank are
+	// those of one device with the global batch.
+	allIdx := nn.GatherRows(ctx, idx)
 	negIdx := b.Negatives
 	var neg *Node
 	if n.Shared {
 		if negIdx == nil {
-			negIdx = n.drawNegatives(ctx, g, idx, shapes.Make(dtypes.Int32, n.NegNum))
+			negIdx = n.drawNegatives(ctx, g, allIdx, shapes.Make(dtypes.Int32, n.NegNum))
 		}
 		negFeat := StopGradient(n.Memory.Rows(g, negIdx))          // [K, C]
 		neg = DotGeneral(f, []int{1}, nil, negFeat, []int{1}, nil) // [B, K]
 	} else {
 		if negIdx == nil {
-			negIdx = n.drawNegatives(ctx, g, idx, shapes.Make(dtypes.Int32, batch, n.NegNum))
+			all := allIdx.Shape().Dim(0)
+			negIdx = nn.MyRows(ctx, n.drawNegatives(ctx, g, allIdx, shapes.Make(dtypes.Int32, all, n.NegNum)))
 		}
 		negFeat := StopGradient(n.Memory.Rows(g, Reshape(negIdx, -1)))
 		negFeat = Reshape(negFeat, batch, n.NegNum, dim)                     // [B, K, C]
 		neg = DotGeneral(negFeat, []int{2}, []int{0}, f, []int{1}, []int{0}) // [B, K]
 	}
 	loss := n.Head.Loss(ctx, pos, neg)
-	n.Memory.Update(idx, f)
+	n.Memory.Update(allIdx, nn.GatherRows(ctx, StopGradient(f)))
 	return loss
 }
 

@@ -145,7 +145,7 @@ func newResNet(env *registry.Env, c *ResNetConfig, cifar bool) (*ResNet, error) 
 	if bottleneck {
 		expansion = 4
 	}
-	norm := normOptions(c.NormCfg)
+	norm := c.NormCfg.Options()
 	r := &ResNet{cifar: cifar, outIndices: c.OutIndices, frozen: c.FrozenStages, normEval: c.NormEval}
 	if cifar {
 		r.conv1 = nn.NewConv2d(s.In("conv1"), c.InChannels, c.StemChannels, 3, 1, 1, false)

@@ -303,14 +303,17 @@ func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup 
 	}
 	defer r.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
-	b := &datasets.Batch{Images: make([]uint8, batch*size*size*3), Height: size, Width: size,
-		Indices: make([]int32, batch), Labels: make([]int32, batch)}
-	for i := range b.Images {
-		b.Images[i] = uint8(rng.IntN(256))
-	}
 	perm := rng.Perm(bank)
-	for i := range b.Indices {
-		b.Indices[i] = int32(perm[i])
+	b := make([]*datasets.Batch, r.Devices)
+	for d := range b {
+		b[d] = &datasets.Batch{Images: make([]uint8, batch*size*size*3), Height: size, Width: size,
+			Indices: make([]int32, batch), Labels: make([]int32, batch)}
+		for i := range b[d].Images {
+			b[d].Images[i] = uint8(rng.IntN(256))
+		}
+		for i := range b[d].Indices {
+			b[d].Indices[i] = int32(perm[d*batch+i])
+		}
 	}
 	fmt.Fprintf(stderr, "timing goselfsup's step (%s)...\n", r.Backend.Name())
 	for range warmup {

@@ -52,12 +52,19 @@ func (c *Conv2d) Forward(x *Node) *Node {
 // BatchNorm2d is PyTorch's BatchNorm2d over the channel (last) axis. In training it
 // normalises with the batch statistics and updates the running ones as
 // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
+//
+// In a graph on several devices, a SyncBN (Sync) takes its statistics over the batches of
+// all devices, as PyTorch's SyncBatchNorm; a plain one over its device's batch, and, as
+// PyTorch's DistributedDataParallel broadcasts buffers, every device then keeps device 0's
+// running statistics.
 type BatchNorm2d struct {
 	Weight, Bias            *context.Variable // nil if not affine
 	RunningMean, RunningVar *context.Variable
 	NumBatchesTracked       *context.Variable
 	Momentum, Eps           float64
 	Channels                int
+	Sync                    bool
+	ctx                     *context.Context // for the device's index
 }
 
 // NormOptions are the keys of mmcv's norm_cfg that a BatchNorm2d takes.
@@ -68,6 +75,8 @@ type NormOptions struct {
 	RequiresGrad bool
 	// ZeroWeight starts the weight at 0 instead of 1 (zero_init_residual).
 	ZeroWeight bool
+	// Sync takes the batch statistics over all devices (SyncBN).
+	Sync bool
 }
 
 // DefaultNorm is PyTorch's BatchNorm2d default.
@@ -76,7 +85,7 @@ var DefaultNorm = NormOptions{Momentum: 0.1, Eps: 1e-5, Affine: true, RequiresGr
 // NewBatchNorm2d creates a batch norm with weight 1 and bias 0, as mmcv's constant_init.
 func NewBatchNorm2d(s *Scope, channels int, o NormOptions) *BatchNorm2d {
 	checkPositive("channels", channels)
-	bn := &BatchNorm2d{Momentum: o.Momentum, Eps: o.Eps, Channels: channels}
+	bn := &BatchNorm2d{Momentum: o.Momentum, Eps: o.Eps, Channels: channels, Sync: o.Sync, ctx: s.ctx}
 	if o.Affine {
 		w := 1.0
 		if o.ZeroWeight {
@@ -113,14 +122,39 @@ func (bn *BatchNorm2d) Forward(x *Node, train bool) *Node {
 		return InternalBatchNormForInference(x, scale, offset, bn.RunningMean.ValueGraph(g), bn.RunningVar.ValueGraph(g),
 			float32(bn.Eps), -1)
 	}
-	y, mean, variance := InternalBatchNormForTraining(x, scale, offset, float32(bn.Eps), -1)
+	devices := g.NumDevices()
+	var y, mean, variance *Node
 	n := float64(x.Shape().Size() / bn.Channels)
+	if bn.Sync && devices > 1 {
+		n *= float64(devices)
+		y, mean, variance = bn.syncStatistics(x, scale, offset, n)
+	} else {
+		y, mean, variance = InternalBatchNormForTraining(x, scale, offset, float32(bn.Eps), -1)
+	}
 	unbiased := MulScalar(StopGradient(variance), n/math.Max(n-1, 1))
 	m := bn.Momentum
-	bn.RunningMean.SetValueGraph(Add(MulScalar(bn.RunningMean.ValueGraph(g), 1-m), MulScalar(StopGradient(mean), m)))
-	bn.RunningVar.SetValueGraph(Add(MulScalar(bn.RunningVar.ValueGraph(g), 1-m), MulScalar(unbiased, m)))
+	runMean := Add(MulScalar(bn.RunningMean.ValueGraph(g), 1-m), MulScalar(StopGradient(mean), m))
+	runVar := Add(MulScalar(bn.RunningVar.ValueGraph(g), 1-m), MulScalar(unbiased, m))
+	if !bn.Sync && devices > 1 {
+		runMean, runVar = Broadcast(bn.ctx, runMean), Broadcast(bn.ctx, runVar)
+	}
+	bn.RunningMean.SetValueGraph(runMean)
+	bn.RunningVar.SetValueGraph(runVar)
 	bn.NumBatchesTracked.SetValueGraph(AddScalar(bn.NumBatchesTracked.ValueGraph(g), 1))
 	return y
+}
+
+// syncStatistics normalises x with the mean and the (biased) variance of the n values per
+// channel of all devices' batches, both summed across devices in two passes; the gradient
+// flows back to every device's values through AllSum.
+func (bn *BatchNorm2d) syncStatistics(x, scale, offset *Node, n float64) (y, mean, variance *Node) {
+	axes := []int{0, 1, 2}
+	mean = DivScalar(AllSum(ReduceSum(x, axes...)), n)
+	centered := Sub(x, ExpandLeftToRank(mean, x.Rank()))
+	variance = DivScalar(AllSum(ReduceSum(Square(centered), axes...)), n)
+	inv := Mul(Rsqrt(AddScalar(variance, bn.Eps)), scale)
+	y = Add(Mul(centered, ExpandLeftToRank(inv, x.Rank())), ExpandLeftToRank(offset, x.Rank()))
+	return y, mean, variance
 }
 
 // Linear is PyTorch's Linear: y = x Wᵀ + b, with W stored as [out, in].
