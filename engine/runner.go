@@ -80,8 +80,8 @@ type Runner struct {
 	// Devices is the number of devices a train step runs on, each with a batch of
 	// train_dataloader.batch_size.
 	Devices int
-	Loop            TrainLoop
-	Seed            int64
+	Loop    TrainLoop
+	Seed    int64
 	// Epoch and Iter count the epochs and iterations completed.
 	Epoch, Iter int
 	// MaxEpochs and MaxIters are the run's length, as its train loop gives it.

@@ -115,7 +115,7 @@ func spread(ctx *context.Context, x *Node, n int) *Node {
 	dims := x.Shape().Dimensions
 	full := append([]int{dims[0], n}, dims[1:]...)
 	slots := BroadcastToDims(ExpandAxes(x, 1), full...) // [b, n, ...]
-	onehot := OneHot(Device(ctx, g), n, x.DType())     // [n]
+	onehot := OneHot(Device(ctx, g), n, x.DType())      // [n]
 	mask := BroadcastToDims(Reshape(onehot, append([]int{1, n}, ones(len(dims)-1)...)...), full...)
 	return Reshape(Mul(slots, mask), append([]int{dims[0] * n}, dims[1:]...)...)
 }
