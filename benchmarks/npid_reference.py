@@ -6,9 +6,11 @@ ContrastiveHead with cross-entropy, SimpleMemory, SGD), for parity tests and ben
                                  the steps, write DIR/losses.npy and, after step 1 and after
                                  the last step, DIR/out_1/*.npy and DIR/out_last/*.npy
   npid_reference.py bench ...    time train steps of a small CIFAR ResNet (or, with --model
-                                 resnet18, of ResNet-18), print one JSON line
+                                 resnet18 or resnet50, of ResNet-18 or ResNet-50), print one
+                                 JSON line; --device cuda runs them on the GPU, --amp under
+                                 torch.autocast with bfloat16
 
-Tensors use PyTorch's names and layouts (convolution weights OIHW). Runs on the CPU.
+Tensors use PyTorch's names and layouts (convolution weights OIHW). Parity runs on the CPU.
 """
 import argparse
 import json
@@ -139,7 +141,7 @@ class NPID(nn.Module):
         pos_logits = torch.einsum("nc,nc->n", [pos_feat, feature]).unsqueeze(-1)
         neg_logits = torch.bmm(neg_feat, feature.unsqueeze(2)).squeeze(2)
         logits = torch.cat((pos_logits, neg_logits), dim=1) / self.temperature
-        loss = F.cross_entropy(logits, torch.zeros(bs, dtype=torch.long))
+        loss = F.cross_entropy(logits, torch.zeros(bs, dtype=torch.long, device=logits.device))
         return loss, feature
 
     @torch.no_grad()
@@ -219,8 +221,11 @@ def peak_rss():
 def bench(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    dev = torch.device(a.device)
     if a.model == "resnet18":  # torchvision's ResNet-18 layout: 7x7 stem, max-pool, widths 64..512
         backbone = {"depth": 18, "stage_blocks": [2, 2, 2, 2], "stem_channels": 64, "base_channels": 64, "cifar": False}
+    elif a.model == "resnet50":  # torchvision's ResNet-50: bottlenecks, widths 256..2048
+        backbone = {"depth": 50, "stage_blocks": [3, 4, 6, 3], "stem_channels": 64, "base_channels": 64, "cifar": False}
     else:
         backbone = {"depth": 18, "stage_blocks": [a.blocks] * 4, "stem_channels": a.base, "base_channels": a.base,
                     "cifar": True}
@@ -230,28 +235,40 @@ def bench(a):
             "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}
     model = NPID(spec)
     model.memory_bank.feature_bank.copy_(F.normalize(torch.randn(a.bank, 128)))
-    model.train()
+    model.to(dev).train()
     opt = make_optimizer(model, spec)
-    images = torch.randint(0, 256, (a.batch, a.size, a.size, 3), dtype=torch.uint8)
-    idx = torch.randperm(a.bank)[:a.batch]
+    images = torch.randint(0, 256, (a.batch, a.size, a.size, 3), dtype=torch.uint8).to(dev)
+    idx = torch.randperm(a.bank)[:a.batch].to(dev)
 
     def step():
-        neg = torch.randint(0, a.bank, (a.batch, a.negs))
-        loss, feature = model.loss(images, idx, neg)
+        neg = torch.randint(0, a.bank, (a.batch, a.negs), device=dev)
+        # bf16 autocast as mmengine's AmpOptimWrapper(dtype='bfloat16'): convolutions and
+        # matrix products in bf16, weights and optimizer in float32.
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=a.amp):
+            loss, feature = model.loss(images, idx, neg)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        model.update_bank(idx, feature.detach())
+        model.update_bank(idx, feature.detach().float())
+        return loss
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     for _ in range(a.warmup):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.steps):
-        step()
+        loss = step()
+    loss.item()  # as goselfsup's step, which returns its loss to the host
+    sync()
     dt = (time.perf_counter() - t0) / a.steps
     peak = peak_rss()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(json.dumps({"seconds_per_step": dt, "images_per_second": a.batch / dt, "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "peak_rss_bytes": peak}))
+                      "threads": torch.get_num_threads(), "device": name, "amp": a.amp, "peak_rss_bytes": peak}))
 
 
 def main():
@@ -260,7 +277,7 @@ def main():
     pp = sub.add_parser("parity")
     pp.add_argument("dir")
     pb = sub.add_parser("bench")
-    pb.add_argument("--model", choices=["cifar", "resnet18"], default="cifar")
+    pb.add_argument("--model", choices=["cifar", "resnet18", "resnet50"], default="cifar")
     pb.add_argument("--size", type=int, default=32)
     pb.add_argument("--batch", type=int, default=64)
     pb.add_argument("--negs", type=int, default=4096)
@@ -270,6 +287,8 @@ def main():
     pb.add_argument("--steps", type=int, default=10)
     pb.add_argument("--warmup", type=int, default=2)
     pb.add_argument("--threads", type=int, default=2)
+    pb.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    pb.add_argument("--amp", action="store_true", help="bf16 autocast")
     a = p.parse_args()
     if a.cmd == "parity":
         parity(a.dir)

@@ -47,7 +47,7 @@ func Linear(args []string, stdout, stderr io.Writer) int {
 	if opts.WorkDir == "" {
 		opts.WorkDir = filepath.Join("work_dirs", "linear", configName(config), ck)
 	}
-	sets := f.sets
+	sets := f.overrides()
 	if *backend != "" {
 		sets = append(sets, "backend="+*backend)
 	}

@@ -37,6 +37,7 @@ type trainFlags struct {
 	workDir *string
 	seed    *int64
 	resume  *string
+	scaleLR *bool
 	plugins *stringList // --plugin-dir
 }
 
@@ -47,6 +48,7 @@ func newTrainFlags(name, usage, setDoc, workDirDoc string, stderr io.Writer) *tr
 	f.workDir = f.fs.String("work-dir", "", workDirDoc)
 	f.seed = f.fs.Int64("seed", 0, "the random seed (overrides randomness.seed)")
 	f.resume = f.fs.String("resume", "", "resume from a checkpoint: `PATH`, or \"auto\" for the newest in the work_dir (--resume alone)")
+	f.scaleLR = f.fs.Bool("auto-scale-lr", false, "scale the learning rate by the global batch (devices x batch_size) over auto_scale_lr.base_batch_size, as mmengine's linear scaling rule")
 	f.plugins = addPluginFlags(f.fs)
 	f.fs.Usage = func() {
 		fmt.Fprint(f.fs.Output(), usage)
@@ -59,6 +61,14 @@ func newTrainFlags(name, usage, setDoc, workDirDoc string, stderr io.Writer) *tr
 // positional arguments; -h prints the usage to stdout.
 func (f *trainFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 	return parseArgs(f.fs, optionalValue(args, "resume", "auto"), stdout)
+}
+
+// overrides are the --set overrides, with those that other flags imply.
+func (f *trainFlags) overrides() []string {
+	if !*f.scaleLR {
+		return f.sets
+	}
+	return append(slices.Clip(f.sets), "auto_scale_lr.enable=true")
 }
 
 // options are the run's options that the flags set.
@@ -88,7 +98,7 @@ func Train(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 1 {
 		config = pos[0]
 	}
-	return runTraining(config, f.sets, *f.plugins, f.options(stderr), "work_dirs", stdout, stderr)
+	return runTraining(config, f.overrides(), *f.plugins, f.options(stderr), "work_dirs", stdout, stderr)
 }
 
 // runTraining trains the model of a config; without opts.WorkDir, the run goes to the

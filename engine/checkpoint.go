@@ -34,6 +34,10 @@ type CheckpointMeta struct {
 	Epoch int   `json:"epoch"`
 	Iter  int   `json:"iter"`
 	Seed  int64 `json:"seed"`
+	// Devices and BatchSize are the devices the run trained on and each one's batch (0 in
+	// checkpoints written before runs had several devices: one device).
+	Devices   int `json:"devices,omitempty"`
+	BatchSize int `json:"batch_size,omitempty"`
 	// Config is the merged config of the run, as TOML.
 	Config string `json:"config"`
 	// Metrics are results so far, such as the random-init kNN baseline.

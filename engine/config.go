@@ -35,6 +35,7 @@ type Config struct {
 	PoolCfg registry.Spec `toml:"pool_cfg" registry:"poolings"`
 
 	EnvCfg       EnvConfig    `toml:"env_cfg"`
+	AutoScaleLR  AutoScaleLR  `toml:"auto_scale_lr"`
 	Randomness   Randomness   `toml:"randomness"`
 	LogProcessor LogProcessor `toml:"log_processor"`
 	LogLevel     string       `toml:"log_level"`
@@ -42,8 +43,9 @@ type Config struct {
 	Resume       bool         `toml:"resume"`
 	WorkDir      string       `toml:"work_dir"`
 
-	// Backend picks the GoMLX backend: "go" (pure Go, CPU), "xla" (XLA with its default
-	// plugin), "xla:cuda", "xla:<path to a PJRT plugin>"; empty defers to GOMLX_BACKEND.
+	// Backend picks the GoMLX backend: "go" (the CPU engine; "go:devices=N" with N virtual
+	// devices), "xla" (XLA with its default plugin), "xla:cuda", "xla:<path to a PJRT
+	// plugin>"; empty defers to GOMLX_BACKEND.
 	// goselfsup's own key.
 	Backend string `toml:"backend"`
 }
@@ -78,8 +80,9 @@ func (d *Dataloader) Validate() error {
 type EnvConfig struct {
 	// NumDevices is the number of accelerators that a recipe shares a training step among,
 	// each with its own batch of train_dataloader.batch_size: the "8x" of "8xb32".
-	// goselfsup's own key (mmengine reads it from the launcher). A run trains on one device
-	// and says so when the recipe asks for more.
+	// goselfsup's own key (mmengine reads it from the launcher). 0 means every device the
+	// backend has; a recipe that asks for more devices than the backend has runs on all it
+	// has and says what that changes.
 	NumDevices int `toml:"num_devices"`
 	// DType is the floating-point type the model computes in: "float32", or "float64" for
 	// checks that float32 rounding would blur. goselfsup's own key.
@@ -107,6 +110,25 @@ func (e *EnvConfig) KeyHint(key string) string {
 		return "XLA chooses the collectives; set env_cfg.num_devices"
 	}
 	return ""
+}
+
+// AutoScaleLR is mmengine's auto_scale_lr: with enable (tools/train's --auto-scale-lr), the
+// optimizer's learning rate is multiplied by the run's global batch (devices times
+// train_dataloader.batch_size) over base_batch_size, the global batch the recipe's learning
+// rate was tuned for (mmengine's linear scaling rule, Runner.scale_lr).
+type AutoScaleLR struct {
+	Enable        bool `toml:"enable"`
+	BaseBatchSize int  `toml:"base_batch_size"`
+}
+
+func (a *AutoScaleLR) Validate() error {
+	if a.BaseBatchSize < 0 {
+		return registry.FieldErrorf("base_batch_size", "must not be negative, got %d", a.BaseBatchSize)
+	}
+	if a.Enable && a.BaseBatchSize == 0 {
+		return registry.FieldErrorf("base_batch_size", "is required with enable = true: the global batch size that the recipe's learning rate was tuned for")
+	}
+	return nil
 }
 
 // Randomness seeds a run, as mmengine's randomness table.

@@ -220,7 +220,7 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	if r.Optim, err = registry.Build[OptimWrapper](r.env, cfg.OptimWrapper); err != nil {
 		return err
 	}
-	if r.Sched, err = NewSchedule(r.env, cfg.ParamScheduler, r.Optim.LR(), r.Loader.Len()); err != nil {
+	if r.Sched, err = NewSchedule(r.env, cfg.ParamScheduler, r.baseLR(cfg), r.Loader.Len()); err != nil {
 		return err
 	}
 	if r.Loop, err = registry.Build[TrainLoop](r.env, cfg.TrainCfg); err != nil {
@@ -298,6 +298,25 @@ func (r *Runner) useDevices(cfg *Config) error {
 		return fmt.Errorf("train_dataloader: %d samples shared among %d devices make no batch of %d", r.Loader.Dataset.Len(), r.Devices, per)
 	}
 	return nil
+}
+
+// baseLR is the optimizer's learning rate, scaled as auto_scale_lr says; it logs the run's
+// devices, batches and learning rate.
+func (r *Runner) baseLR(cfg *Config) float64 {
+	lr, per := r.Optim.LR(), cfg.TrainDataloader.BatchSize
+	global := per * r.Devices
+	fields := []zap.Field{zap.Int("devices", r.Devices), zap.Int("batch_per_device", per), zap.Int("global_batch", global)}
+	if a := cfg.AutoScaleLR; a.Enable {
+		ratio := float64(global) / float64(a.BaseBatchSize)
+		r.Log.Info(fmt.Sprintf("auto_scale_lr: the learning rate is set for a global batch of %d and this run's is %d: lr %g x %g = %g",
+			a.BaseBatchSize, global, lr, ratio, lr*ratio))
+		fields = append(fields, zap.Float64("lr", lr*ratio), zap.Float64("config_lr", lr), zap.Bool("lr_scaled", true))
+		lr *= ratio
+	} else {
+		fields = append(fields, zap.Float64("lr", lr), zap.Bool("lr_scaled", false))
+	}
+	r.Log.Info("data parallel", fields...)
+	return lr
 }
 
 // shardLoaders returns the loaders of the n devices of a run: l's dataset and settings,
@@ -716,7 +735,8 @@ func (r *Runner) variables() map[string]*gctx.Variable {
 // Checkpoint returns the run's state.
 func (r *Runner) Checkpoint() (*Checkpoint, error) {
 	c := &Checkpoint{Tensors: map[string]*tensors.Tensor{}, Meta: CheckpointMeta{
-		Epoch: r.Epoch, Iter: r.Iter, Seed: r.Seed, Config: r.Tree.TOML(), Metrics: map[string]float64{},
+		Epoch: r.Epoch, Iter: r.Iter, Seed: r.Seed, Devices: r.Devices, BatchSize: r.Loader.BatchSize,
+		Config: r.Tree.TOML(), Metrics: map[string]float64{},
 		Layouts: map[string]string{}}}
 	for k, v := range r.Metrics {
 		c.Meta.Metrics[k] = v
@@ -809,6 +829,9 @@ func (r *Runner) resume(which string) error {
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
+	if err := r.checkResumeBatch(path, c.Meta); err != nil {
+		return err
+	}
 	if err := r.restore(c, false); err != nil {
 		return fmt.Errorf("resume from %s: %w", path, err)
 	}
@@ -824,6 +847,28 @@ func (r *Runner) resume(which string) error {
 		r.Metrics[k] = v
 	}
 	r.Log.Info("resumed", zap.String("checkpoint", path), zap.Int("epoch", r.Epoch), zap.Int("iter", r.Iter))
+	return nil
+}
+
+// checkResumeBatch lets a run resume on another number of devices when its global batch
+// is the checkpoint's: each iteration then sees the same images (the distributed sampler
+// deals the epoch's order out among the devices) and the schedule keeps its iterations.
+// Another global batch would change both, so it is an error.
+func (r *Runner) checkResumeBatch(path string, m CheckpointMeta) error {
+	if m.BatchSize == 0 {
+		return nil // written before checkpoints recorded their batch
+	}
+	devices, per := max(m.Devices, 1), r.Loader.BatchSize
+	was, now := devices*m.BatchSize, r.Devices*per
+	if was != now {
+		return fmt.Errorf("resume from %s: the run that wrote it trained on %d device(s) x %d images, a global batch of %d; this run has %d x %d = %d. "+
+			"Resuming changes the images of each iteration and the schedule; set env_cfg.num_devices and train_dataloader.batch_size for a global batch of %d, "+
+			"or start a new run from its weights with load_from",
+			path, devices, m.BatchSize, was, r.Devices, per, now, was)
+	}
+	if devices != r.Devices {
+		r.Log.Info(fmt.Sprintf("resuming a run of %d device(s) x %d images on %d x %d: the same global batch of %d", devices, m.BatchSize, r.Devices, per, now))
+	}
 	return nil
 }
 

@@ -146,18 +146,33 @@ var trainStepModels = map[string]struct {
 }{
 	"cifar":    {"small CIFAR ResNet (widths 16/32/64/128, 2 blocks per stage)", 32, 64, 4096, 50000},
 	"resnet18": {"ResNet-18 (7x7 stem, max-pool, widths 64..512)", 224, 32, 65536, 1281167},
+	"resnet50": {"ResNet-50 (bottlenecks, widths 256..2048)", 224, 32, 65536, 1281167},
+}
+
+// stepSpec is the train step that benchmark train-step times.
+type stepSpec struct {
+	backend, model          string
+	batch, size, negs, bank int // batch: images per device
+	devices                 int // 0: all the backend has
+	amp                     bool
+	steps, warmup           int
+	cpuProfile              string
 }
 
 func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("train-step", stderr)
-	model := fs.String("model", "cifar", "the network: cifar (the small CIFAR ResNet) or resnet18 (ResNet-18 at 224, batch 32, 65,536 negatives, ImageNet's 1,281,167-row bank)")
+	model := fs.String("model", "cifar", "the network: cifar (the small CIFAR ResNet), resnet18 or resnet50 (at 224, batch 32, 65,536 negatives, ImageNet's 1,281,167-row bank)")
 	steps := fs.Int("steps", 5, "timed steps on each side")
 	warmup := fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)")
-	batch := fs.Int("batch", 0, "images per step (default: the model's, 64 or 32)")
+	batch := fs.Int("batch", 0, "images per step and device (default: the model's, 64 or 32)")
 	size := fs.Int("size", 0, "image side (default: the model's, 32 or 224)")
 	negs := fs.Int("negs", 0, "negatives per image (default: the model's, 4096 or 65536)")
 	bankRows := fs.Int("bank", 0, "rows of the memory bank (default: the model's, 50000 or 1281167)")
-	bk := fs.String("backend", "go", "goselfsup's backend (go:kernels=off: the pure-Go backend without native kernels)")
+	bk := fs.String("backend", "go", "goselfsup's backend (go:kernels=off: the pure-Go backend without native kernels; go:devices=N: N virtual devices; xla:cuda or xla:/path/to/pjrt_plugin.so)")
+	devices := fs.Int("devices", 0, "devices the step runs on, each with -batch images (default: all the backend has)")
+	amp := fs.Bool("amp", false, "bf16 mixed precision on both sides (goselfsup's AmpOptimWrapper, torch.autocast)")
+	refDevice := fs.String("reference-device", "cpu", "where PyTorch runs: cpu or cuda")
+	noRef := fs.Bool("no-reference", false, "time goselfsup only")
 	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of goselfsup's timed steps to this file")
 	if _, err := parseArgs(fs, args, stdout); err != nil {
@@ -165,7 +180,11 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	}
 	m, ok := trainStepModels[*model]
 	if !ok {
-		fmt.Fprintf(stderr, "error: -model %q: want cifar or resnet18\n", *model)
+		fmt.Fprintf(stderr, "error: -model %q: want cifar, resnet18 or resnet50\n", *model)
+		return exitUsage
+	}
+	if *refDevice != "cpu" && *refDevice != "cuda" {
+		fmt.Fprintf(stderr, "error: -reference-device %q: want cpu or cuda\n", *refDevice)
 		return exitUsage
 	}
 	for _, f := range []struct {
@@ -177,43 +196,64 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	const base = 16
-	python, script, err := reference("benchmarks/npid_reference.py", "torch", "numpy")
-	if err != nil {
-		report(stderr, err)
-		return exitFailed
+	var python, script string
+	if !*noRef {
+		var err error
+		if python, script, err = reference("benchmarks/npid_reference.py", "torch", "numpy"); err != nil {
+			report(stderr, err)
+			return exitFailed
+		}
 	}
 
-	ours, err := timeOurStep(*bk, *model, *batch, *size, *negs, *bankRows, base, *steps, *warmup, *cpuProfile, stderr)
+	spec := stepSpec{backend: *bk, model: *model, batch: *batch, size: *size, negs: *negs, bank: *bankRows,
+		devices: *devices, amp: *amp, steps: *steps, warmup: *warmup, cpuProfile: *cpuProfile}
+	ours, err := timeOurStep(spec, base, stderr)
 	if err != nil {
 		report(stderr, err)
 		return exitFailed
 	}
-	fmt.Fprintf(stderr, "running the PyTorch reference...\n")
-	out, err := exec.Command(python, script, "bench", "--model", *model, "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
-		"--negs", fmt.Sprint(*negs), "--bank", fmt.Sprint(*bankRows), "--base", fmt.Sprint(base), "--blocks", "2",
-		"--steps", fmt.Sprint(*steps), "--warmup", fmt.Sprint(*warmup), "--threads", fmt.Sprint(*threads)).Output()
-	if err != nil {
-		report(stderr, fmt.Errorf("the PyTorch reference: %w", err))
-		return exitFailed
+	global := *batch * ours.devices
+	precision := "float32"
+	if *amp {
+		precision = "bf16 autocast"
 	}
+	fmt.Fprintf(stdout, "NPID train step: %s, %d device(s) x %d images, %dx%d, %d negatives, bank %d, %s; %d timed steps each\n\n",
+		m.describe, ours.devices, *batch, *size, *size, *negs, *bankRows, precision, *steps)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "implementation\ts/step\timages/s\tpeak RSS")
+	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\t%s\n", *bk, ours.seconds, float64(global)/ours.seconds, gib(ours.peakRSS))
+
 	var ref struct {
 		Seconds float64 `json:"seconds_per_step"`
 		Torch   string  `json:"torch"`
 		Threads int     `json:"threads"`
+		Device  string  `json:"device"`
 		PeakRSS int64   `json:"peak_rss_bytes"`
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ref); err != nil {
-		report(stderr, fmt.Errorf("the PyTorch reference printed %q", out))
-		return exitFailed
+	if !*noRef {
+		fmt.Fprintf(stderr, "running the PyTorch reference...\n")
+		refArgs := []string{script, "bench", "--model", *model, "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
+			"--negs", fmt.Sprint(*negs), "--bank", fmt.Sprint(*bankRows), "--base", fmt.Sprint(base), "--blocks", "2",
+			"--steps", fmt.Sprint(*steps), "--warmup", fmt.Sprint(*warmup), "--threads", fmt.Sprint(*threads), "--device", *refDevice}
+		if *amp {
+			refArgs = append(refArgs, "--amp")
+		}
+		out, err := exec.Command(python, refArgs...).Output()
+		if err != nil {
+			report(stderr, fmt.Errorf("the PyTorch reference: %w", err))
+			return exitFailed
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ref); err != nil {
+			report(stderr, fmt.Errorf("the PyTorch reference printed %q", out))
+			return exitFailed
+		}
+		where := fmt.Sprintf("CPU, %d threads", ref.Threads)
+		if *refDevice == "cuda" {
+			where = ref.Device
+		}
+		fmt.Fprintf(tw, "PyTorch %s eager (%s, 1 device x %d)\t%.3f\t%.1f\t%s\n", ref.Torch, where, *batch, ref.Seconds, float64(*batch)/ref.Seconds, gib(ref.PeakRSS))
 	}
-
-	fmt.Fprintf(stdout, "NPID train step: %s, batch %d, %dx%d, %d negatives, bank %d; %d timed steps each\n\n",
-		m.describe, *batch, *size, *size, *negs, *bankRows, *steps)
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "implementation\ts/step\timages/s\tpeak RSS")
-	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\t%s\n", *bk, ours.seconds, float64(*batch)/ours.seconds, gib(ours.peakRSS))
-	fmt.Fprintf(tw, "PyTorch %s (CPU, %d threads)\t%.3f\t%.1f\t%s\n", ref.Torch, ref.Threads, ref.Seconds, float64(*batch)/ref.Seconds, gib(ref.PeakRSS))
 	tw.Flush()
 	if len(ours.profile) > 0 {
 		fmt.Fprintf(stdout, "\nwhere goselfsup's step goes (%s):\n\n", ours.isa)
@@ -229,11 +269,19 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "outside the graph\t%.3f\t%.0f%%\t\t\n", ours.seconds-total, 100*(ours.seconds-total)/ours.seconds)
 		tw.Flush()
 	}
-	fmt.Fprintf(stdout, "\nratio (our time / PyTorch's): %.2f\n", ours.seconds/ref.Seconds)
-	res := benchResult{Benchmark: "train-step", Ours: ours.seconds, Reference: ref.Seconds, Ratio: ours.seconds / ref.Seconds,
-		Unit: "s/step", Details: map[string]string{"backend": ours.backend, "reference": "PyTorch " + ref.Torch,
-			"model": *model, "threads": fmt.Sprint(ref.Threads), "batch": fmt.Sprint(*batch), "negatives": fmt.Sprint(*negs),
-			"peak_rss_ours": fmt.Sprint(ours.peakRSS), "peak_rss_reference": fmt.Sprint(ref.PeakRSS)}}
+	details := map[string]string{"backend": ours.backend, "model": *model, "batch": fmt.Sprint(*batch),
+		"devices": fmt.Sprint(ours.devices), "precision": precision, "negatives": fmt.Sprint(*negs),
+		"images_per_second": fmt.Sprintf("%.1f", float64(global)/ours.seconds), "peak_rss_ours": fmt.Sprint(ours.peakRSS)}
+	res := benchResult{Benchmark: "train-step", Ours: ours.seconds, Unit: "s/step", Details: details}
+	if !*noRef {
+		// Images per second against images per second: our step may run on several devices.
+		ratio := (ours.seconds / float64(global)) / (ref.Seconds / float64(*batch))
+		fmt.Fprintf(stdout, "\nratio (our time per image / PyTorch's): %.2f\n", ratio)
+		res.Reference, res.Ratio = ref.Seconds, ratio
+		details["reference"] = "PyTorch " + ref.Torch + " eager on " + *refDevice
+		details["threads"] = fmt.Sprint(ref.Threads)
+		details["peak_rss_reference"] = fmt.Sprint(ref.PeakRSS)
+	}
 	line, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(line))
 	return exitOK
@@ -249,6 +297,7 @@ func gib(b int64) string {
 
 type stepTiming struct {
 	seconds float64
+	devices int
 	backend string
 	isa     string
 	peakRSS int64
@@ -263,14 +312,23 @@ type profileEntry struct {
 
 // timeOurStep builds the benchmark's NPID and times TrainStep on one random batch. With a
 // non-empty cpuProfile, it writes a CPU profile of the timed steps to that file.
-func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup int, cpuProfile string, stderr io.Writer) (stepTiming, error) {
+func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) {
+	batch, size, negs, bank, steps := spec.batch, spec.size, spec.negs, spec.bank, spec.steps
 	backbone := map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": base, "base_channels": base}
 	channels := base * 8
-	if model == "resnet18" {
+	switch spec.model {
+	case "resnet18":
 		backbone, channels = map[string]any{"type": "ResNet", "depth": 18}, 512
+	case "resnet50":
+		backbone, channels = map[string]any{"type": "ResNet", "depth": 50}, 2048
+	}
+	optim := map[string]any{"optimizer": map[string]any{"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}}
+	if spec.amp {
+		optim["type"], optim["dtype"] = "AmpOptimWrapper", "bfloat16"
 	}
 	tree, err := registry.NewTree(map[string]any{
-		"backend":    bk,
+		"backend":    spec.backend,
+		"env_cfg":    map[string]any{"num_devices": spec.devices},
 		"randomness": map[string]any{"seed": 0},
 		"model": map[string]any{
 			"type": "NPID", "neg_num": negs,
@@ -281,8 +339,8 @@ func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup 
 			"memory_bank":       map[string]any{"type": "SimpleMemory", "length": bank, "feat_dim": 128},
 		},
 		"train_dataloader": map[string]any{"batch_size": batch,
-			"dataset": map[string]any{"type": "DemoShapes", "num_samples": batch, "size": size}},
-		"optim_wrapper": map[string]any{"optimizer": map[string]any{"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}},
+			"dataset": map[string]any{"type": "DemoShapes", "num_samples": batch * max(spec.devices, 64), "size": size}},
+		"optim_wrapper": optim,
 		"train_cfg":     map[string]any{"type": "EpochBasedTrainLoop", "max_epochs": 1},
 	}, "benchmark train-step")
 	if err != nil {
@@ -316,7 +374,7 @@ func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup 
 		}
 	}
 	fmt.Fprintf(stderr, "timing goselfsup's step (%s)...\n", r.Backend.Name())
-	for range warmup {
+	for range spec.warmup {
 		if _, err := r.TrainStep(b, 0.03); err != nil {
 			return stepTiming{}, err
 		}
@@ -325,8 +383,8 @@ func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup 
 	if prof != nil {
 		prof.Reset()
 	}
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+	if spec.cpuProfile != "" {
+		f, err := os.Create(spec.cpuProfile)
 		if err != nil {
 			return stepTiming{}, err
 		}
@@ -344,7 +402,7 @@ func timeOurStep(bk, model string, batch, size, negs, bank, base, steps, warmup 
 		}
 		times[i] = time.Since(t0).Seconds()
 	}
-	res := stepTiming{seconds: mean(times), backend: r.Backend.Description(), peakRSS: peakRSS()}
+	res := stepTiming{seconds: mean(times), devices: r.Devices, backend: r.Backend.Description(), peakRSS: peakRSS()}
 	if prof != nil {
 		res.isa = "native kernels: " + kernels.ISA()
 		for _, e := range prof.Entries() {
