@@ -34,7 +34,7 @@ func New(config string) (backends.Backend, error) {
 	}
 	name, _, _ := strings.Cut(config, ":")
 	if name == simplego.BackendName {
-		native, options, err := cpuOptions(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
+		cfg, options, err := cpuOptions(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", config, err)
 		}
@@ -42,7 +42,7 @@ func New(config string) (backends.Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", config, err)
 		}
-		return &cpuBackend{Backend: b, native: native, profile: new(Profile)}, nil
+		return &cpuBackend{Backend: b, native: cfg.native, devices: cfg.devices, profile: new(Profile)}, nil
 	}
 	if !xlaCompiledIn && isXLA(name) {
 		return nil, fmt.Errorf("backend %q: this binary was built without XLA (the noxla tag or no cgo); use backend \"go\"", config)
