@@ -354,3 +354,54 @@ func TestSPMDRefusals(t *testing.T) {
 		t.Error("AllReduce with an undefined reduction: no error")
 	}
 }
+
+// TestAllReduceDirect builds an SPMD program with the backend's builder: the inputs are
+// device-major, the outputs come back device-major and on their devices, and a device in
+// no replica group keeps its own values.
+func TestAllReduceDirect(t *testing.T) {
+	b := newBackend(t, "go:devices=3")
+	bld := b.Builder("direct")
+	if err := bld.DistributedSPMD(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := bld.DeviceAssignment(2, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	s := shapes.Make(dtypes.Int64, 2)
+	x, _ := bld.Parameter("x", s, nil)
+	y, _ := bld.Parameter("y", s, nil)
+	xy, _ := bld.Add(x, y)
+	r, err := bld.AllReduce([]backends.Op{xy}, backends.ReduceOpSum, [][]int{{0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec, err := bld.Compile([]backends.Op{r[0], x}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assignment := []backends.DeviceNum{2, 0, 1}
+	var in []backends.Buffer
+	for i, v := range [][2][]int64{{{1, 2}, {10, 20}}, {{3, 4}, {30, 40}}, {{5, 6}, {50, 60}}} {
+		for _, flat := range v {
+			buf, _ := b.BufferFromFlatData(assignment[i], flat, s)
+			in = append(in, buf)
+		}
+	}
+	outs, err := exec.Execute(in, []bool{true, false, true, false, true, false}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int64{{44, 66}, {1, 2}, {44, 66}, {3, 4}, {55, 66}, {5, 6}}
+	for i, o := range outs {
+		f, _ := b.BufferData(o)
+		if !slices.Equal(f.([]int64), want[i]) {
+			t.Errorf("output %d: %v, want %v", i, f, want[i])
+		}
+		if d, _ := b.BufferDeviceNum(o); d != assignment[i/2] {
+			t.Errorf("output %d on device %d, want %d", i, d, assignment[i/2])
+		}
+	}
+	if _, err := exec.Execute(in[:3], nil, 0); err == nil {
+		t.Error("3 inputs for 3 devices of 2 parameters: no error")
+	}
+}
