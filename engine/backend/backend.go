@@ -12,12 +12,17 @@ import (
 	"github.com/gomlx/gomlx/backends/simplego"
 )
 
-// New returns the backend named by config ("go", "go:kernels=off", "xla", "xla:cuda",
-// "xla:/path/plugin.so");
+// New returns the backend named by config ("go", "go:kernels=off", "go:devices=2", "xla",
+// "xla:cuda", "xla:/path/plugin.so");
 // an empty config defers to $GOMLX_BACKEND, then to XLA when it is compiled in, then to the
 // CPU backend. "go" is goselfsup's CPU engine (see cpuBackend): GoMLX's pure-Go backend with
 // native kernels for the heavy ops; with kernels=off, the pure-Go backend alone, its gaps
-// filled. Other options after "go:" go to GoMLX's pure-Go backend (parallelism=N, ...).
+// filled. devices=N (N >= 1, default 1) gives the CPU engine N virtual devices that share the
+// host's memory and cores: NumDevices reports N, buffers live on any of them, and an SPMD
+// program (graph.Exec.SPMD with a mesh of up to N devices) runs once per device, concurrently,
+// its AllReduce a deterministic host step (see docs/cpu-engine.md); it works with kernels=off
+// too. Options combine with commas ("go:devices=2,kernels=off"); others after "go:" go to
+// GoMLX's pure-Go backend (parallelism=N, ...).
 //
 // XLA never downloads a plugin when GOMLX_NO_AUTO_INSTALL is set; without a plugin it fails
 // with a message that says how to provide one.
@@ -34,7 +39,7 @@ func New(config string) (backends.Backend, error) {
 	}
 	name, _, _ := strings.Cut(config, ":")
 	if name == simplego.BackendName {
-		native, options, err := cpuOptions(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
+		cfg, options, err := cpuOptions(strings.TrimPrefix(strings.TrimPrefix(config, name), ":"))
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", config, err)
 		}
@@ -42,7 +47,7 @@ func New(config string) (backends.Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", config, err)
 		}
-		return &cpuBackend{Backend: b, native: native, profile: new(Profile)}, nil
+		return &cpuBackend{Backend: b, native: cfg.native, devices: cfg.devices, profile: new(Profile)}, nil
 	}
 	if !xlaCompiledIn && isXLA(name) {
 		return nil, fmt.Errorf("backend %q: this binary was built without XLA (the noxla tag or no cgo); use backend \"go\"", config)

@@ -4,6 +4,7 @@ package backend
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/gomlx/gomlx/backends"
@@ -30,39 +31,59 @@ import (
 type cpuBackend struct {
 	backends.Backend // GoMLX's pure-Go backend: buffers, and the compiler of the pieces
 	native           bool
+	devices          int // virtual devices (see cpu_devices.go); 1 unless devices=N
 	profile          *Profile
 }
 
+// cpuConfig is goselfsup's own part of a pure-Go backend configuration.
+type cpuConfig struct {
+	native  bool // kernels=on (the default) or off
+	devices int  // devices=N, the number of virtual devices (default 1)
+}
+
 // cpuOptions takes goselfsup's own options out of a pure-Go backend configuration
-// ("kernels=on|off"), leaving GoMLX's.
-func cpuOptions(config string) (native bool, rest string, err error) {
-	native = true
+// ("kernels=on|off", "devices=N"), leaving GoMLX's.
+func cpuOptions(config string) (cfg cpuConfig, rest string, err error) {
+	cfg = cpuConfig{native: true, devices: 1}
 	var keep []string
 	for opt := range strings.SplitSeq(config, ",") {
 		key, val, _ := strings.Cut(opt, "=")
-		if key != "kernels" {
+		switch key {
+		case "kernels":
+			switch val {
+			case "on", "native":
+				cfg.native = true
+			case "off":
+				cfg.native = false
+			default:
+				return cfg, "", fmt.Errorf("kernels=%q: want kernels=on or kernels=off", val)
+			}
+		case "devices":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > maxDevices {
+				return cfg, "", fmt.Errorf("devices=%q: want devices=N with N a whole number from 1 to %d", val, maxDevices)
+			}
+			cfg.devices = n
+		default:
 			if opt != "" {
 				keep = append(keep, opt)
 			}
-			continue
-		}
-		switch val {
-		case "on", "native":
-			native = true
-		case "off":
-			native = false
-		default:
-			return false, "", fmt.Errorf("kernels=%q: want kernels=on or kernels=off", val)
 		}
 	}
-	return native, strings.Join(keep, ","), nil
+	return cfg, strings.Join(keep, ","), nil
 }
 
+// maxDevices bounds devices=N: each virtual device runs its copy of an SPMD program on a
+// goroutine of its own, so more devices than this only add memory and scheduling.
+const maxDevices = 1024
+
 func (c *cpuBackend) Builder(name string) backends.Builder {
-	if !c.native {
+	if !c.native && c.devices == 1 {
 		return &filledBuilder{Builder: c.Backend.Builder(name)}
 	}
-	b := &cpuBuilder{backend: c, name: name}
+	// With several devices, kernels=off also builds pieces (every op in them, and the
+	// AllReduce host steps between them; see kernelsOff).
+	b := &cpuBuilder{backend: c, name: name, numDevices: 1}
 	b.filled = &filledBuilder{Builder: b}
 	return b
 }
@@ -72,10 +93,14 @@ func (c *cpuBackend) Capabilities() backends.Capabilities {
 }
 
 func (c *cpuBackend) Description() string {
-	if !c.native {
-		return c.Backend.Description() + " (with goselfsup's filled ops; native kernels off)"
+	devices := ""
+	if c.devices > 1 {
+		devices = fmt.Sprintf(", %d virtual devices", c.devices)
 	}
-	return fmt.Sprintf("goselfsup CPU engine: native kernels (%s) between pieces of %s", kernels.ISA(), c.Backend.Description())
+	if !c.native {
+		return c.Backend.Description() + " (with goselfsup's filled ops; native kernels off" + devices + ")"
+	}
+	return fmt.Sprintf("goselfsup CPU engine: native kernels (%s) between pieces of %s%s", kernels.ISA(), c.Backend.Description(), devices)
 }
 
 // cpuBuilder builds a graph as pieces and host steps (see cpuBackend). It records each op
@@ -94,6 +119,9 @@ type cpuBuilder struct {
 	steps   []*hostStep
 	outputs []*value
 	built   bool
+
+	numDevices int                  // the devices an SPMD program runs on (DistributedSPMD); 1 otherwise
+	assignment []backends.DeviceNum // the devices that run it (DeviceAssignment); nil: the default
 }
 
 // value is an op of the graph: computed by a piece, by a host step, or a parameter.
@@ -174,6 +202,8 @@ type hostStep struct {
 	// withReLU, when set, is run followed by a ReLU on the first output (batch norm for
 	// training), for fuseReLUs.
 	withReLU func(in, out []any)
+	// collective, when set, makes the step an AllReduce across devices (run is nil).
+	collective *allReduce
 }
 
 func (b *cpuBuilder) Name() string { return b.name }
@@ -328,8 +358,8 @@ func (b *cpuBuilder) OpShape(op backends.Op) (shapes.Shape, error) {
 }
 
 func (b *cpuBuilder) Parameter(name string, shape shapes.Shape, sharding *backends.ShardingSpec) (backends.Op, error) {
-	if sharding != nil {
-		return nil, fmt.Errorf("parameter %q: goselfsup's CPU backend has one device and takes no sharding", name)
+	if err := b.replicated(sharding); err != nil {
+		return nil, fmt.Errorf("parameter %q: %w", name, err)
 	}
 	shapeOp, err := b.scratch().Parameter(name, shape, nil)
 	if err != nil {
@@ -338,6 +368,22 @@ func (b *cpuBuilder) Parameter(name string, shape shapes.Shape, sharding *backen
 	v := b.newValue(&value{shape: shape, shapeOp: shapeOp, piece: -1, step: -1, param: len(b.params), name: name})
 	b.params = append(b.params, v)
 	return v, nil
+}
+
+// replicated returns an error unless the sharding spec is nil or replicates the value on
+// every device (no tensor axis split along a mesh axis): an SPMD program of this backend
+// gives each device a whole value of the parameter's shape, and it has no automatic sharding.
+func (b *cpuBuilder) replicated(spec *backends.ShardingSpec) error {
+	if spec == nil {
+		return nil
+	}
+	for axis, meshAxes := range spec.Axes {
+		if len(meshAxes) > 0 {
+			return fmt.Errorf("goselfsup's CPU backend does not shard values (axis %d along mesh axes %v of mesh %q): "+
+				"an SPMD program gets each device's value of the whole shape as its own input", axis, meshAxes, spec.Mesh)
+		}
+	}
+	return nil
 }
 
 func (b *cpuBuilder) Constant(flat any, dims ...int) (backends.Op, error) {
@@ -352,30 +398,63 @@ func (b *cpuBuilder) Constant(flat any, dims ...int) (backends.Op, error) {
 	return outs[0], nil
 }
 
+// DistributedSPMD makes the program an SPMD program over numDevices of the backend's virtual
+// devices: Execute takes each device's inputs (device-major) and runs the program once per
+// device, concurrently; AllReduce combines the devices' values.
 func (b *cpuBuilder) DistributedSPMD(numDevices int) error {
-	if numDevices == 1 {
-		return nil
+	if numDevices < 1 || numDevices > b.backend.devices {
+		if b.backend.devices == 1 {
+			return fmt.Errorf("goselfsup's CPU backend has one device, not %d (the backend option devices=N gives N)", numDevices)
+		}
+		return fmt.Errorf("goselfsup's CPU backend has %d devices, not %d", b.backend.devices, numDevices)
 	}
-	return fmt.Errorf("goselfsup's CPU backend has one device, not %d", numDevices)
+	if len(b.values) > 0 {
+		return fmt.Errorf("DistributedSPMD(%d): builder %q already has ops", numDevices, b.name)
+	}
+	b.numDevices = numDevices
+	return nil
 }
 
 func (b *cpuBuilder) DistributedAutoSharding(meshes ...backends.Mesh) error {
-	return fmt.Errorf("goselfsup's CPU backend has one device and no automatic sharding")
+	return fmt.Errorf("goselfsup's CPU backend has no automatic sharding (only SPMD programs with explicit AllReduce)")
 }
 
+// DeviceAssignment sets the devices that run the program: one per SPMD device (the program's
+// device i runs on devices[i]), all different, or one device for a single-device program.
 func (b *cpuBuilder) DeviceAssignment(devices ...backends.DeviceNum) error {
-	if len(devices) == 1 && devices[0] == 0 {
-		return nil
+	if len(devices) != b.numDevices {
+		return fmt.Errorf("DeviceAssignment %v: the program runs on %d device(s), so it takes %d", devices, b.numDevices, b.numDevices)
 	}
-	return fmt.Errorf("goselfsup's CPU backend has one device (0), not %v", devices)
+	seen := map[backends.DeviceNum]bool{}
+	for _, d := range devices {
+		if err := b.backend.checkDevice(d); err != nil {
+			return fmt.Errorf("DeviceAssignment %v: %w", devices, err)
+		}
+		if seen[d] {
+			return fmt.Errorf("DeviceAssignment %v: device %d is listed twice", devices, d)
+		}
+		seen[d] = true
+	}
+	b.assignment = append([]backends.DeviceNum(nil), devices...)
+	return nil
+}
+
+// device returns the backend device that runs the program's device i.
+func (b *cpuBuilder) device(i int) backends.DeviceNum {
+	if b.assignment != nil {
+		return b.assignment[i]
+	}
+	return backends.DeviceNum(i)
 }
 
 // Compile marks what the outputs need, builds those ops into their pieces, compiles each
 // piece with the values that later pieces, steps and the graph's outputs read, and plans when
 // each buffer is last used.
 func (b *cpuBuilder) Compile(outputs []backends.Op, shardings []*backends.ShardingSpec) (backends.Executable, error) {
-	if len(shardings) != 0 {
-		return nil, fmt.Errorf("goselfsup's CPU backend has one device and takes no sharding")
+	for i, spec := range shardings {
+		if err := b.replicated(spec); err != nil {
+			return nil, fmt.Errorf("Compile: output #%d: %w", i, err)
+		}
 	}
 	if b.built {
 		return nil, fmt.Errorf("builder %q is already compiled", b.name)

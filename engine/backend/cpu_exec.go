@@ -1,9 +1,7 @@
 package backend
 
 import (
-	"errors"
 	"fmt"
-	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -62,11 +60,16 @@ func (e *cpuExec) Finalize() {
 func (e *cpuExec) Inputs() ([]string, []shapes.Shape) { return e.b.paramShapes() }
 func (e *cpuExec) Outputs() []shapes.Shape            { return e.b.outputShapes() }
 
-// run is the state of one execution: the buffers of the values that cross pieces.
+// run is the state of one execution on one device: the buffers of the values that cross
+// pieces.
 type run struct {
 	e     *cpuExec
 	bufs  []backends.Buffer
 	owned []bool // the buffer is ours to free (computed here, or donated by the caller)
+	// replica is the program's device this run is (0 to n-1 for an SPMD program over n
+	// devices); spmd what the devices share, nil for a single-device program.
+	replica int
+	spmd    *spmdRun
 }
 
 // free releases the buffers that are still held (after an error, or values never read).
@@ -79,17 +82,41 @@ func (r *run) free(keep []bool) {
 	}
 }
 
-func (e *cpuExec) Execute(inputs []backends.Buffer, donate []bool, _ backends.DeviceNum) ([]backends.Buffer, error) {
+// Execute runs the program. A single-device program runs on the device of its assignment,
+// else on defaultDevice (any device: they all share the host's memory), and its outputs are
+// buffers of that device. An SPMD program runs on each of its devices (see executeSPMD).
+func (e *cpuExec) Execute(inputs []backends.Buffer, donate []bool, defaultDevice backends.DeviceNum) ([]backends.Buffer, error) {
+	if e.b.numDevices > 1 {
+		return e.executeSPMD(inputs, donate)
+	}
+	device := defaultDevice
+	switch {
+	case e.b.assignment != nil:
+		device = e.b.assignment[0]
+	case e.backend.devices == 1:
+		device = 0 // as before virtual devices: the pure-Go backend ignores it too
+	default:
+		if err := e.backend.checkDevice(device); err != nil {
+			return nil, fmt.Errorf("Execute %q: %w", e.b.name, err)
+		}
+	}
+	return e.executeOn(inputs, donate, device, 0, nil)
+}
+
+// executeOn runs the program for the program's device replica, on the backend's device,
+// with that device's inputs; sp is what the devices of an SPMD program share (nil for a
+// single-device program).
+func (e *cpuExec) executeOn(inputs []backends.Buffer, donate []bool, device backends.DeviceNum, replica int, sp *spmdRun) ([]backends.Buffer, error) {
 	b := e.b
 	if len(inputs) != len(b.params) {
 		return nil, fmt.Errorf("Execute %q: %d inputs, want %d", b.name, len(inputs), len(b.params))
 	}
-	r := &run{e: e, bufs: make([]backends.Buffer, len(b.values)), owned: make([]bool, len(b.values))}
+	r := &run{e: e, bufs: make([]backends.Buffer, len(b.values)), owned: make([]bool, len(b.values)), replica: replica, spmd: sp}
 	for i, v := range b.params {
 		if inputs[i] == nil {
 			return nil, fmt.Errorf("Execute %q: input #%d (%q) is nil", b.name, i, v.name)
 		}
-		r.bufs[v.id] = inputs[i]
+		r.bufs[v.id], _ = plain(inputs[i])
 		r.owned[v.id] = i < len(donate) && donate[i]
 	}
 	prof := e.backend.profile
@@ -126,7 +153,7 @@ func (e *cpuExec) Execute(inputs []backends.Buffer, donate []bool, _ backends.De
 				return nil, err
 			}
 		}
-		outs[i] = buf
+		outs[i] = onDevice(buf, device)
 		returned[v.id] = true
 	}
 	r.free(returned)
@@ -183,7 +210,13 @@ func (r *run) runStep(i int, st *hostStep) error {
 		}
 		r.bufs[v.id], r.owned[v.id], out[j] = buf, true, flat
 	}
-	if err := runSafely(st, in, out); err != nil {
+	var err error
+	if st.collective != nil {
+		err = r.runAllReduce(st, in, out)
+	} else {
+		err = runSafely(st, in, out)
+	}
+	if err != nil {
 		return fmt.Errorf("host step %d (%s) of %q: %w", i, st.kind, r.e.b.name, err)
 	}
 	pos := stepPos(i)
@@ -209,22 +242,7 @@ func runSafely(st *hostStep, in, out []any) (err error) {
 
 // clone copies a buffer (an output that the caller must own).
 func (e *cpuExec) clone(buf backends.Buffer) (backends.Buffer, error) {
-	s, err := e.backend.BufferShape(buf)
-	if err != nil {
-		return nil, err
-	}
-	src, err := e.backend.BufferData(buf)
-	if err != nil {
-		return nil, err
-	}
-	nb, dst, err := e.backend.NewSharedBuffer(0, s)
-	if err != nil {
-		return nil, err
-	}
-	if reflect.Copy(reflect.ValueOf(dst), reflect.ValueOf(src)) != s.Size() {
-		return nil, errors.New("clone: sizes differ")
-	}
-	return nb, nil
+	return copyBuffer(e.backend.Backend, buf)
 }
 
 // Profile adds up where the CPU backend's executions spend their time: in the pure-Go

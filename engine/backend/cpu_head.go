@@ -117,6 +117,9 @@ func headDotRun[T kernels.Float](index dtypes.DType, dim, batch, k int) func(in,
 // ReduceSum(Mul(g [B, K, 1], rows [B, K, D]), 1) as autodiff writes it, as a fused kernel;
 // every other sum goes to the pure-Go backend.
 func (b *cpuBuilder) ReduceSum(x op, axes ...int) (op, error) {
+	if b.kernelsOff() {
+		return b.forwardReduceSum(x, axes...)
+	}
 	if out, ok, err := b.headGrad(x, axes); ok || err != nil {
 		return out, err
 	}

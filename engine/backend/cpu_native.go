@@ -23,6 +23,11 @@ const (
 	kindPool      = "max-pooling"
 )
 
+// kernelsOff reports whether the native kernels are off (kernels=off with several devices:
+// the builder then puts every op in its pieces, as the pure-Go backend with goselfsup's
+// lowerings builds them, and only AllReduce becomes a host step).
+func (b *cpuBuilder) kernelsOff() bool { return !b.backend.native }
+
 // isFloat reports whether the kernels take values of this dtype.
 func isFloat(d dtypes.DType) bool { return d == dtypes.Float32 || d == dtypes.Float64 }
 
@@ -88,6 +93,10 @@ func (b *cpuBuilder) ConvGeneral(input, kernel op, axes backends.ConvolveAxesCon
 	}
 	if channelGroupCount > 1 || batchGroupCount > 1 {
 		return b.forwardConvGeneral(input, kernel, axes, strides, paddings, inputDilations, kernelDilations,
+			channelGroupCount, batchGroupCount)
+	}
+	if b.kernelsOff() {
+		return b.filled.ConvGeneral(input, kernel, axes, strides, paddings, inputDilations, kernelDilations,
 			channelGroupCount, batchGroupCount)
 	}
 	xs, ks := b.shape(input), b.shape(kernel)
@@ -295,6 +304,9 @@ const minNativeMACs = 1 << 15
 // of two matrices (no batch axes, one contracting axis each) as native kernels; others go to
 // the pure-Go backend.
 func (b *cpuBuilder) DotGeneral(lhs op, lhsContracting, lhsBatch []int, rhs op, rhsContracting, rhsBatch []int) (op, error) {
+	if b.kernelsOff() {
+		return b.forwardDotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
+	}
 	if out, ok, err := b.headDot(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch); ok || err != nil {
 		return out, err
 	}
@@ -335,7 +347,7 @@ func batchNormNative(s shapes.Shape, featureAxis int) bool {
 
 func (b *cpuBuilder) BatchNormForTraining(operand, scale, offset op, epsilon float32, featureAxis int) (op, op, op, error) {
 	s := b.shape(operand)
-	if !batchNormNative(s, featureAxis) {
+	if !batchNormNative(s, featureAxis) || b.kernelsOff() {
 		return b.filled.BatchNormForTraining(operand, scale, offset, epsilon, featureAxis)
 	}
 	c := s.Dimensions[s.Rank()-1]
@@ -368,7 +380,7 @@ func bnTrainRun[T kernels.Float](m, c int, eps float32, relu bool) func(in, out 
 
 func (b *cpuBuilder) BatchNormGradient(operand, scale, mean, variance, gradOutput op, epsilon float32, featureAxis int) (op, op, op, error) {
 	s := b.shape(operand)
-	if !batchNormNative(s, featureAxis) {
+	if !batchNormNative(s, featureAxis) || b.kernelsOff() {
 		return b.filled.BatchNormGradient(operand, scale, mean, variance, gradOutput, epsilon, featureAxis)
 	}
 	c := s.Dimensions[s.Rank()-1]
@@ -420,7 +432,7 @@ func bnGradRun[T kernels.Float](m, c int, eps float32) func(in, out []any) {
 
 func (b *cpuBuilder) BatchNormForInference(operand, scale, offset, mean, variance op, epsilon float32, featureAxis int) (op, error) {
 	s := b.shape(operand)
-	if !batchNormNative(s, featureAxis) {
+	if !batchNormNative(s, featureAxis) || b.kernelsOff() {
 		return b.filled.BatchNormForInference(operand, scale, offset, mean, variance, epsilon, featureAxis)
 	}
 	c := s.Dimensions[s.Rank()-1]

@@ -47,7 +47,7 @@ func matchPool(xs shapes.Shape, window, strides, baseDilations, windowDilations 
 func (b *cpuBuilder) ReduceWindow(x op, reduction backends.ReduceOpType, window, strides, baseDilations,
 	windowDilations []int, paddings [][2]int) (op, error) {
 	xs := b.shape(x)
-	if s, ok := matchPool(xs, window, strides, baseDilations, windowDilations, paddings); ok && reduction == backends.ReduceOpMax {
+	if s, ok := matchPool(xs, window, strides, baseDilations, windowDilations, paddings); ok && reduction == backends.ReduceOpMax && !b.kernelsOff() {
 		run := poolRun[float64](s)
 		if xs.DType == dtypes.Float32 {
 			run = poolRun[float32](s)
@@ -69,7 +69,7 @@ func poolRun[T kernels.Float](s kernels.PoolShape) func(in, out []any) {
 // matchPool; others go to the lowering.
 func (b *cpuBuilder) SelectAndScatterMax(operand, source op, window, strides []int, paddings [][2]int) (op, error) {
 	xs, ss := b.shape(operand), b.shape(source)
-	if s, ok := matchPool(xs, window, strides, nil, nil, paddings); ok && ss.DType == xs.DType &&
+	if s, ok := matchPool(xs, window, strides, nil, nil, paddings); ok && !b.kernelsOff() && ss.DType == xs.DType &&
 		ss.Equal(shapes.Make(xs.DType, s.N, s.OutH(), s.OutW(), s.C)) {
 		run := poolGradRun[float64](s)
 		if xs.DType == dtypes.Float32 {

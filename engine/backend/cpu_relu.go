@@ -37,6 +37,9 @@ type reluMask struct {
 // Mul runs the ReLU and its gradient (see above) as native kernels; every other product goes
 // to the pure-Go backend.
 func (b *cpuBuilder) Mul(lhs, rhs op) (op, error) {
+	if b.kernelsOff() {
+		return b.forwardMul(lhs, rhs)
+	}
 	if out, ok, err := b.reluMul(lhs, rhs); ok || err != nil {
 		return out, err
 	}

@@ -35,7 +35,7 @@ func (b *cpuBuilder) Add(lhs backends.Op, rhs backends.Op) (backends.Op, error) 
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) AllReduce(operands []backends.Op, reductionType backends.ReduceOpType, replicaGroups [][]int) ([]backends.Op, error) {
+func (b *cpuBuilder) forwardAllReduce(operands []backends.Op, reductionType backends.ReduceOpType, replicaGroups [][]int) ([]backends.Op, error) {
 	outs, err := b.record("AllReduce", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.AllReduce(in[0], reductionType, replicaGroups)
 		return r0, err
