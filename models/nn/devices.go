@@ -4,6 +4,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
@@ -128,16 +129,9 @@ func MyRows(ctx *context.Context, x *Node) *Node {
 	if n <= 1 {
 		return x
 	}
-	dims := x.Shape().Dimensions
-	b := dims[0] / n
-	grouped := Reshape(x, append([]int{b, n}, dims[1:]...)...) // [b, n, ...]
-	starts := make([]*Node, len(dims)+1)
-	for i := range starts {
-		starts[i] = ScalarZero(g, dtypes.Int32)
-	}
-	starts[1] = Device(ctx, g)
-	sizes := append([]int{b, 1}, dims[1:]...)
-	return Reshape(DynamicSlice(grouped, starts, sizes), append([]int{b}, dims[1:]...)...)
+	b := x.Shape().Dimensions[0] / n
+	rows := Add(MulScalar(Iota(g, shapes.Make(dtypes.Int32, b), 0), n), Device(ctx, g))
+	return Gather(x, ExpandAxes(rows, -1))
 }
 
 func ones(n int) []int {

@@ -152,7 +152,7 @@ func (bn *BatchNorm2d) syncStatistics(x, scale, offset *Node, n float64) (y, mea
 	mean = DivScalar(AllSum(ReduceSum(x, axes...)), n)
 	centered := Sub(x, ExpandLeftToRank(mean, x.Rank()))
 	variance = DivScalar(AllSum(ReduceSum(Square(centered), axes...)), n)
-	inv := Mul(Rsqrt(AddScalar(variance, bn.Eps)), scale)
+	inv := Div(scale, Sqrt(AddScalar(variance, bn.Eps))) // GoMLX v0.26 has no gradient for Rsqrt
 	y = Add(Mul(centered, ExpandLeftToRank(inv, x.Rank())), ExpandLeftToRank(offset, x.Rank()))
 	return y, mean, variance
 }
