@@ -2,6 +2,9 @@ package backend
 
 import (
 	"math"
+	"runtime"
+	"slices"
+	"sync"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
@@ -49,14 +52,6 @@ func roundSliceBF16(src []float32, dst []bfloat16.BFloat16) {
 	}
 }
 
-func widenBF16(src []bfloat16.BFloat16) []float32 {
-	dst := make([]float32, len(src))
-	for i, v := range src {
-		dst[i] = math.Float32frombits(uint32(v) << 16)
-	}
-	return dst
-}
-
 // ConvertDType converts float32 to bfloat16 with rounding to nearest even (see above);
 // every other conversion goes to the pure-Go backend.
 func (b *cpuBuilder) ConvertDType(x op, dtype dtypes.DType) (op, error) {
@@ -72,21 +67,85 @@ func (b *cpuBuilder) ConvertDType(x op, dtype dtypes.DType) (op, error) {
 	return outs[0], nil
 }
 
-// viaFloat32 runs a float32 kernel (run) on bfloat16 inputs and outputs: it widens the
-// inputs, runs the kernel, and rounds its outputs to bfloat16.
-func viaFloat32(run func(in, out []any)) func(in, out []any) {
-	return func(in, out []any) {
-		in32 := make([]any, len(in))
-		for i, v := range in {
-			in32[i] = widenBF16(v.([]bfloat16.BFloat16))
+// minParallelConvert is the size from which a conversion is shared out among the CPUs.
+const minParallelConvert = 1 << 15
+
+// inParallel runs f on consecutive parts of [0, n), on the CPUs for a large n.
+func inParallel(n int, f func(lo, hi int)) {
+	parts := min(runtime.GOMAXPROCS(0), n/minParallelConvert)
+	if parts <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*n/parts, (p+1)*n/parts
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
+}
+
+// bf16Operands prepares the operands of a bfloat16 kernel step: an operand that a
+// conversion step rounds from a float32 value is replaced by that value, which the step
+// rounds as it reads it (rounded[i]), so that the conversion and the bfloat16 copy are dead
+// code when nothing else reads them. sizes are the operands' sizes.
+func (b *cpuBuilder) bf16Operands(ops []op) (out []op, rounded []bool, sizes []int) {
+	out, rounded, sizes = make([]op, len(ops)), make([]bool, len(ops)), make([]int, len(ops))
+	for i, x := range ops {
+		out[i], sizes[i] = x, b.shape(x).Size()
+		v, err := b.val(x)
+		if err != nil || v.step < 0 {
+			continue
 		}
-		out32 := make([]any, len(out))
-		for i, v := range out {
-			out32[i] = make([]float32, len(v.([]bfloat16.BFloat16)))
+		if st := b.steps[v.step]; st.kind == kindConvert && len(st.inputs) == 1 && st.inputs[0].shape.DType == dtypes.Float32 {
+			out[i], rounded[i] = st.inputs[0], true
+		}
+	}
+	return out, rounded, sizes
+}
+
+// viaFloat32 runs a float32 kernel (run) on bfloat16 operands (see bf16Operands) and
+// outputs: it widens the operands, exactly, into float32 buffers (rounding first those that
+// arrive as float32), runs the kernel, and rounds its outputs to bfloat16. The float32
+// buffers are reused from one run to the next.
+func viaFloat32(run func(in, out []any), rounded []bool, inSizes, outSizes []int) func(in, out []any) {
+	pool := &sync.Pool{New: func() any {
+		bufs := make([][]float32, 0, len(inSizes)+len(outSizes))
+		for _, n := range append(slices.Clone(inSizes), outSizes...) {
+			bufs = append(bufs, make([]float32, n))
+		}
+		return &bufs
+	}}
+	return func(in, out []any) {
+		bufs := pool.Get().(*[][]float32)
+		defer pool.Put(bufs)
+		in32, out32 := make([]any, len(in)), make([]any, len(out))
+		for i, v := range in {
+			dst := (*bufs)[i]
+			if rounded[i] {
+				src := v.([]float32)
+				inParallel(len(dst), func(lo, hi int) {
+					for j := lo; j < hi; j++ {
+						dst[j] = math.Float32frombits(uint32(roundBF16(src[j])) << 16)
+					}
+				})
+			} else {
+				src := v.([]bfloat16.BFloat16)
+				inParallel(len(dst), func(lo, hi int) {
+					for j := lo; j < hi; j++ {
+						dst[j] = math.Float32frombits(uint32(src[j]) << 16)
+					}
+				})
+			}
+			in32[i] = dst
+		}
+		for i := range out {
+			out32[i] = (*bufs)[len(in)+i]
 		}
 		run(in32, out32)
 		for i, v := range out {
-			roundSliceBF16(out32[i].([]float32), v.([]bfloat16.BFloat16))
+			src, dst := out32[i].([]float32), v.([]bfloat16.BFloat16)
+			inParallel(len(dst), func(lo, hi int) { roundSliceBF16(src[lo:hi], dst[lo:hi]) })
 		}
 	}
 }

@@ -272,7 +272,9 @@ func (c nativeConv) build(b *cpuBuilder, input, kernel op) (op, error) {
 	case dtypes.Float32:
 		run = convRun[float32](c.kind, s, !c.unflipped)
 	case dtypes.BFloat16:
-		run = viaFloat32(convRun[float32](c.kind, s, !c.unflipped))
+		ops, rounded, sizes := b.bf16Operands([]op{input, kernel})
+		input, kernel = ops[0], ops[1]
+		run = viaFloat32(convRun[float32](c.kind, s, !c.unflipped), rounded, sizes, []int{c.out.Size()})
 	default:
 		run = convRun[float64](c.kind, s, !c.unflipped)
 	}
@@ -324,7 +326,9 @@ func (b *cpuBuilder) DotGeneral(lhs op, lhsContracting, lhsBatch []int, rhs op, 
 			case dtypes.Float32:
 				run = gemmRun[float32](transA, transB, m, n, k, lda, ldb)
 			case dtypes.BFloat16:
-				run = viaFloat32(gemmRun[float32](transA, transB, m, n, k, lda, ldb))
+				ops, rounded, sizes := b.bf16Operands([]op{lhs, rhs})
+				lhs, rhs = ops[0], ops[1]
+				run = viaFloat32(gemmRun[float32](transA, transB, m, n, k, lda, ldb), rounded, sizes, []int{m * n})
 			default:
 				run = gemmRun[float64](transA, transB, m, n, k, lda, ldb)
 			}
