@@ -496,7 +496,7 @@ func (r *Runner) useAutocast(spec registry.Spec) error {
 	if r.Scope.DType() != dtypes.Float32 {
 		return fmt.Errorf("%s: mixed precision (%s) needs a float32 model, not env_cfg.dtype = %q", spec.Path, spec.Type, r.Scope.DType())
 	}
-	r.Log.Info("mixed precision: the train step's convolutions and linear layers in "+r.Autocast.String()+
+	r.Log.Info("mixed precision: the train step's convolutions and linear layers in "+strings.ToLower(r.Autocast.String())+
 		"; weights, optimizer state, batch norm, loss and memory bank in float32", zap.String("optim_wrapper", spec.Type))
 	if n, ok := cfg.(interface{ LossScaleNote() string }); ok {
 		r.Log.Info(n.LossScaleNote())
