@@ -73,7 +73,10 @@ type Runner struct {
 	Scope           *nn.Scope
 	Model           Algorithm
 	Optim           OptimWrapper
-	Sched           *Schedule
+	// Autocast is the dtype of the train step's autocast region (nn.SetAutocast), from an
+	// optim_wrapper that is an Autocaster (AmpOptimWrapper); dtypes.InvalidDType for none.
+	Autocast dtypes.DType
+	Sched    *Schedule
 	// Loader is device 0's train loader; Shards holds every device's (Loader first).
 	Loader *datasets.Loader
 	Shards []*datasets.Loader
@@ -209,6 +212,9 @@ func (r *Runner) setup(cfg *Config, opts Options) (err error) {
 	r.norm = r.Loader.Dataset.Normalization()
 	model, err := withPipelineNormalization(cfg.Model, r.norm, cfg.TrainDataloader.Dataset.Path)
 	if err != nil {
+		return err
+	}
+	if err := r.useAutocast(cfg.OptimWrapper); err != nil {
 		return err
 	}
 	if r.Model, err = registry.Build[Algorithm](r.env, model); err != nil {
@@ -483,12 +489,49 @@ func (r *Runner) buildHooks(cfg *Config, extra []*Hook) error {
 	return nil
 }
 
+// useAutocast learns from the optim_wrapper's config, before the model is built, whether
+// the train step runs under autocast (mixed precision) and in which dtype.
+func (r *Runner) useAutocast(spec registry.Spec) error {
+	r.Autocast = dtypes.InvalidDType
+	if spec.IsZero() {
+		return nil
+	}
+	reg := r.env.Registry
+	if reg == nil {
+		reg = registry.Default
+	}
+	cfg, err := reg.Decode(spec)
+	if err != nil {
+		return err
+	}
+	a, ok := cfg.(Autocaster)
+	if !ok {
+		return nil
+	}
+	r.Autocast = a.AutocastDType()
+	if r.Autocast == dtypes.InvalidDType {
+		return nil
+	}
+	if r.Scope.DType() != dtypes.Float32 {
+		return fmt.Errorf("%s: mixed precision (%s) needs a float32 model, not env_cfg.dtype = %q", spec.Path, spec.Type, r.Scope.DType())
+	}
+	r.Log.Info("mixed precision: the train step's convolutions and linear layers in "+strings.ToLower(r.Autocast.String())+
+		"; weights, optimizer state, batch norm, loss and memory bank in float32", zap.String("optim_wrapper", spec.Type))
+	if n, ok := cfg.(interface{ LossScaleNote() string }); ok {
+		r.Log.Info(n.LossScaleNote())
+	}
+	return nil
+}
+
 // compile prepares the train step (one graph: forward, loss, backward, optimizer and
 // memory-bank update; on several devices one SPMD program) and the feature extractor (on
 // device 0); GoMLX compiles them at their first call.
 func (r *Runner) compile() {
 	r.step = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, labels, lr, device *Node) *Node {
 		nn.SetDevice(ctx, images.Graph(), device)
+		if r.Autocast != dtypes.InvalidDType {
+			nn.SetAutocast(ctx, images.Graph(), r.Autocast)
+		}
 		return Step(ctx, r.Model, r.Optim, models.Batch{Images: images, Indices: idx, Labels: labels}, lr)
 	})
 	if r.Devices > 1 {

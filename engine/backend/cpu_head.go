@@ -84,7 +84,7 @@ func (b *cpuBuilder) headDot(lhs op, lhsContracting, lhsBatch []int, rhs op, rhs
 	}
 	r, batch, k, ok := b.rowsOf(rowsOp)
 	fs := b.shape(f)
-	if !ok || fs.Rank() != 2 || fs.Dimensions[0] != batch || fs.DType != r.table.shape.DType ||
+	if !ok || fs.Rank() != 2 || fs.Dimensions[0] != batch || !isFloat(fs.DType) || fs.DType != r.table.shape.DType ||
 		fs.Dimensions[1] != r.table.shape.Dimensions[1] {
 		return nil, false, nil
 	}
@@ -114,13 +114,16 @@ func headDotRun[T kernels.Float](index dtypes.DType, dim, batch, k int) func(in,
 }
 
 // ReduceSum runs the gradient of the head's dot products with respect to the embedding,
-// ReduceSum(Mul(g [B, K, 1], rows [B, K, D]), 1) as autodiff writes it, as a fused kernel;
-// every other sum goes to the pure-Go backend.
+// ReduceSum(Mul(g [B, K, 1], rows [B, K, D]), 1) as autodiff writes it, as a fused kernel,
+// and bfloat16 sums in float32 (reduceSumBF16); every other sum goes to the pure-Go backend.
 func (b *cpuBuilder) ReduceSum(x op, axes ...int) (op, error) {
 	if b.kernelsOff() {
 		return b.forwardReduceSum(x, axes...)
 	}
 	if out, ok, err := b.headGrad(x, axes); ok || err != nil {
+		return out, err
+	}
+	if out, ok, err := b.reduceSumBF16(x, axes); ok || err != nil {
 		return out, err
 	}
 	return b.forwardReduceSum(x, axes...)

@@ -91,7 +91,13 @@ func (b *cpuBuilder) ConvGeneral(input, kernel op, axes backends.ConvolveAxesCon
 	if paddings == nil {
 		paddings = make([][2]int, n)
 	}
+	xs, ks := b.shape(input), b.shape(kernel)
 	if channelGroupCount > 1 || batchGroupCount > 1 {
+		if xs.DType == dtypes.BFloat16 && ks.DType == dtypes.BFloat16 {
+			return b.convViaFloat32(input, kernel, func(x, k op) (op, error) {
+				return b.ConvGeneral(x, k, axes, strides, paddings, inputDilations, kernelDilations, channelGroupCount, batchGroupCount)
+			})
+		}
 		return b.forwardConvGeneral(input, kernel, axes, strides, paddings, inputDilations, kernelDilations,
 			channelGroupCount, batchGroupCount)
 	}
@@ -99,7 +105,6 @@ func (b *cpuBuilder) ConvGeneral(input, kernel op, axes backends.ConvolveAxesCon
 		return b.filled.ConvGeneral(input, kernel, axes, strides, paddings, inputDilations, kernelDilations,
 			channelGroupCount, batchGroupCount)
 	}
-	xs, ks := b.shape(input), b.shape(kernel)
 	if c, ok := matchConv(xs, ks, axes, strides, paddings, inputDilations, kernelDilations); ok {
 		if c.kind == convBackwardData {
 			// Autodiff reverses the kernel for the input's gradient, and the kernel reverses
@@ -110,6 +115,11 @@ func (b *cpuBuilder) ConvGeneral(input, kernel op, axes backends.ConvolveAxesCon
 			}
 		}
 		return c.build(b, input, kernel)
+	}
+	if xs.DType == dtypes.BFloat16 && ks.DType == dtypes.BFloat16 {
+		return b.convViaFloat32(input, kernel, func(x, k op) (op, error) {
+			return b.ConvGeneral(x, k, axes, strides, paddings, inputDilations, kernelDilations, channelGroupCount, batchGroupCount)
+		})
 	}
 	return b.filled.ConvGeneral(input, kernel, axes, strides, paddings, inputDilations, kernelDilations,
 		channelGroupCount, batchGroupCount)
@@ -178,7 +188,7 @@ func allOnes(v []int) bool {
 // matchConv recognises a convolution that a kernel computes exactly.
 func matchConv(xs, ks shapes.Shape, axes backends.ConvolveAxesConfig, strides []int, paddings [][2]int,
 	inputDilations, kernelDilations []int) (nativeConv, bool) {
-	if xs.Rank() != 4 || ks.Rank() != 4 || !isFloat(xs.DType) || ks.DType != xs.DType {
+	if xs.Rank() != 4 || ks.Rank() != 4 || !(isFloat(xs.DType) || xs.DType == dtypes.BFloat16) || ks.DType != xs.DType {
 		return nativeConv{}, false
 	}
 	x, k := xs.Dimensions, ks.Dimensions
@@ -270,6 +280,10 @@ func (c nativeConv) build(b *cpuBuilder, input, kernel op) (op, error) {
 	switch c.dtype {
 	case dtypes.Float32:
 		run = convRun[float32](c.kind, s, !c.unflipped)
+	case dtypes.BFloat16:
+		ops, rounded, sizes := b.bf16Operands([]op{input, kernel})
+		input, kernel = ops[0], ops[1]
+		run = viaFloat32(convRun[float32](c.kind, s, !c.unflipped), rounded, sizes, []int{c.out.Size()})
 	default:
 		run = convRun[float64](c.kind, s, !c.unflipped)
 	}
@@ -311,17 +325,23 @@ func (b *cpuBuilder) DotGeneral(lhs op, lhsContracting, lhsBatch []int, rhs op, 
 		return out, err
 	}
 	ls, rs := b.shape(lhs), b.shape(rhs)
+	bf16 := ls.DType == dtypes.BFloat16 && rs.DType == dtypes.BFloat16
 	if ls.Rank() == 2 && rs.Rank() == 2 && len(lhsBatch) == 0 && len(rhsBatch) == 0 &&
-		len(lhsContracting) == 1 && len(rhsContracting) == 1 && isFloat(ls.DType) && rs.DType == ls.DType {
+		len(lhsContracting) == 1 && len(rhsContracting) == 1 && (isFloat(ls.DType) || bf16) && rs.DType == ls.DType {
 		lc, rc := lhsContracting[0], rhsContracting[0]
 		k, m, n := ls.Dimensions[lc], ls.Dimensions[1-lc], rs.Dimensions[1-rc]
 		if rs.Dimensions[rc] == k && m*n*k >= minNativeMACs {
 			transA, transB := lc == 0, rc == 1
 			lda, ldb := ls.Dimensions[1], rs.Dimensions[1]
 			var run func(in, out []any)
-			if ls.DType == dtypes.Float32 {
+			switch ls.DType {
+			case dtypes.Float32:
 				run = gemmRun[float32](transA, transB, m, n, k, lda, ldb)
-			} else {
+			case dtypes.BFloat16:
+				ops, rounded, sizes := b.bf16Operands([]op{lhs, rhs})
+				lhs, rhs = ops[0], ops[1]
+				run = viaFloat32(gemmRun[float32](transA, transB, m, n, k, lda, ldb), rounded, sizes, []int{m * n})
+			default:
 				run = gemmRun[float64](transA, transB, m, n, k, lda, ldb)
 			}
 			outs, err := b.addStep(kindMatMul, []op{lhs, rhs}, []shapes.Shape{shapes.Make(ls.DType, m, n)}, run)
@@ -330,6 +350,9 @@ func (b *cpuBuilder) DotGeneral(lhs op, lhsContracting, lhsBatch []int, rhs op, 
 			}
 			return outs[0], nil
 		}
+	}
+	if bf16 {
+		return b.dotViaFloat32(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
 	}
 	return b.forwardDotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
 }

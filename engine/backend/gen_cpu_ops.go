@@ -244,7 +244,7 @@ func (b *cpuBuilder) forwardConvGeneral(input backends.Op, kernel backends.Op, a
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) ConvertDType(x backends.Op, dtype dtypes.DType) (backends.Op, error) {
+func (b *cpuBuilder) forwardConvertDType(x backends.Op, dtype dtypes.DType) (backends.Op, error) {
 	outs, err := b.record("ConvertDType", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.ConvertDType(in[0][0], dtype)
 		return []backends.Op{r0}, err

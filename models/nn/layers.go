@@ -16,6 +16,7 @@ type Conv2d struct {
 	Weight, Bias                    *context.Variable // Bias is nil without one
 	Stride, Padding                 int
 	InChannels, OutChannels, Kernel int
+	ctx                             *context.Context // for the graph's autocast region
 }
 
 // NewConv2d creates a square convolution with Kaiming normal (fan_out) initialisation, as
@@ -23,7 +24,7 @@ type Conv2d struct {
 func NewConv2d(s *Scope, in, out, kernel, stride, padding int, bias bool) *Conv2d {
 	checkPositive("in_channels", in)
 	checkPositive("out_channels", out)
-	c := &Conv2d{Stride: stride, Padding: padding, InChannels: in, OutChannels: out, Kernel: kernel}
+	c := &Conv2d{Stride: stride, Padding: padding, InChannels: in, OutChannels: out, Kernel: kernel, ctx: s.ctx}
 	c.Weight = s.variable("weight", Weight, true, []int{kernel, kernel, in, out}, normal(KaimingFanOutStd(out, kernel, kernel)))
 	if bias {
 		c.Bias = s.variable("bias", Bias, true, []int{out}, constant(0))
@@ -39,10 +40,17 @@ func (c *Conv2d) Freeze() {
 	}
 }
 
+// Forward convolves x; in an autocast region (see SetAutocast), in its dtype, the result
+// converted back to x's.
 func (c *Conv2d) Forward(x *Node) *Node {
 	w := c.Weight.ValueGraph(x.Graph())
 	p := [2]int{c.Padding, c.Padding}
-	y := Convolve(x, w).StridePerAxis(c.Stride, c.Stride).DilationPerAxis(1, 1).PaddingPerDim([][2]int{p, p}).Done()
+	in, dt := x, autocastTo(c.ctx, x)
+	if dt != x.DType() {
+		in, w = ConvertDType(x, dt), ConvertDType(w, dt)
+	}
+	y := Convolve(in, w).StridePerAxis(c.Stride, c.Stride).DilationPerAxis(1, 1).PaddingPerDim([][2]int{p, p}).Done()
+	y = ConvertDType(y, x.DType())
 	if c.Bias != nil {
 		y = Add(y, ExpandLeftToRank(c.Bias.ValueGraph(x.Graph()), y.Rank()))
 	}
@@ -161,6 +169,7 @@ func (bn *BatchNorm2d) syncStatistics(x, scale, offset *Node, n float64) (y, mea
 type Linear struct {
 	Weight, Bias            *context.Variable
 	InFeatures, OutFeatures int
+	ctx                     *context.Context // for the graph's autocast region
 }
 
 // NewLinear creates a linear layer with PyTorch's default initialisation: weight and bias
@@ -169,7 +178,7 @@ func NewLinear(s *Scope, in, out int, bias bool) *Linear {
 	checkPositive("in_features", in)
 	checkPositive("out_features", out)
 	bound := 1 / math.Sqrt(float64(in))
-	l := &Linear{InFeatures: in, OutFeatures: out}
+	l := &Linear{InFeatures: in, OutFeatures: out, ctx: s.ctx}
 	l.Weight = s.variable("weight", Weight, true, []int{out, in}, uniform(bound))
 	if bias {
 		l.Bias = s.variable("bias", Bias, true, []int{out}, uniform(bound))
@@ -180,15 +189,21 @@ func NewLinear(s *Scope, in, out int, bias bool) *Linear {
 // NewLinearNormal creates a linear layer with weights drawn from N(0, std) and zero bias
 // (mmcv's normal_init, as classification heads use).
 func NewLinearNormal(s *Scope, in, out int, std float64) *Linear {
-	l := &Linear{InFeatures: in, OutFeatures: out}
+	l := &Linear{InFeatures: in, OutFeatures: out, ctx: s.ctx}
 	l.Weight = s.variable("weight", Weight, true, []int{out, in}, normal(std))
 	l.Bias = s.variable("bias", Bias, true, []int{out}, constant(0))
 	return l
 }
 
+// Forward computes x Wᵀ + b; in an autocast region (see SetAutocast), x Wᵀ in its dtype,
+// converted back to x's before the bias.
 func (l *Linear) Forward(x *Node) *Node {
 	g := x.Graph()
-	y := DotGeneral(x, []int{x.Rank() - 1}, nil, l.Weight.ValueGraph(g), []int{1}, nil)
+	in, w := x, l.Weight.ValueGraph(g)
+	if dt := autocastTo(l.ctx, x); dt != x.DType() {
+		in, w = ConvertDType(x, dt), ConvertDType(w, dt)
+	}
+	y := ConvertDType(DotGeneral(in, []int{x.Rank() - 1}, nil, w, []int{1}, nil), x.DType())
 	if l.Bias != nil {
 		y = Add(y, ExpandLeftToRank(l.Bias.ValueGraph(g), y.Rank()))
 	}

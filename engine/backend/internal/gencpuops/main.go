@@ -27,7 +27,7 @@ import (
 // of an op the pure-Go backend lacks); their forwarding methods are generated unexported, as
 // forwardX, for the hand-written ones to fall back on.
 var handWritten = []string{
-	"AllReduce", "BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "ConvGeneral", "DotGeneral",
+	"AllReduce", "BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "ConvGeneral", "ConvertDType", "DotGeneral",
 	"Gather", "Mul", "Pad", "ReduceSum", "ReduceWindow", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
 }
 
