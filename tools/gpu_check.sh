@@ -40,7 +40,7 @@ run)
   echo "== two iterations of the 8xb32 config on generated 224x224 images" >&2
   timeout 240 ./bin/goselfsup train configs/npid/resnet50_8xb32-steplr-200e.toml --work-dir "$out/r50_run" \
     --set 'train_dataloader.dataset={_delete_=true, type="DemoShapes", num_samples=64, size=224, pipeline=[{type="RandomResizedCrop", size=224, scale=[0.2, 1.0]}, {type="RandomFlip", prob=0.5}, {type="PackSelfSupInputs", algorithm_keys=["sample_idx"]}]}' \
-    --set train_dataloader.num_workers=4 --set model.memory_bank.length=64 --set train_cfg.max_epochs=1 \
+    --set train_dataloader.num_workers=4 --set model.memory_bank.length=64 --set train_cfg.max_epochs=1 --set 'param_scheduler=[]' \
     --set default_hooks.logger.interval=1 2>&1 | tee "$out/r50_run.txt" || true
   ;;
 *)

@@ -17,7 +17,8 @@ import (
 //     (DotGeneral), which is several times faster than the direct convolution loops and also
 //     serves the convolutions that the gradients of convolutions create;
 //   - SelectAndScatterMax and Min, the gradient of max- and min-pooling;
-//   - BatchNormForTraining, BatchNormForInference and BatchNormGradient.
+//   - BatchNormForTraining, BatchNormForInference and BatchNormGradient;
+//   - DynamicSlice and DynamicUpdateSlice (dynamic.go).
 //
 // Each filled op is written with the backend's own ops, so model code never knows which
 // backend runs it. This file is the only place that knows about the gaps.
@@ -35,6 +36,7 @@ func (b *filled) Capabilities() backends.Capabilities {
 		backends.OpTypeReverse, backends.OpTypePad, backends.OpTypeConvGeneral,
 		backends.OpTypeSelectAndScatterMax, backends.OpTypeSelectAndScatterMin,
 		backends.OpTypeBatchNormForTraining, backends.OpTypeBatchNormForInference, backends.OpTypeBatchNormGradient,
+		backends.OpTypeDynamicSlice, backends.OpTypeDynamicUpdateSlice,
 	} {
 		c.Operations[op] = true
 	}

@@ -299,7 +299,7 @@ func (b *cpuBuilder) forwardDotGeneral(lhs backends.Op, lhsContractingAxes []int
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) DynamicSlice(operand backends.Op, startIndices []backends.Op, sliceDims []int) (backends.Op, error) {
+func (b *cpuBuilder) forwardDynamicSlice(operand backends.Op, startIndices []backends.Op, sliceDims []int) (backends.Op, error) {
 	outs, err := b.record("DynamicSlice", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.DynamicSlice(in[0][0], in[1], sliceDims)
 		return []backends.Op{r0}, err
@@ -310,7 +310,7 @@ func (b *cpuBuilder) DynamicSlice(operand backends.Op, startIndices []backends.O
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) DynamicUpdateSlice(operand backends.Op, update backends.Op, startIndices []backends.Op) (backends.Op, error) {
+func (b *cpuBuilder) forwardDynamicUpdateSlice(operand backends.Op, update backends.Op, startIndices []backends.Op) (backends.Op, error) {
 	outs, err := b.record("DynamicUpdateSlice", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.DynamicUpdateSlice(in[0][0], in[1][0], in[2])
 		return []backends.Op{r0}, err

@@ -28,6 +28,7 @@ import (
 // forwardX, for the hand-written ones to fall back on.
 var handWritten = []string{
 	"AllReduce", "BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "ConvGeneral", "ConvertDType", "DotGeneral",
+	"DynamicSlice", "DynamicUpdateSlice",
 	"Gather", "Mul", "Pad", "ReduceSum", "ReduceWindow", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
 }
 
