@@ -84,17 +84,6 @@ func MeanAcross(x *Node) *Node {
 	return DivScalar(SumAcross(x), float64(n))
 }
 
-// Broadcast gives every device device 0's x (PyTorch DDP's broadcast_buffers), without a
-// gradient.
-func Broadcast(ctx *context.Context, x *Node) *Node {
-	g := x.Graph()
-	if g.NumDevices() <= 1 {
-		return x
-	}
-	first := Equal(Device(ctx, g), ScalarZero(g, dtypes.Int32))
-	return SumAcross(Where(first, x, ZerosLike(x)))
-}
-
 // GatherRows collects the rows of x ([b, ...] on each of n devices) from all devices into
 // [b*n, ...], row i*n + d holding device d's row i: the order of the global batch that a
 // distributed sampler deals out (device d takes samples d, d+n, d+2n, ... of it), so that

@@ -62,9 +62,12 @@ func (c *Conv2d) Forward(x *Node) *Node {
 // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
 //
 // In a graph on several devices, a SyncBN (Sync) takes its statistics over the batches of
-// all devices, as PyTorch's SyncBatchNorm; a plain one over its device's batch, and, as
-// PyTorch's DistributedDataParallel broadcasts buffers, every device then keeps device 0's
-// running statistics.
+// all devices, as PyTorch's SyncBatchNorm, and every device keeps the same running
+// statistics. A plain one normalises by its device's batch and each device keeps running
+// statistics of its own batches; checkpoints and evaluation take device 0's (a replicated
+// variable's value is device 0's shard), which is what PyTorch's DistributedDataParallel
+// keeps by broadcasting device 0's buffers at each step. Training never reads them, so the
+// broadcast (an AllReduce per layer and step) is left out.
 type BatchNorm2d struct {
 	Weight, Bias            *context.Variable // nil if not affine
 	RunningMean, RunningVar *context.Variable
@@ -72,7 +75,6 @@ type BatchNorm2d struct {
 	Momentum, Eps           float64
 	Channels                int
 	Sync                    bool
-	ctx                     *context.Context // for the device's index
 }
 
 // NormOptions are the keys of mmcv's norm_cfg that a BatchNorm2d takes.
@@ -93,7 +95,7 @@ var DefaultNorm = NormOptions{Momentum: 0.1, Eps: 1e-5, Affine: true, RequiresGr
 // NewBatchNorm2d creates a batch norm with weight 1 and bias 0, as mmcv's constant_init.
 func NewBatchNorm2d(s *Scope, channels int, o NormOptions) *BatchNorm2d {
 	checkPositive("channels", channels)
-	bn := &BatchNorm2d{Momentum: o.Momentum, Eps: o.Eps, Channels: channels, Sync: o.Sync, ctx: s.ctx}
+	bn := &BatchNorm2d{Momentum: o.Momentum, Eps: o.Eps, Channels: channels, Sync: o.Sync}
 	if o.Affine {
 		w := 1.0
 		if o.ZeroWeight {
@@ -143,9 +145,6 @@ func (bn *BatchNorm2d) Forward(x *Node, train bool) *Node {
 	m := bn.Momentum
 	runMean := Add(MulScalar(bn.RunningMean.ValueGraph(g), 1-m), MulScalar(StopGradient(mean), m))
 	runVar := Add(MulScalar(bn.RunningVar.ValueGraph(g), 1-m), MulScalar(unbiased, m))
-	if !bn.Sync && devices > 1 {
-		runMean, runVar = Broadcast(bn.ctx, runMean), Broadcast(bn.ctx, runVar)
-	}
 	bn.RunningMean.SetValueGraph(runMean)
 	bn.RunningVar.SetValueGraph(runVar)
 	bn.NumBatchesTracked.SetValueGraph(AddScalar(bn.NumBatchesTracked.ValueGraph(g), 1))
