@@ -155,6 +155,7 @@ type stepSpec struct {
 	batch, size, negs, bank int // batch: images per device
 	devices                 int // 0: all the backend has
 	amp                     bool
+	norm                    string // the backbone's norm_cfg.type
 	steps, warmup           int
 	cpuProfile              string
 }
@@ -170,6 +171,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	bankRows := fs.Int("bank", 0, "rows of the memory bank (default: the model's, 50000 or 1281167)")
 	bk := fs.String("backend", "go", "goselfsup's backend (go:kernels=off: the pure-Go backend without native kernels; go:devices=N: N virtual devices; xla:cuda or xla:/path/to/pjrt_plugin.so)")
 	devices := fs.Int("devices", 0, "devices the step runs on, each with -batch images (default: all the backend has)")
+	norm := fs.String("norm", "BN", "the backbone's batch norm: BN or SyncBN (statistics over all devices)")
 	amp := fs.Bool("amp", false, "bf16 mixed precision on both sides (goselfsup's AmpOptimWrapper, torch.autocast)")
 	refDevice := fs.String("reference-device", "cpu", "where PyTorch runs: cpu or cuda")
 	noRef := fs.Bool("no-reference", false, "time goselfsup only")
@@ -206,7 +208,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	}
 
 	spec := stepSpec{backend: *bk, model: *model, batch: *batch, size: *size, negs: *negs, bank: *bankRows,
-		devices: *devices, amp: *amp, steps: *steps, warmup: *warmup, cpuProfile: *cpuProfile}
+		devices: *devices, amp: *amp, norm: *norm, steps: *steps, warmup: *warmup, cpuProfile: *cpuProfile}
 	ours, err := timeOurStep(spec, base, stderr)
 	if err != nil {
 		report(stderr, err)
@@ -269,7 +271,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "outside the graph\t%.3f\t%.0f%%\t\t\n", ours.seconds-total, 100*(ours.seconds-total)/ours.seconds)
 		tw.Flush()
 	}
-	details := map[string]string{"backend": ours.backend, "model": *model, "batch": fmt.Sprint(*batch),
+	details := map[string]string{"backend": ours.backend, "model": *model, "norm": *norm, "batch": fmt.Sprint(*batch),
 		"devices": fmt.Sprint(ours.devices), "precision": precision, "negatives": fmt.Sprint(*negs),
 		"images_per_second": fmt.Sprintf("%.1f", float64(global)/ours.seconds), "peak_rss_ours": fmt.Sprint(ours.peakRSS)}
 	res := benchResult{Benchmark: "train-step", Ours: ours.seconds, Unit: "s/step", Details: details}
@@ -322,6 +324,7 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 	case "resnet50":
 		backbone, channels = map[string]any{"type": "ResNet", "depth": 50}, 2048
 	}
+	backbone["norm_cfg"] = map[string]any{"type": spec.norm}
 	optim := map[string]any{"optimizer": map[string]any{"type": "SGD", "lr": 0.03, "momentum": 0.9, "weight_decay": 5e-4}}
 	if spec.amp {
 		optim["type"], optim["dtype"] = "AmpOptimWrapper", "bfloat16"
