@@ -20,7 +20,6 @@ build)
   mkdir -p bin
   CGO_ENABLED=1 GOARCH=amd64 go build -o bin/goselfsup ./cmd/goselfsup
   cp ../shared/gpu/pjrt-env.sh bin/
-  grep -qx '/bin/' .git/info/exclude 2>/dev/null || echo /bin/ >>.git/info/exclude
   ls -l bin
   ;;
 run)
