@@ -16,7 +16,8 @@ import (
 // cpuBackend is goselfsup's CPU engine, the backend that the name "go" selects. GoMLX's
 // pure-Go backend runs every op it does well; convolutions, large matrix products, batch
 // normalisation, the ReLU (fused with batch norm where it follows it; see cpu_relu.go) and
-// the NPID head run as native kernels (package kernels) between its pieces.
+// the NPID head, and large element-wise arithmetic with per-channel or scalar operands (see
+// cpu_elementwise.go) run as native kernels (package kernels) between its pieces.
 //
 // A graph is built as a sequence of pieces and host steps: each op is added to the pure-Go
 // builder of the earliest piece where its inputs are available, and each native op becomes
@@ -140,6 +141,7 @@ type value struct {
 	rows     *gatheredRows // the value is rows of a table gathered by an index (the NPID head's negatives)
 	relu     *reluMask     // the value is x·(a > 0), computed by a ReLU host step
 	reversed *reversal     // the value is another reversed along some axes
+	bcast    *broadcast    // the value is another broadcast (BroadcastInDim), for element-wise steps
 	flat     any           // a constant's flat data
 
 	imports  map[int]backends.Op // the parameter it comes in as, in other pieces

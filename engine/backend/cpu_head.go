@@ -115,7 +115,8 @@ func headDotRun[T kernels.Float](index dtypes.DType, dim, batch, k int) func(in,
 
 // ReduceSum runs the gradient of the head's dot products with respect to the embedding,
 // ReduceSum(Mul(g [B, K, 1], rows [B, K, D]), 1) as autodiff writes it, as a fused kernel,
-// and bfloat16 sums in float32 (reduceSumBF16); every other sum goes to the pure-Go backend.
+// bfloat16 sums in float32 (reduceSumBF16), and sums over every axis but the last as an
+// element-wise step (sumRows); every other sum goes to the pure-Go backend.
 func (b *cpuBuilder) ReduceSum(x op, axes ...int) (op, error) {
 	if b.kernelsOff() {
 		return b.forwardReduceSum(x, axes...)
@@ -124,6 +125,9 @@ func (b *cpuBuilder) ReduceSum(x op, axes ...int) (op, error) {
 		return out, err
 	}
 	if out, ok, err := b.reduceSumBF16(x, axes); ok || err != nil {
+		return out, err
+	}
+	if out, ok, err := b.sumRows(x, axes); ok || err != nil {
 		return out, err
 	}
 	return b.forwardReduceSum(x, axes...)

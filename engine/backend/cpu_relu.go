@@ -34,13 +34,16 @@ type reluMask struct {
 	a, x *value
 }
 
-// Mul runs the ReLU and its gradient (see above) as native kernels; every other product goes
-// to the pure-Go backend.
+// Mul runs the ReLU and its gradient (see above) as native kernels, and other large products
+// as element-wise steps (cpu_elementwise.go); every other product goes to the pure-Go backend.
 func (b *cpuBuilder) Mul(lhs, rhs op) (op, error) {
 	if b.kernelsOff() {
 		return b.forwardMul(lhs, rhs)
 	}
 	if out, ok, err := b.reluMul(lhs, rhs); ok || err != nil {
+		return out, err
+	}
+	if out, ok, err := b.elementWise(kernels.OpMul, lhs, rhs, backends.Builder.Mul); ok || err != nil {
 		return out, err
 	}
 	return b.forwardMul(lhs, rhs)

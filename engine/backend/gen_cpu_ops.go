@@ -24,7 +24,7 @@ func (b *cpuBuilder) Abs(x backends.Op) (backends.Op, error) {
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) Add(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
+func (b *cpuBuilder) forwardAdd(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
 	outs, err := b.record("Add", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.Add(in[0][0], in[1][0])
 		return []backends.Op{r0}, err
@@ -156,7 +156,7 @@ func (b *cpuBuilder) BitwiseXor(lhs backends.Op, rhs backends.Op) (backends.Op, 
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) BroadcastInDim(x backends.Op, outputShape shapes.Shape, broadcastAxes []int) (backends.Op, error) {
+func (b *cpuBuilder) forwardBroadcastInDim(x backends.Op, outputShape shapes.Shape, broadcastAxes []int) (backends.Op, error) {
 	outs, err := b.record("BroadcastInDim", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.BroadcastInDim(in[0][0], outputShape, broadcastAxes)
 		return []backends.Op{r0}, err
@@ -266,7 +266,7 @@ func (b *cpuBuilder) Cos(x backends.Op) (backends.Op, error) {
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) Div(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
+func (b *cpuBuilder) forwardDiv(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
 	outs, err := b.record("Div", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.Div(in[0][0], in[1][0])
 		return []backends.Op{r0}, err
@@ -1047,7 +1047,7 @@ func (b *cpuBuilder) Sqrt(x backends.Op) (backends.Op, error) {
 	return outs[0], nil
 }
 
-func (b *cpuBuilder) Sub(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
+func (b *cpuBuilder) forwardSub(lhs backends.Op, rhs backends.Op) (backends.Op, error) {
 	outs, err := b.record("Sub", func(inner backends.Builder, in [][]backends.Op) ([]backends.Op, error) {
 		r0, err := inner.Sub(in[0][0], in[1][0])
 		return []backends.Op{r0}, err

@@ -27,9 +27,9 @@ import (
 // of an op the pure-Go backend lacks); their forwarding methods are generated unexported, as
 // forwardX, for the hand-written ones to fall back on.
 var handWritten = []string{
-	"AllReduce", "BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "ConvGeneral", "ConvertDType", "DotGeneral",
-	"DynamicSlice", "DynamicUpdateSlice",
-	"Gather", "Mul", "Pad", "ReduceSum", "ReduceWindow", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin",
+	"Add", "AllReduce", "BatchNormForInference", "BatchNormForTraining", "BatchNormGradient", "BroadcastInDim", "ConvGeneral", "ConvertDType",
+	"Div", "DotGeneral", "DynamicSlice", "DynamicUpdateSlice",
+	"Gather", "Mul", "Pad", "ReduceSum", "ReduceWindow", "Reverse", "SelectAndScatterMax", "SelectAndScatterMin", "Sub",
 }
 
 func main() {
