@@ -131,25 +131,39 @@ func TestTrainWithoutImageNet(t *testing.T) {
 	}
 }
 
-// The flagship recipe, ResNet-50 with 65,536 negatives, on generated 224x224 images: on
-// the one CPU device it says once what it changes, then trains.
-func TestFlagshipOnOneDevice(t *testing.T) {
+// The flagship recipe, ResNet-50 with 65,536 negatives and SyncBN, on generated 224x224
+// images and the CPU engine's two virtual devices: it says once what it changes, logs its
+// devices and batches, then trains two iterations.
+func TestFlagshipOnTwoVirtualDevices(t *testing.T) {
 	if testing.Short() {
-		t.Skip("about a minute of ResNet-50 on the CPU")
+		t.Skip("ResNet-50 on the CPU")
 	}
 	dir := t.TempDir()
-	code, _, errOut := runTrain("configs/npid/resnet50_8xb32-steplr-200e.toml", "--work-dir", dir, "--set", "backend=go",
+	code, _, errOut := runTrain("configs/npid/resnet50_8xb32-steplr-200e.toml", "--work-dir", dir, "--set", `backend="go:devices=2"`,
 		"--set", `train_dataloader.dataset={_delete_=true, type="DemoShapes", num_samples=4, size=224}`,
-		"--set", "train_dataloader.batch_size=2", "--set", "model.memory_bank.length=4",
+		"--set", "train_dataloader.batch_size=1", "--set", "model.memory_bank.length=4",
 		"--set", "train_cfg.max_epochs=1", "--set", "param_scheduler=[]", "--set", "default_hooks.logger.interval=1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	warning := "WARNING - env_cfg.num_devices = 8, but a run trains on 1 device (the backend has 1): 2 images a step instead of 16"
+	warning := "WARNING - env_cfg.num_devices = 8, but the backend has 2 device(s): the run trains on 2, 2 images a step instead of 8"
 	if strings.Count(errOut, "WARNING") != 1 || !strings.Contains(errOut, warning) {
 		t.Errorf("want one warning %q:\n%s", warning, errOut)
 	}
+	if !strings.Contains(errOut, "data parallel  devices: 2  batch_per_device: 1  global_batch: 2  lr: 3.0000e-02  lr_scaled: false") {
+		t.Errorf("the log lacks the devices and batches:\n%s", errOut)
+	}
 	if !strings.Contains(errOut, "Epoch(train) [1][2/2]") {
 		t.Errorf("two iterations did not run:\n%s", errOut)
+	}
+}
+
+// --auto-scale-lr turns on auto_scale_lr; a config without its base batch is an error that
+// names the key.
+func TestAutoScaleLRFlag(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, _, errOut := runTrain("--auto-scale-lr", "--work-dir", "wd")
+	if code != 1 || !strings.Contains(errOut, "auto_scale_lr.base_batch_size") {
+		t.Errorf("the demo (no auto_scale_lr) with --auto-scale-lr: exit %d: %s", code, errOut)
 	}
 }
