@@ -52,4 +52,15 @@ type Batch struct {
 	// [neg_num] in the shared mode) instead of drawing them: for tests that compare with a
 	// reference implementation.
 	Negatives *Node
+	// Masks are the per-pixel class labels of segmentation (int32 [B, H, W], 255 = ignore).
+	Masks *Node
+}
+
+// DecodeHead is a segmentation head (mmseg's decode and auxiliary heads).
+type DecodeHead interface {
+	// Forward returns per-pixel logits [B, h, w, classes] from the backbone's outputs;
+	// ctx draws the dropout in training.
+	Forward(ctx *context.Context, feats []*Node, train bool) *Node
+	// Loss resizes the logits to the size of the labels (int32 [B, H, W]) and scores them.
+	Loss(ctx *context.Context, logits, labels *Node) *Node
 }

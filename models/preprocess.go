@@ -20,14 +20,19 @@ type DataPreprocessor struct {
 	Std      [3]float64 `toml:"std" doc:"the standard deviation of each channel, in 0-255 units; all zero: no normalisation"`
 	BGRToRGB bool       `toml:"bgr_to_rgb" doc:"the network sees RGB (mmselfsup's key); otherwise BGR, as mmselfsup decodes images"`
 	ToRGB    bool       `toml:"to_rgb" doc:"the same as bgr_to_rgb (mmcls's key)"`
+	// mmseg's SegDataPreProcessor pads on the device; goselfsup's data pipeline pads
+	// instead (Pad), so these keys are accepted and change nothing here.
+	PadVal    float64 `toml:"pad_val" doc:"SegDataPreProcessor: the image padding value (the pipeline pads in goselfsup; unused here)"`
+	SegPadVal int     `toml:"seg_pad_val" doc:"SegDataPreProcessor: the label padding value (the pipeline pads in goselfsup; unused here)"`
+	Size      []int   `toml:"size" doc:"SegDataPreProcessor: the padded size (the pipeline pads in goselfsup; unused here)"`
 }
 
 func (p *DataPreprocessor) Validate() error {
 	var errs []error
 	switch p.Type {
-	case "", "SelfSupDataPreprocessor", "ClsDataPreprocessor":
+	case "", "SelfSupDataPreprocessor", "ClsDataPreprocessor", "SegDataPreProcessor":
 	default:
-		errs = append(errs, registry.FieldErrorf("type", "must be SelfSupDataPreprocessor or ClsDataPreprocessor, got %q", p.Type))
+		errs = append(errs, registry.FieldErrorf("type", "must be SelfSupDataPreprocessor, ClsDataPreprocessor or SegDataPreProcessor, got %q", p.Type))
 	}
 	for i, s := range p.Std {
 		if s < 0 {

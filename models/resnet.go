@@ -20,7 +20,8 @@ type ResNetConfig struct {
 	BaseChannels     int        `toml:"base_channels" doc:"the width of the first stage; each stage doubles it"`
 	NumStages        int        `toml:"num_stages" doc:"the number of stages, 1 to 4"`
 	Strides          []int      `toml:"strides" doc:"the stride of the first block of each stage"`
-	Dilations        []int      `toml:"dilations" doc:"the dilation of each stage (only 1 is supported)"`
+	Dilations        []int      `toml:"dilations" doc:"the dilation of each stage's 3x3 convolutions (mmseg's dilated ResNet; padding = dilation)"`
+	ContractDilation bool       `toml:"contract_dilation" doc:"the first block of a stage with dilation d > 1 uses d/2 (mmseg's key)"`
 	OutIndices       []int      `toml:"out_indices" doc:"the outputs the backbone returns: 0 is the stem, 1..4 the stages"`
 	Style            string     `toml:"style" doc:"pytorch (stride on the 3x3 convolution, ResNet v1.5); caffe is not supported"`
 	DeepStem         bool       `toml:"deep_stem" doc:"three 3x3 convolutions as the stem (not supported)"`
@@ -85,6 +86,12 @@ func (c *ResNetConfig) Validate() error {
 	if c.StemChannels < 1 || c.BaseChannels < 1 {
 		errs = append(errs, registry.FieldErrorf("base_channels", "stem_channels and base_channels must be at least 1"))
 	}
+	for _, d := range c.Dilations {
+		if d < 1 {
+			errs = append(errs, registry.FieldErrorf("dilations", "must be at least 1, got %v", c.Dilations))
+			break
+		}
+	}
 	if c.StageBlocks != nil {
 		if len(c.StageBlocks) != c.NumStages {
 			errs = append(errs, registry.FieldErrorf("stage_blocks", "needs one count per stage (%d), got %v", c.NumStages, c.StageBlocks))
@@ -101,6 +108,9 @@ func (c *ResNetConfig) Validate() error {
 
 // ResNet is mmcls's ResNet in PyTorch style (v1.5: the stride on the 3x3 convolution), with
 // mmselfsup's output numbering (0 = stem, 1..4 = stages) and torchvision's parameter names.
+// With dilations (and contract_dilation) it is mmseg's dilated ResNet, such as FCN's D8:
+// strides [1, 2, 1, 1], dilations [1, 1, 2, 4]; mmseg's out_indices [0, 1, 2, 3] (its four
+// stages) are [1, 2, 3, 4] here.
 type ResNet struct {
 	cifar      bool
 	conv1      *nn.Conv2d
@@ -131,11 +141,6 @@ func newResNet(env *registry.Env, c *ResNetConfig, cifar bool) (*ResNet, error) 
 	if c.DeepStem || c.AvgDown || c.WithCP || c.Style != "pytorch" {
 		return nil, fmt.Errorf("deep_stem, avg_down, with_cp and style \"caffe\" are not supported")
 	}
-	for _, d := range c.Dilations {
-		if d != 1 {
-			return nil, fmt.Errorf("dilations other than 1 are not supported, got %v", c.Dilations)
-		}
-	}
 	blocks := stageBlocks[c.Depth]
 	if len(c.StageBlocks) > 0 {
 		blocks = c.StageBlocks
@@ -160,15 +165,18 @@ func newResNet(env *registry.Env, c *ResNetConfig, cifar bool) (*ResNet, error) 
 		ls := s.In(fmt.Sprintf("layer%d", i+1))
 		var stage []block
 		for j := 0; j < blocks[i]; j++ {
-			stride := 1
+			stride, dilation := 1, c.Dilations[i]
 			if j == 0 {
 				stride = c.Strides[i]
+				if c.ContractDilation && dilation > 1 {
+					dilation /= 2 // mmseg's ResLayer: the first block's dilation is contracted
+				}
 			}
 			bs := ls.In(fmt.Sprint(j))
 			if bottleneck {
-				stage = append(stage, newBottleneck(bs, in, planes, stride, norm, c.ZeroInitResidual))
+				stage = append(stage, newBottleneck(bs, in, planes, stride, dilation, norm, c.ZeroInitResidual))
 			} else {
-				stage = append(stage, newBasicBlock(bs, in, planes, stride, norm, c.ZeroInitResidual))
+				stage = append(stage, newBasicBlock(bs, in, planes, stride, dilation, norm, c.ZeroInitResidual))
 			}
 			in = planes * expansion
 		}
@@ -240,9 +248,10 @@ type basicBlock struct {
 	down         *downsample
 }
 
-func newBasicBlock(s *nn.Scope, in, planes, stride int, norm nn.NormOptions, zeroInit bool) *basicBlock {
+// newBasicBlock builds a basic block; as mmseg's, only its first 3x3 convolution is dilated.
+func newBasicBlock(s *nn.Scope, in, planes, stride, dilation int, norm nn.NormOptions, zeroInit bool) *basicBlock {
 	b := &basicBlock{
-		conv1: nn.NewConv2d(s.In("conv1"), in, planes, 3, stride, 1, false),
+		conv1: nn.NewConv2dDilated(s.In("conv1"), in, planes, 3, stride, dilation, dilation, false),
 		bn1:   nn.NewBatchNorm2d(s.In("bn1"), planes, norm),
 		conv2: nn.NewConv2d(s.In("conv2"), planes, planes, 3, 1, 1, false),
 		bn2:   nn.NewBatchNorm2d(s.In("bn2"), planes, zeroed(norm, zeroInit)),
@@ -273,12 +282,14 @@ type bottleneck struct {
 	down                *downsample
 }
 
-func newBottleneck(s *nn.Scope, in, planes, stride int, norm nn.NormOptions, zeroInit bool) *bottleneck {
+// newBottleneck builds a bottleneck block whose 3x3 convolution carries the stride and the
+// dilation (padding = dilation).
+func newBottleneck(s *nn.Scope, in, planes, stride, dilation int, norm nn.NormOptions, zeroInit bool) *bottleneck {
 	out := planes * 4
 	b := &bottleneck{
 		conv1: nn.NewConv2d(s.In("conv1"), in, planes, 1, 1, 0, false),
 		bn1:   nn.NewBatchNorm2d(s.In("bn1"), planes, norm),
-		conv2: nn.NewConv2d(s.In("conv2"), planes, planes, 3, stride, 1, false),
+		conv2: nn.NewConv2dDilated(s.In("conv2"), planes, planes, 3, stride, dilation, dilation, false),
 		bn2:   nn.NewBatchNorm2d(s.In("bn2"), planes, norm),
 		conv3: nn.NewConv2d(s.In("conv3"), planes, out, 1, 1, 0, false),
 		bn3:   nn.NewBatchNorm2d(s.In("bn3"), out, zeroed(norm, zeroInit)),

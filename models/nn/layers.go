@@ -15,6 +15,7 @@ func shapesOf(dtype dtypes.DType, dims []int) shapes.Shape { return shapes.Make(
 type Conv2d struct {
 	Weight, Bias                    *context.Variable // Bias is nil without one
 	Stride, Padding                 int
+	Dilation                        int // 0 or 1: none
 	InChannels, OutChannels, Kernel int
 	ctx                             *context.Context // for the graph's autocast region
 }
@@ -29,6 +30,26 @@ func NewConv2d(s *Scope, in, out, kernel, stride, padding int, bias bool) *Conv2
 	if bias {
 		c.Bias = s.variable("bias", Bias, true, []int{out}, constant(0))
 	}
+	return c
+}
+
+// NewConv2dDilated creates a square convolution as NewConv2d, with a dilation (PyTorch's
+// dilation: the kernel's taps are dilation pixels apart).
+func NewConv2dDilated(s *Scope, in, out, kernel, stride, padding, dilation int, bias bool) *Conv2d {
+	checkPositive("dilation", dilation)
+	c := NewConv2d(s, in, out, kernel, stride, padding, bias)
+	c.Dilation = dilation
+	return c
+}
+
+// NewConv2dNormal creates a square convolution with stride 1, padding kernel/2, weights
+// drawn from N(0, std) and a zero bias (mmcv's normal_init, as mmseg's conv_seg).
+func NewConv2dNormal(s *Scope, in, out, kernel int, std float64) *Conv2d {
+	checkPositive("in_channels", in)
+	checkPositive("out_channels", out)
+	c := &Conv2d{Stride: 1, Padding: kernel / 2, InChannels: in, OutChannels: out, Kernel: kernel, ctx: s.ctx}
+	c.Weight = s.variable("weight", Weight, true, []int{kernel, kernel, in, out}, normal(std))
+	c.Bias = s.variable("bias", Bias, true, []int{out}, constant(0))
 	return c
 }
 
@@ -49,7 +70,15 @@ func (c *Conv2d) Forward(x *Node) *Node {
 	if dt != x.DType() {
 		in, w = ConvertDType(x, dt), ConvertDType(w, dt)
 	}
-	y := Convolve(in, w).StridePerAxis(c.Stride, c.Stride).DilationPerAxis(1, 1).PaddingPerDim([][2]int{p, p}).Done()
+	d, stride := max(c.Dilation, 1), c.Stride
+	if d > 1 {
+		stride = 1 // XLA takes strides or dilations: a dilated convolution is subsampled below
+	}
+	y := Convolve(in, w).StridePerAxis(stride, stride).DilationPerAxis(d, d).PaddingPerDim([][2]int{p, p}).Done()
+	if stride != c.Stride {
+		s := c.Stride
+		y = Slice(y, AxisRange(), AxisRange().Stride(s), AxisRange().Stride(s), AxisRange())
+	}
 	y = ConvertDType(y, x.DType())
 	if c.Bias != nil {
 		y = Add(y, ExpandLeftToRank(c.Bias.ValueGraph(x.Graph()), y.Rank()))
