@@ -9,7 +9,7 @@ import (
 )
 
 // ResizeConfig is mmcv's Resize: to scale ([w, h]; one number for a square), or, with
-// keep_ratio, as large as fits in it.
+// keep_ratio, as large as fits in it. A segmentation map is resized with it, nearest.
 type ResizeConfig struct {
 	Scale         Pair   `toml:"scale" doc:"the output size [w, h]; one number for a square" required:"true"`
 	KeepRatio     bool   `toml:"keep_ratio" doc:"keep the aspect ratio: the largest size that fits in scale"`
@@ -43,14 +43,31 @@ func (c *ResizeConfig) Build(*registry.Env) (any, error) {
 }
 
 func (t *resize) Apply(s *Sample, _ *rand.Rand) error {
-	w, h := t.w, t.h
-	if t.keepRatio {
-		long, short := float64(max(t.w, t.h)), float64(min(t.w, t.h))
-		iw, ih := float64(s.Image.Width), float64(s.Image.Height)
-		f := math.Min(long/math.Max(iw, ih), short/math.Min(iw, ih))
-		w, h = int(iw*f+0.5), int(ih*f+0.5)
+	return resizeSample(s, t.w, t.h, t.keepRatio, t.interp)
+}
+
+// rescaleSize is mmcv's rescale_size: the size of a w x h image rescaled to fit in the
+// scale (long and short sides, in either order), keeping its aspect ratio.
+func rescaleSize(w, h, sw, sh int) (int, int) {
+	long, short := float64(max(sw, sh)), float64(min(sw, sh))
+	iw, ih := float64(w), float64(h)
+	f := math.Min(long/math.Max(iw, ih), short/math.Min(iw, ih))
+	return int(iw*f + 0.5), int(ih*f + 0.5)
+}
+
+// resizeSample is mmcv's Resize to [w, h], or with keepRatio to the largest size that fits
+// in it: the image with interp, the segmentation map (if any) with nearest, to the same size.
+func resizeSample(s *Sample, w, h int, keepRatio bool, interp Interpolation) error {
+	if keepRatio {
+		w, h = rescaleSize(s.Image.Width, s.Image.Height, w, h)
 	}
-	img, err := s.Image.Resize(w, h, t.interp)
+	img, err := s.Image.Resize(w, h, interp)
 	s.setImage(img)
-	return err
+	if err != nil {
+		return err
+	}
+	if s.Mask != nil {
+		s.Mask = s.Mask.ResizeNearest(w, h)
+	}
+	return nil
 }
