@@ -95,6 +95,12 @@ func (m *Mask) Pad(w, h int, v uint8) *Mask {
 	return out
 }
 
+// errNoMaps is the error of a transform that cannot change a segmentation map with its
+// image, on a sample that has one.
+func errNoMaps(transform string) error {
+	return fmt.Errorf("%s does not transform segmentation maps: use RandomResize, Resize, RandomCrop, RandomFlip or Pad, or put it before LoadAnnotations", transform)
+}
+
 // readMask decodes a segmentation map file: a PNG of 8-bit (or 16-bit, values below 256)
 // grey levels, which are the class indices, or a palette PNG, whose palette indices are
 // the class indices (as Pillow reads VOC's SegmentationClass). mmseg reads the maps with

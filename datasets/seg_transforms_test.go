@@ -3,6 +3,7 @@ package datasets
 import (
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/goselfsup/goselfsup/registry"
@@ -391,5 +392,18 @@ func TestSegTransformsNeedTheirMap(t *testing.T) {
 	}
 	if err := transform(t, map[string]any{"type": "LoadAnnotations"}).Apply(&s, nil); err == nil {
 		t.Fatal("LoadAnnotations without a segmentation dataset worked")
+	}
+}
+
+func TestMapUnawareTransformsRefuseMaps(t *testing.T) {
+	for _, spec := range []map[string]any{
+		{"type": "CenterCrop", "crop_size": 4},
+		{"type": "RandomResizedCrop", "size": 4},
+		{"type": "ResizeEdge", "scale": 4},
+	} {
+		s := segSample(8, 8, 2)
+		if err := transform(t, spec).Apply(&s, SampleRNG(1, 0, 0)); err == nil || !strings.Contains(err.Error(), "segmentation maps") {
+			t.Errorf("%s on a sample with a map: %v", spec["type"], err)
+		}
 	}
 }
