@@ -36,15 +36,6 @@ type BaseSegDatasetConfig struct {
 	ReduceZeroLabel bool        `toml:"reduce_zero_label" doc:"map value 0 is unlabelled (becomes ignore_index) and the classes start at 1"`
 }
 
-// PascalVOCDatasetConfig is mmseg 1.x's PascalVOCDataset: VOC2012 segmentation (and the SBD
-// aug maps) in the VOCdevkit layout, 21 classes with background 0, 255 ignored. mmseg's
-// voc12aug training set is a ConcatDataset of two of them: ann_file
-// ImageSets/Segmentation/train.txt with seg_map_path SegmentationClass, and aug.txt with
-// SegmentationClassAug.
-type PascalVOCDatasetConfig struct {
-	BaseSegDatasetConfig
-}
-
 func newBaseSegDatasetConfig() BaseSegDatasetConfig {
 	return BaseSegDatasetConfig{ImgSuffix: ".jpg", SegMapSuffix: ".png", IgnoreIndex: 255}
 }
@@ -52,23 +43,7 @@ func newBaseSegDatasetConfig() BaseSegDatasetConfig {
 func init() {
 	registry.Add(registry.Datasets, "BaseSegDataset", "images and their segmentation maps (mmseg): a folder of images, a folder of PNG maps, optionally a list",
 		func() *BaseSegDatasetConfig { c := newBaseSegDatasetConfig(); return &c })
-	registry.Add(registry.Datasets, "PascalVOCDataset", "PASCAL VOC 2012 segmentation, and the SBD aug maps (mmseg; VOCdevkit layout)",
-		func() *PascalVOCDatasetConfig {
-			c := PascalVOCDatasetConfig{newBaseSegDatasetConfig()}
-			c.DataPrefix = DataPrefix{ImgPath: "JPEGImages", SegMapPath: "SegmentationClass"}
-			c.Metainfo = SegMetainfo{Classes: VOCSegClasses, Palette: VOCSegPalette}
-			return &c
-		})
 }
-
-// VOCSegClasses are mmseg's PascalVOCDataset classes: background and VOC's twenty.
-var VOCSegClasses = append([]string{"background"}, VOCClasses...)
-
-// VOCSegPalette is mmseg's PascalVOCDataset palette (VOC's colour map).
-var VOCSegPalette = [][]int{{0, 0, 0}, {128, 0, 0}, {0, 128, 0}, {128, 128, 0}, {0, 0, 128}, {128, 0, 128},
-	{0, 128, 128}, {128, 128, 128}, {64, 0, 0}, {192, 0, 0}, {64, 128, 0}, {192, 128, 0}, {64, 0, 128},
-	{192, 0, 128}, {64, 128, 128}, {192, 128, 128}, {0, 64, 0}, {128, 64, 0}, {0, 192, 0}, {128, 192, 0},
-	{0, 64, 128}}
 
 func (c *BaseSegDatasetConfig) Validate() error {
 	var errs []error
@@ -102,14 +77,6 @@ func (c *BaseSegDatasetConfig) Validate() error {
 		errs = append(errs, registry.FieldErrorf("img_suffix", "and seg_map_suffix are required"))
 	}
 	return errors.Join(c.validate(), errors.Join(errs...))
-}
-
-func (c *PascalVOCDatasetConfig) Validate() error {
-	var errs []error
-	if c.AnnFile == "" {
-		errs = append(errs, registry.FieldErrorf("ann_file", "is required, such as ImageSets/Segmentation/train.txt"))
-	}
-	return errors.Join(c.BaseSegDatasetConfig.Validate(), errors.Join(errs...))
 }
 
 // Build lists the samples and checks that each image and map file is there.
