@@ -17,12 +17,13 @@ type RandomResizeConfig struct {
 	KeepRatio     bool      `toml:"keep_ratio" doc:"keep the aspect ratio: the largest size that fits in the scale"`
 	ResizeType    string    `toml:"resize_type" doc:"the resize transform: Resize (mmcv's), the only one supported"`
 	Interpolation string    `toml:"interpolation" doc:"the image's resampling filter (maps: nearest): nearest, bilinear, bicubic, area or lanczos"`
+	Backend       string    `toml:"backend" doc:"cv2 (mmcv's default): bilinear and nearest resample as OpenCV's cv::resize; pillow, and the other filters: as Pillow"`
 }
 
 func init() {
 	registry.Add(registry.Transforms, "RandomResize", "resize to a scale times a random ratio (mmcv), the segmentation map too",
 		func() *RandomResizeConfig {
-			return &RandomResizeConfig{ResizeType: "Resize", Interpolation: "bilinear"}
+			return &RandomResizeConfig{ResizeType: "Resize", Interpolation: "bilinear", Backend: "cv2"}
 		})
 }
 
@@ -40,7 +41,8 @@ func (c *RandomResizeConfig) Validate() error {
 	if c.ResizeType != "Resize" {
 		errs = append(errs, registry.FieldErrorf("resize_type", "must be Resize, got %q", c.ResizeType))
 	}
-	return errors.Join(append(errs, oneOf("interpolation", c.Interpolation, interpolations...))...)
+	return errors.Join(append(errs, oneOf("interpolation", c.Interpolation, interpolations...),
+		oneOf("backend", c.Backend, "cv2", "pillow"))...)
 }
 
 type randomResize struct {
@@ -48,11 +50,12 @@ type randomResize struct {
 	lo, hi    float64
 	keepRatio bool
 	interp    Interpolation
+	cv        bool
 }
 
 func (c *RandomResizeConfig) Build(*registry.Env) (any, error) {
 	return &randomResize{w: c.Scale[0], h: c.Scale[1], lo: c.RatioRange[0], hi: c.RatioRange[1],
-		keepRatio: c.KeepRatio, interp: Interpolation(c.Interpolation)}, nil
+		keepRatio: c.KeepRatio, interp: Interpolation(c.Interpolation), cv: c.Backend == "cv2"}, nil
 }
 
 // Apply draws the ratio as mmcv's _random_sample_ratio (np.random.random_sample() *
@@ -62,7 +65,7 @@ func (t *randomResize) Apply(s *Sample, rng *rand.Rand) error {
 	if w < 1 || h < 1 {
 		return fmt.Errorf("RandomResize: the drawn scale %dx%d is empty", w, h)
 	}
-	return resizeSample(s, w, h, t.keepRatio, t.interp)
+	return resizeSample(s, w, h, t.keepRatio, t.interp, t.cv)
 }
 
 func (t *randomResize) scale(rng *rand.Rand) (int, int) {

@@ -9,11 +9,14 @@ import (
 )
 
 // ResizeConfig is mmcv's Resize: to scale ([w, h]; one number for a square), or, with
-// keep_ratio, as large as fits in it. A segmentation map is resized with it, nearest.
+// keep_ratio, as large as fits in it. A segmentation map is resized with it, nearest. On
+// samples of segmentation datasets, backend "cv2" (mmcv's default) resamples as OpenCV, as
+// mmseg's pipelines do; elsewhere the resampling is Pillow's, whatever the backend, as the
+// classification pipelines' parity with mmselfsup's Pillow backend wants.
 type ResizeConfig struct {
 	Scale         Pair   `toml:"scale" doc:"the output size [w, h]; one number for a square" required:"true"`
 	KeepRatio     bool   `toml:"keep_ratio" doc:"keep the aspect ratio: the largest size that fits in scale"`
-	Backend       string `toml:"backend" doc:"cv2 or pillow; either way the resampling is Pillow's"`
+	Backend       string `toml:"backend" doc:"cv2 or pillow: Pillow's resampling, except on segmentation samples, where cv2 resamples bilinear and nearest as OpenCV (mmseg's)"`
 	Interpolation string `toml:"interpolation" doc:"the resampling filter: nearest, bilinear, bicubic, area or lanczos"`
 }
 
@@ -36,14 +39,17 @@ type resize struct {
 	w, h      int
 	keepRatio bool
 	interp    Interpolation
+	cv        bool // backend cv2: OpenCV's resampling on segmentation samples
 }
 
 func (c *ResizeConfig) Build(*registry.Env) (any, error) {
-	return &resize{w: c.Scale[0], h: c.Scale[1], keepRatio: c.KeepRatio, interp: Interpolation(c.Interpolation)}, nil
+	return &resize{w: c.Scale[0], h: c.Scale[1], keepRatio: c.KeepRatio, interp: Interpolation(c.Interpolation),
+		cv: c.Backend == "cv2"}, nil
 }
 
 func (t *resize) Apply(s *Sample, _ *rand.Rand) error {
-	return resizeSample(s, t.w, t.h, t.keepRatio, t.interp)
+	cv := t.cv && (s.Seg != nil || s.Mask != nil)
+	return resizeSample(s, t.w, t.h, t.keepRatio, t.interp, cv)
 }
 
 // rescaleSize is mmcv's rescale_size: the size of a w x h image rescaled to fit in the
@@ -57,11 +63,22 @@ func rescaleSize(w, h, sw, sh int) (int, int) {
 
 // resizeSample is mmcv's Resize to [w, h], or with keepRatio to the largest size that fits
 // in it: the image with interp, the segmentation map (if any) with nearest, to the same size.
-func resizeSample(s *Sample, w, h int, keepRatio bool, interp Interpolation) error {
+// With cv, bilinear and nearest resample as OpenCV's cv::resize (mmcv's "cv2" backend);
+// otherwise, and for the other filters, as Pillow.
+func resizeSample(s *Sample, w, h int, keepRatio bool, interp Interpolation, cv bool) error {
 	if keepRatio {
 		w, h = rescaleSize(s.Image.Width, s.Image.Height, w, h)
 	}
-	img, err := s.Image.Resize(w, h, interp)
+	var img Image
+	var err error
+	switch {
+	case cv && interp == Bilinear:
+		img = s.Image.resizeLinearCV(w, h)
+	case cv && interp == Nearest:
+		img = s.Image.resizeNearestCV(w, h)
+	default:
+		img, err = s.Image.Resize(w, h, interp)
+	}
 	s.setImage(img)
 	if err != nil {
 		return err

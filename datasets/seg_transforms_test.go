@@ -407,3 +407,49 @@ func TestMapUnawareTransformsRefuseMaps(t *testing.T) {
 		}
 	}
 }
+
+// formulaImage is the w x h image whose byte i is (37 i + 11) mod 256, made alike in NumPy
+// for the golden values.
+func formulaImage(w, h int) Image {
+	m := NewImage(w, h)
+	for i := range m.Pix {
+		m.Pix[i] = uint8((37*i + 11) % 256)
+	}
+	return m
+}
+
+func TestResizeAsOpenCV(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		w, h, ow, oh int
+		nearest      bool
+		want         []uint8
+	}{
+		{"up", 6, 5, 9, 7, false, []uint8{11, 48, 85, 66, 103, 140, 140, 135, 172, 214, 38, 75, 160, 69, 106, 106, 143, 138, 180, 217, 41, 126, 163, 72, 54, 91, 128, 99, 136, 173, 81, 118, 155, 82, 101, 138, 156, 102, 139, 175, 84, 121, 170, 85, 104, 146, 159, 105, 141, 178, 87, 142, 179, 70, 136, 173, 210, 100, 137, 174, 70, 107, 144, 95, 132, 169, 157, 103, 140, 201, 73, 110, 153, 99, 135, 160, 160, 106, 179, 216, 70, 63, 100, 137, 119, 156, 193, 150, 187, 224, 53, 90, 127, 85, 122, 159, 158, 153, 190, 233, 56, 93, 179, 88, 125, 106, 143, 180, 173, 210, 64, 137, 174, 119, 107, 144, 151, 133, 169, 54, 103, 140, 86, 86, 110, 147, 159, 136, 173, 105, 106, 143, 33, 70, 107, 173, 210, 101, 156, 138, 101, 138, 84, 96, 139, 158, 73, 122, 159, 68, 104, 141, 87, 105, 142, 161, 87, 125, 161, 70, 107, 144, 115, 152, 189, 170, 79, 116, 202, 25, 62, 105, 99, 136, 136, 173, 82, 168, 205, 28, 71, 108, 102, 102, 139, 176, 158, 195, 232}},
+		{"down", 9, 7, 4, 3, false, []uint8{128, 101, 137, 89, 116, 131, 51, 88, 125, 152, 82, 119, 101, 138, 79, 31, 68, 105, 217, 30, 67, 147, 184, 61, 203, 80, 117, 197, 84, 47, 158, 195, 83, 120, 125, 162}},
+		{"half (INTER_AREA)", 4, 2, 2, 1, false, []uint8{97, 134, 107, 127, 100, 137}},
+		{"nearest", 6, 5, 4, 7, true, []uint8{11, 48, 85, 122, 159, 196, 88, 125, 162, 199, 236, 17, 11, 48, 85, 122, 159, 196, 88, 125, 162, 199, 236, 17, 165, 202, 239, 20, 57, 94, 242, 23, 60, 97, 134, 171, 63, 100, 137, 174, 211, 248, 140, 177, 214, 251, 32, 69, 63, 100, 137, 174, 211, 248, 140, 177, 214, 251, 32, 69, 217, 254, 35, 72, 109, 146, 38, 75, 112, 149, 186, 223, 115, 152, 189, 226, 7, 44, 192, 229, 10, 47, 84, 121}},
+	} {
+		m := formulaImage(c.w, c.h)
+		var got Image
+		if c.nearest {
+			got = m.resizeNearestCV(c.ow, c.oh)
+		} else {
+			got = m.resizeLinearCV(c.ow, c.oh)
+		}
+		if !reflect.DeepEqual(got.Pix, c.want) {
+			t.Errorf("%s:\n got %v\nwant %v", c.name, got.Pix, c.want)
+		}
+	}
+}
+
+func TestCV2NearestKeepsImageAndMapAligned(t *testing.T) {
+	tr := transform(t, map[string]any{"type": "RandomResize", "scale": []int{97, 31}, "ratio_range": []float64{0.5, 2.0}, "keep_ratio": true, "interpolation": "nearest"})
+	for seed := range uint64(10) {
+		s := segSample(37, 23, 3)
+		if err := tr.Apply(&s, SampleRNG(seed, 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+		aligned(t, s, 0) // the same source pixel for the image and the map, everywhere
+	}
+}
