@@ -132,7 +132,8 @@ func forEachHSV(pix []uint8, f func(h, s, v uint8) (uint8, uint8, uint8)) {
 const cvHSVShift = 12
 
 // cvHSVTables are OpenCV's sdiv_table and hdiv_table180 of RGB2HSV_b.
-var cvHSVTables = sync.OnceValue(func() (t struct{ sdiv, hdiv [256]int32 }) {
+var cvHSVTables = sync.OnceValue(func() *struct{ sdiv, hdiv [256]int32 } {
+	t := new(struct{ sdiv, hdiv [256]int32 })
 	for i := 1; i < 256; i++ {
 		t.sdiv[i] = int32(math.RoundToEven(float64(255<<cvHSVShift) / float64(i)))
 		t.hdiv[i] = int32(math.RoundToEven(float64(180<<cvHSVShift) / (6 * float64(i))))
