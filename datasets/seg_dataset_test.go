@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/BurntSushi/toml"
 	"github.com/goselfsup/goselfsup/internal/shareddata"
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -369,5 +370,53 @@ func TestCOCO128SemanticMaps(t *testing.T) {
 	}
 	if !seen[0] || !seen[255] || len(seen) < 5 {
 		t.Fatalf("map values seen: %v", seen)
+	}
+}
+
+// The benchmark's data config, written as a TOML config writes it, decodes and builds.
+func TestVOC12AugConfigFromTOML(t *testing.T) {
+	root := vocFixture(t)
+	text := `
+type = "ConcatDataset"
+
+[[datasets]]
+type = "PascalVOCDataset"
+data_root = "` + filepath.ToSlash(root) + `"
+data_prefix = { img_path = "JPEGImages", seg_map_path = "SegmentationClass" }
+ann_file = "ImageSets/Segmentation/train.txt"
+pipeline = [
+  { type = "LoadImageFromFile" },
+  { type = "LoadAnnotations" },
+  { type = "RandomResize", scale = [2048, 512], ratio_range = [0.5, 2.0], keep_ratio = true },
+  { type = "RandomCrop", crop_size = [512, 512], cat_max_ratio = 0.75 },
+  { type = "RandomFlip", prob = 0.5 },
+  { type = "PhotoMetricDistortion" },
+  { type = "Pad", size = [512, 512], pad_val = { img = 0, seg = 255 } },
+  { type = "PackSegInputs" },
+]
+
+[[datasets]]
+type = "BaseSegDataset"
+data_root = "` + filepath.ToSlash(root) + `"
+img_dir = "JPEGImages"
+ann_dir = "SegmentationClassAug"
+ann_file = "ImageSets/Segmentation/aug.txt"
+ignore_index = 255
+metainfo = { classes = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"], palette = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128], [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0], [192, 128, 0], [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128], [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]] }
+pipeline = [{ type = "LoadImageFromFile" }, { type = "LoadAnnotations" }, { type = "Pad", size = 512, seg_pad_val = 255 }, { type = "PackSegInputs" }]
+`
+	var table map[string]any
+	if _, err := toml.Decode(text, &table); err != nil {
+		t.Fatal(err)
+	}
+	delete(table, "type")
+	ds := buildDataset(t, "ConcatDataset", table)
+	if ds.Len() != 5 {
+		t.Fatalf("%d samples", ds.Len())
+	}
+	for _, b := range oneEpoch(t, ds, 5) {
+		if b.Width != 512 || b.MaskWidth != 512 || len(b.ImgShapes) != 10 {
+			t.Fatalf("batch %dx%d, map %dx%d", b.Width, b.Height, b.MaskWidth, b.MaskHeight)
+		}
 	}
 }
