@@ -32,6 +32,9 @@ func (c *CenterCropConfig) Build(*registry.Env) (any, error) {
 }
 
 func (t *centerCrop) Apply(s *Sample, _ *rand.Rand) error {
+	if s.Mask != nil {
+		return errNoMaps("CenterCrop")
+	}
 	w, h := min(t.w, s.Image.Width), min(t.h, s.Image.Height)
 	y := max(0, pyRound(float64(s.Image.Height-t.h)/2))
 	x := max(0, pyRound(float64(s.Image.Width-t.w)/2))

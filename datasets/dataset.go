@@ -32,8 +32,11 @@ type Dataset struct {
 // Normalization returns the pipeline's Normalize, or nil.
 func (d *Dataset) Normalization() *Normalization {
 	for _, t := range d.Pipeline {
-		if n, ok := t.(*Normalization); ok {
-			return n
+		switch t := t.(type) {
+		case *Normalization:
+			return t
+		case *concatPipeline: // a ConcatDataset: its first part's
+			return t.src.parts[0].Normalization()
 		}
 	}
 	return nil
@@ -81,6 +84,9 @@ func PipelineNormalization(env *registry.Env, dataset registry.Spec) (*Normaliza
 		return nil, err
 	}
 	v := reflect.Indirect(reflect.ValueOf(cfg))
+	if c, ok := cfg.(*ConcatDatasetConfig); ok && len(c.Datasets) > 0 { // the first part's, as Dataset.Normalization
+		return PipelineNormalization(env, c.Datasets[0])
+	}
 	f := v.FieldByName("Pipeline")
 	if !f.IsValid() {
 		return nil, nil

@@ -17,6 +17,8 @@ import (
 type DataPrefix struct {
 	ImgPath string `toml:"img_path" doc:"the folder of the images, under data_root"`
 	AnnPath string `toml:"ann_path" doc:"the folder of the annotations, under data_root (VOC)"`
+	// SegMapPath is mmseg's folder of the segmentation maps.
+	SegMapPath string `toml:"seg_map_path" doc:"the folder of the segmentation maps, under data_root (BaseSegDataset, PascalVOCDataset)"`
 }
 
 // TOMLType says what a DataPrefix takes, for print_config --describe.
@@ -38,8 +40,10 @@ func (p *DataPrefix) UnmarshalTOML(v any) error {
 				p.ImgPath = s
 			case "ann_path":
 				p.AnnPath = s
+			case "seg_map_path":
+				p.SegMapPath = s
 			default:
-				return fmt.Errorf("data_prefix has no key %q: it takes img_path and ann_path", k)
+				return fmt.Errorf("data_prefix has no key %q: it takes img_path, ann_path and seg_map_path", k)
 			}
 		}
 		return nil
@@ -105,7 +109,7 @@ func underRoot(root, p string) string {
 }
 
 // fileDataset checks that a pipeline can load files and wraps a file source.
-func fileDataset(env *registry.Env, s source, src *fileSource) (*Dataset, error) {
+func fileDataset(env *registry.Env, s source, src Source) (*Dataset, error) {
 	pipeline, err := BuildPipeline(env, s.Pipeline)
 	if err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ func (l *loadImage) Apply(s *Sample, _ *rand.Rand) error {
 		return &LoadError{Path: s.Path, Err: fmt.Errorf("decoding: %w", err)}
 	}
 	s.Image = img
+	s.OriHeight, s.OriWidth = img.Height, img.Width
 	return nil
 }
 

@@ -17,6 +17,22 @@ type Batch struct {
 	Labels        []int32 // -1 for unlabelled samples
 	// Targets are the samples' per-class labels, [N, classes], for multi-label datasets.
 	Targets []int8
+
+	// Segmentation batches (samples of BaseSegDataset, PascalVOCDataset) have the rest.
+	//
+	// Masks are the samples' segmentation maps, [N, MaskHeight, MaskWidth], class indices
+	// with 255 (the dataset's ignore_index) unlabelled, when the pipeline loaded them
+	// (LoadAnnotations). They have the images' size in training; in mmseg's test pipeline
+	// (LoadAnnotations after Resize) they keep the original size, OriShapes.
+	Masks                 []uint8
+	MaskHeight, MaskWidth int
+	// OriShapes are the samples' sizes as decoded, [N, 2] (height, width): mmseg's
+	// ori_shape, the size the logits are resized back to for evaluation.
+	OriShapes []int32
+	// ImgShapes are the samples' sizes before Pad, [N, 2] (height, width): mmseg's
+	// img_shape, the part of each image that is not padding. mmseg pads after normalising,
+	// with 0; a model that normalises on the device sets the rest to 0 to match.
+	ImgShapes []int32
 }
 
 // Len is the number of samples.
@@ -199,5 +215,41 @@ func pack(samples []Sample) (Batch, error) {
 		b.Indices[i] = int32(s.Index)
 		b.Labels[i] = int32(s.Label)
 	}
+	if first := samples[0]; first.Mask != nil || first.Seg != nil {
+		if err := packSeg(&b, samples); err != nil {
+			return Batch{}, err
+		}
+	}
 	return b, nil
+}
+
+// packSeg packs the segmentation parts of samples.
+func packSeg(b *Batch, samples []Sample) error {
+	if m := samples[0].Mask; m != nil {
+		b.MaskHeight, b.MaskWidth = m.Height, m.Width
+		b.Masks = make([]uint8, 0, len(samples)*len(m.Pix))
+	}
+	for _, s := range samples {
+		if (s.Mask == nil) != (b.Masks == nil) {
+			return fmt.Errorf("sample %d has a segmentation map but sample %d has none", samples[0].Index, s.Index)
+		}
+		if m := s.Mask; m != nil {
+			if m.Width != b.MaskWidth || m.Height != b.MaskHeight {
+				return fmt.Errorf("sample %d's segmentation map is %dx%d but sample %d's is %dx%d: the pipeline must end at a fixed size (or batches of one)",
+					s.Index, m.Width, m.Height, samples[0].Index, b.MaskWidth, b.MaskHeight)
+			}
+			b.Masks = append(b.Masks, m.Pix...)
+		}
+		oh, ow := s.OriHeight, s.OriWidth
+		if oh == 0 {
+			oh, ow = s.Image.Height, s.Image.Width
+		}
+		ih, iw := s.PadHeight, s.PadWidth
+		if ih == 0 {
+			ih, iw = s.Image.Height, s.Image.Width
+		}
+		b.OriShapes = append(b.OriShapes, int32(oh), int32(ow))
+		b.ImgShapes = append(b.ImgShapes, int32(ih), int32(iw))
+	}
+	return nil
 }

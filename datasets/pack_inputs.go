@@ -20,7 +20,18 @@ type PackClsInputsConfig struct {
 	MetaKeys []string `toml:"meta_keys" doc:"the meta information to keep; no effect: the loader packs the image, its index and its label"`
 }
 
+// PackSegInputsConfig is mmseg's PackSegInputs: the image, its segmentation map and the
+// meta information the evaluation needs (ori_shape, img_shape), which the loader packs
+// into Batch.Masks, OriShapes and ImgShapes.
+type PackSegInputsConfig struct {
+	MetaKeys []string `toml:"meta_keys" doc:"the meta information to keep; no effect: the loader packs the image, its map, ori_shape and img_shape"`
+}
+
 func init() {
+	registry.Add(registry.Transforms, "PackSegInputs", "pack the image, its segmentation map and their shapes (mmseg)",
+		func() *PackSegInputsConfig {
+			return &PackSegInputsConfig{MetaKeys: []string{"img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor", "flip", "flip_direction", "reduce_zero_label"}}
+		})
 	registry.Add(registry.Transforms, "PackSelfSupInputs", "pack the image and the algorithm's keys",
 		func() *PackSelfSupInputsConfig { return &PackSelfSupInputsConfig{Key: "img"} })
 	registry.Add(registry.Transforms, "PackClsInputs", "pack the image and its label",
@@ -36,3 +47,5 @@ func (packInputs) Apply(*Sample, *rand.Rand) error { return nil }
 
 func (c *PackSelfSupInputsConfig) Build(*registry.Env) (any, error) { return packInputs{}, nil }
 func (c *PackClsInputsConfig) Build(*registry.Env) (any, error)     { return packInputs{}, nil }
+
+func (c *PackSegInputsConfig) Build(*registry.Env) (any, error) { return packInputs{}, nil }

@@ -7,7 +7,7 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// RandomFlipConfig flips the image with probability prob.
+// RandomFlipConfig flips the image with probability prob, and its segmentation map with it.
 type RandomFlipConfig struct {
 	Prob      float64 `toml:"prob" doc:"the probability of flipping an image"`
 	Direction string  `toml:"direction" doc:"horizontal, vertical or diagonal (both)"`
@@ -37,14 +37,21 @@ func (t *randomFlip) Apply(s *Sample, rng *rand.Rand) error {
 	if rng.Float64() >= t.prob {
 		return nil
 	}
-	switch t.direction {
-	case "horizontal":
+	h := t.direction != "vertical"
+	v := t.direction != "horizontal"
+	if h {
 		s.Image.flipHInPlace()
-	case "vertical":
+	}
+	if v {
 		s.Image.flipVInPlace()
-	default:
-		s.Image.flipHInPlace()
-		s.Image.flipVInPlace()
+	}
+	if m := s.Mask; m != nil { // mmcv's RandomFlip flips gt_seg_map too
+		if h {
+			m.FlipH()
+		}
+		if v {
+			m.FlipV()
+		}
 	}
 	return nil
 }

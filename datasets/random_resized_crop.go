@@ -86,6 +86,9 @@ func (t *randomResizedCrop) cropParams(height, width int, rng *rand.Rand) (int, 
 }
 
 func (t *randomResizedCrop) Apply(s *Sample, rng *rand.Rand) error {
+	if s.Mask != nil {
+		return errNoMaps("RandomResizedCrop")
+	}
 	y, x, h, w := t.cropParams(s.Image.Height, s.Image.Width, rng)
 	img, err := s.Image.ResizeRegion(x, y, w, h, t.w, t.h, t.interp)
 	s.setImage(img)

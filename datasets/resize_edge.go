@@ -44,6 +44,9 @@ func (c *ResizeEdgeConfig) Build(*registry.Env) (any, error) {
 }
 
 func (t *resizeEdge) Apply(s *Sample, _ *rand.Rand) error {
+	if s.Mask != nil {
+		return errNoMaps("ResizeEdge")
+	}
 	w, h := s.Image.Width, s.Image.Height
 	short := t.edge == "short" && w < h || t.edge == "long" && w > h || t.edge == "width"
 	var nw, nh int

@@ -18,6 +18,21 @@ type Sample struct {
 	// Targets are per-class labels of multi-label datasets (VOC: 1 present, 0 difficult
 	// only, -1 absent); nil otherwise.
 	Targets []int8
+
+	// Seg says where a segmentation dataset's mask of the sample is and how to read it;
+	// LoadAnnotations reads it into Mask. nil for other datasets.
+	Seg *SegMapInfo
+	// Mask is the sample's per-pixel class map (mmseg's gt_seg_map), 255 or the dataset's
+	// ignore_index where unlabelled; nil until LoadAnnotations, and for other datasets.
+	// Geometric transforms that are mask-aware (Resize, RandomResize, RandomCrop,
+	// RandomFlip, Pad) change it with the image.
+	Mask *Mask
+	// OriHeight and OriWidth are the image's size as decoded (mmcv's ori_shape), set by
+	// LoadImageFromFile; 0 for datasets that hold images in memory.
+	OriHeight, OriWidth int
+	// PadHeight and PadWidth are the image's size before Pad (mmcv's img_shape, the part
+	// that is not padding); 0 when Pad did not run.
+	PadHeight, PadWidth int
 }
 
 // Transform changes a sample. rng is the sample's own random source, derived from the run's
