@@ -12,19 +12,18 @@ func init() {
 		func() *PolyLRConfig { return &PolyLRConfig{schedulerWindow: defaultWindow(), Power: 1} })
 }
 
-// PolyLRConfig is mmengine's PolyLR: the learning rate decays from the base rate to eta_min
-// as (1 - t/T)^power over the window [begin, end), T = end - begin.
+// PolyLRConfig is mmengine's PolyLR: over the window [begin, end) the learning rate decays
+// from the base rate to eta_min as (1 - t/T)^power, T = end - begin - 1 steps (mmengine's
+// PolyParamScheduler.total_iters), so that the window's last step has eta_min.
 //
-// mmengine computes it recursively, once per step t = 1..T-1 of the window:
+// mmengine computes it recursively, once per step t = 1..T of the window:
 //
 //	lr_t = (lr_{t-1} - eta_min) * (1 - 1/(T - t + 1))^power + eta_min
 //
 // and (T-t)/(T-t+1) telescopes, so lr_t = (base - eta_min) * (1 - t/T)^power + eta_min,
-// the closed form Scale computes (mmseg's schedule_20k: lr = (0.01 - 1e-4) *
-// (1 - it/20000)^0.9 + 1e-4). The two agree to rounding (TestPolyLRIsMMEngineRecursion).
-// Like the other schedulers here, a position past the window is taken at its end, where
-// the rate is eta_min; mmengine leaves the rate of the window's last step (t = T-1) there
-// instead, which a run of exactly end iterations never sees.
+// the closed form Scale computes. The two agree to rounding (TestPolyLRIsMMEngineRecursion).
+// mmseg 1.x's schedule_20k (end = 20000) thus decays over 19,999 steps, where 0.x's
+// PolyLrUpdaterHook used (1 - it/20000)^0.9. Past the window the rate stays eta_min.
 type PolyLRConfig struct {
 	schedulerWindow
 	EtaMin float64 `toml:"eta_min" doc:"the final learning rate"`
@@ -56,7 +55,11 @@ func (s *polyLR) Scale(lr float64, at Position) float64 {
 	if !started {
 		return lr
 	}
-	t, T := pos-float64(s.Begin), s.length()
+	step := 1.0 // the window's steps, in its units
+	if s.ByEpoch && s.ConvertToIterBased {
+		step = 1 / float64(at.ItersPerEpoch)
+	}
+	t, T := pos-float64(s.Begin), math.Max(s.length()-step, step)
 	decay := math.Pow(1-math.Min(t, T)/T, s.Power)
 	if lr == at.BaseLR {
 		return (lr-s.EtaMin)*decay + s.EtaMin

@@ -35,13 +35,13 @@ func poly20k(t *testing.T, itersPerEpoch int) *Schedule {
 	return s
 }
 
-// The 20k schedule gives mmseg's per-iteration rate (0.01-1e-4)*(1-it/20000)**0.9 + 1e-4;
-// the golden values are Python's, from that formula.
+// The 20k schedule gives mmengine's per-iteration rate (0.01-1e-4)*(1-it/19999)**0.9 + 1e-4
+// (T = end - begin - 1); the golden values are Python's, from that formula.
 func TestPolyLRSchedule20k(t *testing.T) {
 	golden := map[int]float64{
-		0: 0.01, 1: 0.00999955449888623, 2: 0.009999108995544837, 1000: 0.009553365278052848,
-		9999: 0.005405756112244925, 10000: 0.005405278639554652, 19998: 0.00010248676756719425,
-		19999: 0.00010133262574300736,
+		0: 0.01, 1: 0.009999554476610004, 2: 0.009999108950992165, 1000: 0.009553342887381026,
+		9999: 0.005405517388434012, 10000: 0.005405039889481484, 19998: 0.00010133268571401417,
+		19999: 0.0001,
 	}
 	// An iteration-based loop (one "epoch" of 20000 iterations) and an epoch-based one
 	// with 500 iterations per epoch count the same global iterations.
@@ -67,7 +67,7 @@ func TestPolyLRIsMMEngineRecursion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		T := float64(tc.end - tc.begin)
+		T := float64(tc.end - tc.begin - 1) // mmengine's total_iters
 		lr := tc.base
 		for it := 0; it < tc.end; it++ {
 			if step := it - tc.begin; step > 0 {
@@ -98,8 +98,9 @@ func TestPolyLRChainsAndEnds(t *testing.T) {
 		want float64
 	}{
 		{0, 0.05},
-		{5, 0.1 * 0.75 * (0.01 + 0.99*0.95)},
-		{50, 0.001 + 0.099*0.5},
+		{5, 0.1 * 0.75 * (0.01 + 0.99*(1-5.0/99))},
+		{50, 0.001 + 0.099*(1-50.0/99)},
+		{99, 0.001},
 		{100, 0.001}, {500, 0.001},
 	} {
 		if got := s.LR(0, tc.iter); math.Abs(got-tc.want) > 1e-15 {
@@ -109,6 +110,25 @@ func TestPolyLRChainsAndEnds(t *testing.T) {
 	for _, bad := range []map[string]any{{"power": 0.9}, {"end": 10, "power": -1.0}, {"end": 10, "eta_min": -1.0}} {
 		if _, err := registry.Default.Decode(spec("PolyLR", bad)); err == nil {
 			t.Errorf("PolyLR %v decoded", bad)
+		}
+	}
+}
+
+// With convert_to_iter_based, the window is counted in iterations as mmengine converts it:
+// epochs [1, 3) of 10 iterations are iterations [10, 30), T = 19.
+func TestPolyLRConvertToIterBased(t *testing.T) {
+	s, err := NewSchedule(nil, []registry.Spec{registry.NewSpec(registry.ParamSchedulers, "PolyLR", map[string]any{
+		"power": 1.0, "begin": 1, "end": 3, "convert_to_iter_based": true,
+	})}, 0.1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		epoch, iter int
+		want        float64
+	}{{0, 5, 0.1}, {1, 0, 0.1}, {2, 0, 0.1 * (1 - 10.0/19)}, {2, 9, 0}, {3, 0, 0}} {
+		if got := s.LR(tc.epoch, tc.iter); math.Abs(got-tc.want) > 1e-15 {
+			t.Errorf("epoch %d iteration %d: lr %.17g, want %.17g", tc.epoch, tc.iter, got, tc.want)
 		}
 	}
 }

@@ -8,7 +8,6 @@
 //     exponential moving average, a queue of negative keys and the InfoNCE loss;
 //   - necks.MoCoV2Neck: mmselfsup's two-layer MLP projection (fc, ReLU, fc);
 //   - optimizers.AdamW: PyTorch's AdamW (decoupled weight decay);
-//   - param_schedulers.PolyLR: mmengine's polynomial decay of the learning rate;
 //   - hooks.MomentumScheduleHook: a cosine schedule of the key encoder's momentum (BYOL's);
 //   - evaluators.NearestCentroid: a nearest-class-mean classifier of the features.
 package mocov2
