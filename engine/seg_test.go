@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -179,5 +180,102 @@ func TestSegmentationTrainsAndValidates(t *testing.T) {
 		if len(pngs) != 4 {
 			t.Errorf("%s: %d overlays, want 4", it, len(pngs))
 		}
+	}
+}
+
+// npidCheckpoint trains NPID with the seg test's backbone (a plain ResNet of the same
+// widths) for two iterations and returns its checkpoint.
+func npidCheckpoint(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	tree, cfg := tinyConfig(t, `model.backbone={type="ResNet", depth=18, stage_blocks=[1,1,1,1], stem_channels=4, base_channels=4}`,
+		"custom_hooks=[]", "train_cfg.max_epochs=1", "param_scheduler=[]", "train_dataloader.dataset.size=16",
+		`train_dataloader.dataset.pipeline=[]`, "val_dataloader.dataset.size=16")
+	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: dir, Console: &strings.Builder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Train(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	path, err := engine.LatestCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// An NPID checkpoint initialises the segmentor's backbone (Options.Pretrained, train
+// --pretrained): every backbone variable is taken, the heads are not in it and start from
+// scratch; a checkpoint that lacks backbone variables is an error naming them.
+func TestNPIDCheckpointInitialisesTheSegBackbone(t *testing.T) {
+	ckpt := npidCheckpoint(t)
+	c, err := engine.LoadCheckpoint(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := segFixture(t, 4, 28, 24)
+	tree, cfg := segConfig(t, root)
+	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: &strings.Builder{}, Pretrained: ckpt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := r.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	backbone := 0
+	for name, v := range got.Tensors {
+		if !strings.HasPrefix(name, "backbone.") {
+			continue
+		}
+		backbone++
+		if !v.Shape().Equal(c.Tensors[name].Shape()) || !reflect.DeepEqual(v.Value(), c.Tensors[name].Value()) {
+			t.Errorf("%s was not loaded", name)
+		}
+	}
+	if backbone < 20 {
+		t.Fatalf("%d backbone variables", backbone)
+	}
+	if _, ok := got.Tensors["decode_head.conv_seg.weight"]; !ok {
+		t.Fatal("no decode head")
+	}
+
+	tree, cfg = segConfig(t, root, "model.backbone.stage_blocks=[1,1,1,2]")
+	_, err = engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: &strings.Builder{}, Pretrained: ckpt})
+	if err == nil || !strings.Contains(err.Error(), "backbone.layer4.1.conv1.weight") {
+		t.Fatalf("a checkpoint without layer4.1: %v", err)
+	}
+}
+
+// On two devices the segmentation step is one SPMD program whose arguments are each
+// device's batch, maps and img shapes in turn.
+func TestSegmentationTrainsOnTwoDevices(t *testing.T) {
+	root := segFixture(t, 8, 28, 24)
+	tree, cfg := segConfig(t, root, `backend="go:devices=2"`, "train_dataloader.batch_size=2", "train_cfg.max_iters=3", "train_cfg.val_interval=3")
+	console := &strings.Builder{}
+	var losses []float64
+	record := &engine.Hook{Name: "losses", AfterTrainIter: func(_ *engine.Runner, info engine.IterInfo) error {
+		losses = append(losses, info.Loss)
+		return nil
+	}}
+	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: console, Hooks: []*engine.Hook{record}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Devices != 2 {
+		t.Fatalf("%d devices", r.Devices)
+	}
+	if err := r.Train(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, console)
+	}
+	if len(losses) != 3 || math.IsNaN(losses[2]) || losses[2] <= 0 {
+		t.Fatalf("losses %v", losses)
+	}
+	if _, ok := r.Metrics["mIoU"]; !ok {
+		t.Fatalf("metrics %v", r.Metrics)
 	}
 }
