@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	gctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -18,7 +18,6 @@ import (
 
 	"github.com/goselfsup/goselfsup/datasets"
 	"github.com/goselfsup/goselfsup/evaluators"
-	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/segvis"
 )
 
@@ -42,7 +41,28 @@ type segVal struct {
 	metric  evaluators.SegMetric
 	classes []string
 	palette segvis.Palette
+	seg     Segmentor
 	exec    *gctx.Exec
+	shapes  map[[2]int]bool // the input sizes exec has compiled
+}
+
+// segMaxShapes is the number of input sizes one validation executable compiles before it is
+// replaced: the test pipeline keeps each image's ratio, so a dataset has many sizes, and
+// each compiled graph holds its memory (GoMLX refuses a 33rd by default).
+const segMaxShapes = 8
+
+// newExec makes the executable of the logits at the input size. They are resized to the
+// original size on the CPU (segArgmax): at the original size the logits of one image can
+// take hundreds of MB (COCO's 640x480 x 200 classes).
+func (v *segVal) newExec(r *Runner) {
+	if v.exec != nil {
+		v.exec.Finalize()
+	}
+	seg := v.seg
+	v.exec = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
+		return seg.Logits(images)
+	})
+	v.shapes = map[[2]int]bool{}
 }
 
 func (v *segVal) prepare(r *Runner, seg Segmentor, metric evaluators.SegMetric, loader *datasets.Loader) error {
@@ -55,13 +75,8 @@ func (v *segVal) prepare(r *Runner, seg Segmentor, metric evaluators.SegMetric, 
 	if src, ok := loader.Dataset.Source.(datasets.SegSource); ok && len(src.Palette()) >= len(v.classes) {
 		v.palette = src.Palette()
 	}
-	// labels only carries the original size: the logits are resized to it.
-	v.exec = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, labels *Node) (*Node, *Node) {
-		logits := seg.Logits(images)
-		dims := labels.Shape().Dimensions
-		orig := nn.Resize(logits, dims[1], dims[2])
-		return ArgMax(orig, -1, dtypes.Int32), ArgMax(logits, -1, dtypes.Int32)
-	})
+	v.seg = seg
+	v.newExec(r)
 	return nil
 }
 
@@ -96,24 +111,31 @@ func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 					b.Indices[i], b.MaskWidth, b.MaskHeight, ow, oh)
 			}
 		}
+		if size := [2]int{b.Height, b.Width}; !v.shapes[size] {
+			if len(v.shapes) >= segMaxShapes {
+				v.newExec(r)
+			}
+			v.shapes[size] = true
+		}
 		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
-		labels := tensors.FromFlatDataAndDimensions(b.Masks, b.Len(), b.MaskHeight, b.MaskWidth)
-		outs, err := v.exec.Exec(images, labels)
+		outs, err := v.exec.Exec(images)
 		if err != nil {
 			return nil, fmt.Errorf("validation: %w", err)
 		}
-		orig, err := tensors.CopyFlatData[int32](outs[0])
+		logits, err := float32s(outs[0])
+		outs[0].FinalizeAll()
 		if err != nil {
 			return nil, err
 		}
-		small, err := tensors.CopyFlatData[int32](outs[1])
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range outs {
-			o.FinalizeAll()
-		}
+		classes := len(logits) / (b.Len() * b.Height * b.Width)
 		area, px := b.MaskHeight*b.MaskWidth, b.Height*b.Width
+		orig := make([]int32, b.Len()*area)
+		small := make([]int32, b.Len()*px)
+		for i := range b.Len() {
+			l := logits[i*px*classes : (i+1)*px*classes]
+			segArgmax(l, b.Height, b.Width, classes, b.MaskHeight, b.MaskWidth, orig[i*area:(i+1)*area])
+			segArgmax(l, b.Height, b.Width, classes, b.Height, b.Width, small[i*px:(i+1)*px])
+		}
 		label := make([]int32, area)
 		for i := range b.Len() {
 			for j, l := range b.Masks[i*area : (i+1)*area] {
@@ -160,5 +182,47 @@ func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 func (v *segVal) close() {
 	if v.exec != nil {
 		v.exec.Finalize()
+	}
+}
+
+// segArgmax writes to out (height x width) the argmax over the classes of logits (h x w x
+// classes) resized bilinearly to height x width with PyTorch's align_corners=False (as
+// nn.Resize): the source of output pixel d is (d + 0.5) * in/out - 0.5, clamped at 0,
+// between floor and floor + 1 (clamped at in - 1). The first of equal scores wins, as
+// torch.argmax.
+func segArgmax(logits []float32, h, w, classes, height, width int, out []int32) {
+	type tap struct {
+		i0, i1 int
+		w0, w1 float32
+	}
+	taps := func(in, n int) []tap {
+		t := make([]tap, n)
+		scale := float64(in) / float64(n)
+		for d := range t {
+			src := max((float64(d)+0.5)*scale-0.5, 0)
+			i0 := min(int(src), in-1)
+			i1 := min(i0+1, in-1)
+			f := src - float64(i0)
+			t[d] = tap{i0, i1, float32(1 - f), float32(f)}
+		}
+		return t
+	}
+	ys, xs := taps(h, height), taps(w, width)
+	row := make([]float32, w*classes) // the row's interpolation along y
+	for y, ty := range ys {
+		r0, r1 := logits[ty.i0*w*classes:(ty.i0+1)*w*classes], logits[ty.i1*w*classes:(ty.i1+1)*w*classes]
+		for k := range row {
+			row[k] = ty.w0*r0[k] + ty.w1*r1[k]
+		}
+		for x, tx := range xs {
+			c0, c1 := row[tx.i0*classes:(tx.i0+1)*classes], row[tx.i1*classes:(tx.i1+1)*classes]
+			best, arg := float32(math.Inf(-1)), int32(0)
+			for c := range classes {
+				if s := tx.w0*c0[c] + tx.w1*c1[c]; s > best {
+					best, arg = s, int32(c)
+				}
+			}
+			out[y*width+x] = arg
+		}
 	}
 }
