@@ -86,6 +86,7 @@ func (f *trainFlags) options(console io.Writer) engine.Options {
 func Train(args []string, stdout, stderr io.Writer) int {
 	f := newTrainFlags("train", trainUsage, "override a key",
 		"the work_dir (default: work_dir of the config, else work_dirs/<config name>)", stderr)
+	pretrained := f.fs.String("pretrained", "", "initialise the backbone from a checkpoint's backbone.* weights (`PATH`; a self-supervised run's for a downstream benchmark): every backbone variable must be there, the heads start from scratch")
 	pos, err := f.parse(args, stdout)
 	if err != nil {
 		return usageExit(err)
@@ -98,7 +99,9 @@ func Train(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 1 {
 		config = pos[0]
 	}
-	return runTraining(config, f.overrides(), *f.plugins, f.options(stderr), "work_dirs", stdout, stderr)
+	opts := f.options(stderr)
+	opts.Pretrained = *pretrained
+	return runTraining(config, f.overrides(), *f.plugins, opts, "work_dirs", stdout, stderr)
 }
 
 // runTraining trains the model of a config; without opts.WorkDir, the run goes to the

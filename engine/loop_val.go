@@ -35,23 +35,42 @@ type ValLoopConfig struct{}
 func (*ValLoopConfig) Build(*registry.Env) (any, error) { return &valLoop{}, nil }
 
 type valLoop struct {
+	seg    *segVal // a segmentor scored by a SegMetric
 	loader *datasets.Loader
 	metric evaluators.Metric
 	exec   *gctx.Exec
 }
 
 func (v *valLoop) Prepare(r *Runner, d *Dataloader, evaluator registry.Spec) error {
+	if d == nil {
+		return fmt.Errorf("%s needs a dataloader (val_dataloader)", evaluator.Path)
+	}
+	built, err := registry.Build[any](r.env, evaluator)
+	if err != nil {
+		return err
+	}
+	if sm, ok := built.(evaluators.SegMetric); ok {
+		seg, ok := r.Model.(Segmentor)
+		if !ok {
+			return fmt.Errorf("%s: %s scores segmentors and %s is not one", evaluator.Path, evaluator.Type, r.Cfg.Model.Type)
+		}
+		loader, err := r.buildLoader(d, false)
+		if err != nil {
+			return fmt.Errorf("val_dataloader: %w", err)
+		}
+		if err := r.sameNormalization(loader, "val_dataloader"); err != nil {
+			return err
+		}
+		v.seg = &segVal{}
+		return v.seg.prepare(r, seg, sm, loader)
+	}
 	clf, ok := r.Model.(Classifier)
 	if !ok {
 		return fmt.Errorf("%s: %s scores classifiers and %s is not one (evaluate self-supervised features with tools/knn, tools/svm or tools/evaluate)",
 			evaluator.Path, evaluator.Type, r.Cfg.Model.Type)
 	}
-	if d == nil {
-		return fmt.Errorf("%s needs a dataloader (val_dataloader)", evaluator.Path)
-	}
-	var err error
-	if v.metric, err = registry.Build[evaluators.Metric](r.env, evaluator); err != nil {
-		return err
+	if v.metric, ok = built.(evaluators.Metric); !ok {
+		return fmt.Errorf("%s: %s is not a metric of class scores", evaluator.Path, evaluator.Type)
 	}
 	if v.loader, err = r.buildLoader(d, false); err != nil {
 		return fmt.Errorf("val_dataloader: %w", err)
@@ -66,6 +85,9 @@ func (v *valLoop) Prepare(r *Runner, d *Dataloader, evaluator registry.Spec) err
 }
 
 func (v *valLoop) Run(ctx context.Context, r *Runner) (map[string]float64, error) {
+	if v.seg != nil {
+		return v.seg.run(ctx, r)
+	}
 	n := v.loader.Dataset.Len()
 	var scores []evaluators.Features
 	labels := make([]int, n)
@@ -109,6 +131,9 @@ func (v *valLoop) Run(ctx context.Context, r *Runner) (map[string]float64, error
 }
 
 func (v *valLoop) Close() {
+	if v.seg != nil {
+		v.seg.close()
+	}
 	if v.exec != nil {
 		v.exec.Finalize()
 	}

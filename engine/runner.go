@@ -95,6 +95,7 @@ type Runner struct {
 	hooks    hooks
 	val      EvalLoop
 	step     *gctx.Exec
+	segStep  *gctx.Exec // the train step of a MaskModel, with the segmentation maps
 	features *gctx.Exec
 	progress *progress
 	logs     *runLogs
@@ -537,6 +538,19 @@ func (r *Runner) compile() {
 	if r.Devices > 1 {
 		r.step.SPMD(dataMesh(r.Devices))
 	}
+	if m, ok := r.Model.(MaskModel); ok && m.UsesMasks() {
+		r.segStep = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, idx, masks, imgShapes, lr, device *Node) *Node {
+			nn.SetDevice(ctx, images.Graph(), device)
+			if r.Autocast != dtypes.InvalidDType {
+				nn.SetAutocast(ctx, images.Graph(), r.Autocast)
+			}
+			b := models.Batch{Images: images, Indices: idx, Masks: ConvertDType(masks, dtypes.Int32), ImgShapes: imgShapes}
+			return Step(ctx, r.Model, r.Optim, b, lr)
+		})
+		if r.Devices > 1 {
+			r.segStep.SPMD(dataMesh(r.Devices))
+		}
+	}
 	r.features = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
 		return r.Model.Features(images)
 	})
@@ -565,6 +579,9 @@ func (r *Runner) Close() {
 	if r.step != nil {
 		r.step.Finalize()
 		r.features.Finalize()
+	}
+	if r.segStep != nil {
+		r.segStep.Finalize()
 	}
 	if r.val != nil {
 		r.val.Close()
@@ -699,13 +716,26 @@ func (r *Runner) Validate(ctx context.Context) error {
 	return pointWith(r, "AfterVal", metrics, func(h *Hook) func(*Runner, map[string]float64) error { return h.AfterVal })
 }
 
+// MaskModel is a model that trains on per-pixel labels (a segmentor): its train step gets
+// the batches' segmentation maps (models.Batch.Masks, 255 = ignore) and the images' sizes
+// before padding (models.Batch.ImgShapes).
+type MaskModel interface {
+	UsesMasks() bool
+}
+
 // TrainStep runs one training step with learning rate lr on a batch for each device (as
-// many as r.Devices) and returns the loss, the mean over the devices.
+// many as r.Devices) and returns the loss, the mean over the devices. The arguments of a
+// step on several devices are each device's in turn (device-major), as the SPMD program
+// takes them.
 func (r *Runner) TrainStep(batches []*datasets.Batch, lr float64) (loss float64, err error) {
 	if len(batches) != r.Devices {
 		return 0, fmt.Errorf("train step: %d batches for %d devices", len(batches), r.Devices)
 	}
-	args := make([]any, 0, 5*len(batches))
+	step := r.step
+	if r.segStep != nil {
+		step = r.segStep
+	}
+	args := make([]any, 0, 6*len(batches))
 	for d, b := range batches {
 		if b.Len() != batches[0].Len() || b.Height != batches[0].Height || b.Width != batches[0].Width {
 			return 0, fmt.Errorf("train step: device %d's batch is %d images of %dx%d, device 0's %d of %dx%d; the devices of a step need batches of one shape",
@@ -713,10 +743,23 @@ func (r *Runner) TrainStep(batches []*datasets.Batch, lr float64) (loss float64,
 		}
 		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
 		idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
-		labels := tensors.FromFlatDataAndDimensions(b.Labels, b.Len())
-		args = append(args, images, idx, labels, lr, int32(d))
+		if r.segStep == nil {
+			labels := tensors.FromFlatDataAndDimensions(b.Labels, b.Len())
+			args = append(args, images, idx, labels, lr, int32(d))
+			continue
+		}
+		if b.Masks == nil {
+			return 0, fmt.Errorf("train step: %s trains on segmentation maps and the train pipeline gives none (LoadAnnotations and PackSegInputs)", r.Cfg.Model.Type)
+		}
+		if b.MaskHeight != b.Height || b.MaskWidth != b.Width {
+			return 0, fmt.Errorf("train step: the segmentation maps are %dx%d and the images %dx%d; the train pipeline must give maps of the images' size",
+				b.MaskWidth, b.MaskHeight, b.Width, b.Height)
+		}
+		masks := tensors.FromFlatDataAndDimensions(b.Masks, b.Len(), b.MaskHeight, b.MaskWidth)
+		imgShapes := tensors.FromFlatDataAndDimensions(b.ImgShapes, b.Len(), 2)
+		args = append(args, images, idx, masks, imgShapes, lr, int32(d))
 	}
-	out, err := r.step.Exec(args...)
+	out, err := step.Exec(args...)
 	if err != nil {
 		return 0, fmt.Errorf("train step: %w", err)
 	}

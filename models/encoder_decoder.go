@@ -103,12 +103,17 @@ func (m *EncoderDecoder) Scope() *nn.Scope { return m.scope }
 // Loss is the training loss of a batch of uint8 images and their per-pixel labels
 // (b.Masks, int32 [B, H, W], 255 = ignore): the decode head's loss plus each auxiliary
 // head's (each with its loss_weight), every head's logits resized bilinearly to the labels'
-// size. Batch norms record their statistics; dropout draws from ctx.
+// size. With b.ImgShapes, the normalised padding is zeroed (ZeroPadding). Batch norms
+// record their statistics; dropout draws from ctx.
 func (m *EncoderDecoder) Loss(ctx *context.Context, b Batch) *Node {
 	if b.Masks == nil {
 		panic("EncoderDecoder: the batch has no segmentation masks")
 	}
-	feats := m.Backbone.Forward(m.Preprocessor.Apply(b.Images), true)
+	x := m.Preprocessor.Apply(b.Images)
+	if b.ImgShapes != nil {
+		x = ZeroPadding(x, b.ImgShapes)
+	}
+	feats := m.Backbone.Forward(x, true)
 	loss := m.DecodeHead.Loss(ctx, m.DecodeHead.Forward(ctx, feats, true), b.Masks)
 	for _, h := range m.AuxHeads {
 		loss = Add(loss, h.Loss(ctx, h.Forward(ctx, feats, true), b.Masks))
@@ -131,3 +136,7 @@ func (m *EncoderDecoder) Features(images *Node) *Node {
 	feats := m.Backbone.Forward(m.Preprocessor.Apply(images), false)
 	return nn.GlobalAvgPool(feats[len(feats)-1])
 }
+
+// UsesMasks reports that the model trains on per-pixel labels: the runner passes the
+// batches' segmentation maps and image sizes to Loss.
+func (m *EncoderDecoder) UsesMasks() bool { return true }

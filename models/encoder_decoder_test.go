@@ -105,3 +105,33 @@ func TestDropout2d(t *testing.T) {
 		}
 	}
 }
+
+// ZeroPadding zeroes the pixels outside each image's size (img_shape), as mmseg pads after
+// normalising.
+func TestZeroPadding(t *testing.T) {
+	x := make([]float64, 2*3*4*2)
+	for i := range x {
+		x[i] = float64(i + 1)
+	}
+	out := context.MustExecOnce(pureGo(t), context.New(), func(ctx *context.Context, x, s *Node) *Node {
+		return models.ZeroPadding(x, s)
+	}, tensors.FromFlatDataAndDimensions(x, 2, 3, 4, 2), tensors.FromFlatDataAndDimensions([]int32{2, 3, 3, 4}, 2, 2))
+	got := tensors.MustCopyFlatData[float64](out)
+	sizes := [][2]int{{2, 3}, {3, 4}}
+	for b := range 2 {
+		for y := range 3 {
+			for xx := range 4 {
+				for c := range 2 {
+					i := ((b*3+y)*4+xx)*2 + c
+					want := x[i]
+					if y >= sizes[b][0] || xx >= sizes[b][1] {
+						want = 0
+					}
+					if got[i] != want {
+						t.Fatalf("image %d pixel (%d, %d) channel %d: %g, want %g", b, y, xx, c, got[i], want)
+					}
+				}
+			}
+		}
+	}
+}

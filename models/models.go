@@ -54,6 +54,10 @@ type Batch struct {
 	Negatives *Node
 	// Masks are the per-pixel class labels of segmentation (int32 [B, H, W], 255 = ignore).
 	Masks *Node
+	// ImgShapes, when not nil, are each image's size before the pipeline's Pad (int32
+	// [B, 2]: height, width; mmseg's img_shape): a segmentor zeroes the normalised pixels
+	// outside it, as mmseg pads after normalising.
+	ImgShapes *Node
 }
 
 // DecodeHead is a segmentation head (mmseg's decode and auxiliary heads).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/goselfsup/goselfsup/registry"
 )
@@ -80,4 +81,21 @@ func (p Preprocessor) Apply(images *Node) *Node {
 	mean := Reshape(ConvertDType(Const(g, p.Mean[:]), dtype), 1, 1, 1, 3)
 	std := Reshape(ConvertDType(Const(g, p.Std[:]), dtype), 1, 1, 1, 3)
 	return Div(Sub(x, mean), std)
+}
+
+// ZeroPadding sets the pixels of x ([B, H, W, C]) outside each image's size (imgShapes,
+// int32 [B, 2]: height, width) to 0. The data pipeline pads the uint8 images before the
+// model normalises them; mmseg pads after normalising (SegDataPreProcessor, pad_val 0), so
+// zeroing the padding after Apply gives mmseg's input.
+func ZeroPadding(x, imgShapes *Node) *Node {
+	g := x.Graph()
+	dims := x.Shape().Dimensions
+	b, h, w := dims[0], dims[1], dims[2]
+	rows := Iota(g, shapes.Make(dtypes.Int32, b, h, w), 1)
+	cols := Iota(g, shapes.Make(dtypes.Int32, b, h, w), 2)
+	hs := BroadcastToDims(Reshape(Slice(imgShapes, AxisRange(), AxisElem(0)), b, 1, 1), b, h, w)
+	ws := BroadcastToDims(Reshape(Slice(imgShapes, AxisRange(), AxisElem(1)), b, 1, 1), b, h, w)
+	inside := LogicalAnd(LessThan(rows, hs), LessThan(cols, ws))
+	inside = BroadcastToDims(ExpandAxes(inside, -1), dims...)
+	return Where(inside, x, ZerosLike(x))
 }

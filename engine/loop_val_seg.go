@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	gctx "github.com/gomlx/gomlx/pkg/ml/context"
+	"go.uber.org/zap"
+
+	"github.com/goselfsup/goselfsup/datasets"
+	"github.com/goselfsup/goselfsup/evaluators"
+	"github.com/goselfsup/goselfsup/segvis"
+)
+
+// Segmentor is a model that labels each pixel: whole-image inference in eval mode, the
+// logits [B, H, W, classes] of uint8 images [B, H, W, 3] at the images' size
+// (models.EncoderDecoder).
+type Segmentor interface {
+	Logits(images *Node) *Node
+}
+
+// segOverlays is the number of validation images whose prediction each validation saves,
+// overlaid in the palette, under the run folder's vis_data/seg/iter_<N> (or epoch_<N>).
+const segOverlays = 4
+
+// segVal is the val loop of a segmentor scored by an evaluators.SegMetric, as mmseg's
+// ValLoop with an IoUMetric: each image's logits, resized bilinearly to its original size
+// (its label map's, which the test pipeline loads after Resize), then the argmax, scored
+// against the label map; the metric accumulates over the dataset.
+type segVal struct {
+	loader  *datasets.Loader
+	metric  evaluators.SegMetric
+	classes []string
+	palette segvis.Palette
+	seg     Segmentor
+	exec    *gctx.Exec
+	shapes  map[[2]int]bool // the input sizes exec has compiled
+}
+
+// segMaxShapes is the number of input sizes one validation executable compiles before it is
+// replaced: the test pipeline keeps each image's ratio, so a dataset has many sizes, and
+// each compiled graph holds its memory (GoMLX refuses a 33rd by default).
+const segMaxShapes = 8
+
+// newExec makes the executable of the logits at the input size. They are resized to the
+// original size on the CPU (segArgmax): at the original size the logits of one image can
+// take hundreds of MB (COCO's 640x480 x 200 classes).
+func (v *segVal) newExec(r *Runner) {
+	if v.exec != nil {
+		v.exec.Finalize()
+	}
+	seg := v.seg
+	v.exec = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
+		return seg.Logits(images)
+	})
+	v.shapes = map[[2]int]bool{}
+}
+
+func (v *segVal) prepare(r *Runner, seg Segmentor, metric evaluators.SegMetric, loader *datasets.Loader) error {
+	v.loader, v.metric = loader, metric
+	v.classes = loader.Dataset.Source.Classes()
+	if _, err := metric.NewSegAccumulator(v.classes); err != nil {
+		return fmt.Errorf("val_evaluator: %w", err)
+	}
+	v.palette = segvis.VOCColormap(len(v.classes))
+	if src, ok := loader.Dataset.Source.(datasets.SegSource); ok && len(src.Palette()) >= len(v.classes) {
+		v.palette = src.Palette()
+	}
+	v.seg = seg
+	v.newExec(r)
+	return nil
+}
+
+func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("validation: %v", p)
+		}
+	}()
+	acc, err := v.metric.NewSegAccumulator(v.classes)
+	if err != nil {
+		return nil, err
+	}
+	stage := fmt.Sprintf("epoch_%d", r.Epoch)
+	what := fmt.Sprintf("Epoch(val) [%d]", r.Epoch)
+	if r.Loop.IterBased() {
+		stage, what = fmt.Sprintf("iter_%d", r.Iter), fmt.Sprintf("Iter(val) [%d]", r.Iter)
+	}
+	visDir := filepath.Join(r.RunDir, "vis_data", "seg", stage)
+	n, done, saved := v.loader.Dataset.Len(), 0, 0
+	start := time.Now()
+	for b, err := range v.loader.Epoch(ctx, 0) {
+		if err != nil {
+			return nil, err
+		}
+		if b.Masks == nil {
+			return nil, fmt.Errorf("validation: val_dataloader's pipeline gives no segmentation maps (LoadAnnotations and PackSegInputs)")
+		}
+		for i := range b.Len() {
+			if oh, ow := int(b.OriShapes[2*i]), int(b.OriShapes[2*i+1]); oh != b.MaskHeight || ow != b.MaskWidth {
+				return nil, fmt.Errorf("validation: sample %d's label map is %dx%d and its image was %dx%d: the test pipeline must load the annotations at the original size (LoadAnnotations after Resize)",
+					b.Indices[i], b.MaskWidth, b.MaskHeight, ow, oh)
+			}
+		}
+		if size := [2]int{b.Height, b.Width}; !v.shapes[size] {
+			if len(v.shapes) >= segMaxShapes {
+				v.newExec(r)
+			}
+			v.shapes[size] = true
+		}
+		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
+		outs, err := v.exec.Exec(images)
+		if err != nil {
+			return nil, fmt.Errorf("validation: %w", err)
+		}
+		logits, err := float32s(outs[0])
+		outs[0].FinalizeAll()
+		if err != nil {
+			return nil, err
+		}
+		classes := len(logits) / (b.Len() * b.Height * b.Width)
+		area, px := b.MaskHeight*b.MaskWidth, b.Height*b.Width
+		orig := make([]int32, b.Len()*area)
+		small := make([]int32, b.Len()*px)
+		for i := range b.Len() {
+			l := logits[i*px*classes : (i+1)*px*classes]
+			segArgmax(l, b.Height, b.Width, classes, b.MaskHeight, b.MaskWidth, orig[i*area:(i+1)*area])
+			segArgmax(l, b.Height, b.Width, classes, b.Height, b.Width, small[i*px:(i+1)*px])
+		}
+		label := make([]int32, area)
+		for i := range b.Len() {
+			for j, l := range b.Masks[i*area : (i+1)*area] {
+				label[j] = int32(l)
+			}
+			if err := acc.Add(orig[i*area:(i+1)*area], label); err != nil {
+				return nil, fmt.Errorf("validation, sample %d: %w", b.Indices[i], err)
+			}
+			if saved < segOverlays {
+				if err := os.MkdirAll(visDir, 0o755); err != nil {
+					return nil, err
+				}
+				path := filepath.Join(visDir, fmt.Sprintf("%06d.png", b.Indices[i]))
+				if err := segvis.WriteOverlay(path, b.Images[i*px*3:(i+1)*px*3], b.Height, b.Width, small[i*px:(i+1)*px], v.palette, 0.5); err != nil {
+					return nil, fmt.Errorf("validation: %w", err)
+				}
+				saved++
+			}
+		}
+		done += b.Len()
+		eta := time.Duration(float64(time.Since(start)) / float64(done) * float64(n-done))
+		r.progress.update("val", done, n, eta, "")
+	}
+	r.progress.clear()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	metrics, table := acc.Result()
+	r.Log.Info("per class results:\n" + table)
+	fields := []zap.Field{}
+	for _, k := range slices.Sorted(maps.Keys(metrics)) {
+		if !strings.Contains(k, ".") { // the summary; the per-class values are in the table
+			fields = append(fields, zap.Float64(k, metrics[k]))
+		}
+	}
+	r.Log.Info(what, fields...)
+	if saved > 0 {
+		r.Log.Info("validation overlays", zap.String("dir", visDir), zap.Int("images", saved))
+	}
+	r.LogScalars(metrics)
+	return metrics, nil
+}
+
+func (v *segVal) close() {
+	if v.exec != nil {
+		v.exec.Finalize()
+	}
+}
+
+// segArgmax writes to out (height x width) the argmax over the classes of logits (h x w x
+// classes) resized bilinearly to height x width with PyTorch's align_corners=False (as
+// nn.Resize): the source of output pixel d is (d + 0.5) * in/out - 0.5, clamped at 0,
+// between floor and floor + 1 (clamped at in - 1). The first of equal scores wins, as
+// torch.argmax.
+func segArgmax(logits []float32, h, w, classes, height, width int, out []int32) {
+	type tap struct {
+		i0, i1 int
+		w0, w1 float32
+	}
+	taps := func(in, n int) []tap {
+		t := make([]tap, n)
+		scale := float64(in) / float64(n)
+		for d := range t {
+			src := max((float64(d)+0.5)*scale-0.5, 0)
+			i0 := min(int(src), in-1)
+			i1 := min(i0+1, in-1)
+			f := src - float64(i0)
+			t[d] = tap{i0, i1, float32(1 - f), float32(f)}
+		}
+		return t
+	}
+	ys, xs := taps(h, height), taps(w, width)
+	row := make([]float32, w*classes) // the row's interpolation along y
+	for y, ty := range ys {
+		r0, r1 := logits[ty.i0*w*classes:(ty.i0+1)*w*classes], logits[ty.i1*w*classes:(ty.i1+1)*w*classes]
+		for k := range row {
+			row[k] = ty.w0*r0[k] + ty.w1*r1[k]
+		}
+		for x, tx := range xs {
+			c0, c1 := row[tx.i0*classes:(tx.i0+1)*classes], row[tx.i1*classes:(tx.i1+1)*classes]
+			best, arg := float32(math.Inf(-1)), int32(0)
+			for c := range classes {
+				if s := tx.w0*c0[c] + tx.w1*c1[c]; s > best {
+					best, arg = s, int32(c)
+				}
+			}
+			out[y*width+x] = arg
+		}
+	}
+}
