@@ -161,11 +161,15 @@ func optionalValue(args []string, name, implied string) []string {
 
 // printMetrics prints a run's final metrics as one table: a row per metric in natural order
 // (k10 before k100), the trained value and, where the run measured it, the random-init one
-// beside it.
+// beside it. Per-class metrics (named metric.class, such as IoU.person) stay in the run's
+// metrics.json and log.
 func printMetrics(w io.Writer, m map[string]float64, runDir string) {
 	const random = "random_init_"
 	var names []string
 	for k := range m {
+		if strings.Contains(k, ".") {
+			continue
+		}
 		names = append(names, strings.TrimPrefix(k, random))
 	}
 	slices.SortFunc(names, naturalCompare)

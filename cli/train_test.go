@@ -167,3 +167,13 @@ func TestAutoScaleLRFlag(t *testing.T) {
 		t.Errorf("the demo (no auto_scale_lr) with --auto-scale-lr: exit %d: %s", code, errOut)
 	}
 }
+
+// The final table lists summary metrics; per-class ones (IoU.person) stay in metrics.json.
+func TestPrintMetricsLeavesPerClassValues(t *testing.T) {
+	var b strings.Builder
+	printMetrics(&b, map[string]float64{"mIoU": 41.5, "aAcc": 80, "IoU.person": 60, "Acc.person": 70}, "run")
+	out := b.String()
+	if !strings.Contains(out, "mIoU") || !strings.Contains(out, "aAcc") || strings.Contains(out, "person") {
+		t.Errorf("printed:\n%s", out)
+	}
+}
