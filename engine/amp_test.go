@@ -48,11 +48,7 @@ func runSteps(t *testing.T, wrapper map[string]any) (*engine.Runner, []float64) 
 	t.Helper()
 	tree, cfg := testConfig(t, demoSizeConfig(wrapper), "amp")
 	var losses []float64
-	hook := &engine.Hook{Name: "losses", Priority: engine.PriorityLowest,
-		AfterTrainIter: func(_ *engine.Runner, it engine.IterInfo) error {
-			losses = append(losses, it.Loss)
-			return nil
-		}}
+	hook := recordLosses(&losses)
 	console := &strings.Builder{}
 	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: filepath.Join(t.TempDir(), "run"), Console: console,
 		Hooks: []*engine.Hook{hook}})

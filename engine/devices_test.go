@@ -47,10 +47,7 @@ func dataParallel(t *testing.T, norm string, devices int, sets ...string) (*engi
 		"train_cfg":     map[string]any{"type": "EpochBasedTrainLoop", "max_epochs": 1},
 	}, "data-parallel", sets...)
 	var losses []float64
-	record := &engine.Hook{Name: "losses", AfterTrainIter: func(_ *engine.Runner, it engine.IterInfo) error {
-		losses = append(losses, it.Loss)
-		return nil
-	}}
+	record := recordLosses(&losses)
 	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: filepath.Join(t.TempDir(), "run"), Console: &strings.Builder{},
 		Hooks: []*engine.Hook{record}})
 	if err != nil {

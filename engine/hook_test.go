@@ -156,10 +156,7 @@ func startRun(t *testing.T, dir string, sets ...string) error {
 // the epoch's minimum under their own names.
 func TestLoggerWindowsAndCustomCfg(t *testing.T) {
 	var losses []float64
-	record := &engine.Hook{Name: "record", AfterTrainIter: func(_ *engine.Runner, it engine.IterInfo) error {
-		losses = append(losses, it.Loss)
-		return nil
-	}}
+	record := recordLosses(&losses)
 	r, err := train(t, t.TempDir(), engine.Options{Hooks: []*engine.Hook{record}}, context.Background(),
 		"custom_hooks=[]", "train_cfg.max_epochs=2", "param_scheduler=[]", "default_hooks.logger.interval=3",
 		"log_processor.window_size=2",

@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -56,6 +58,36 @@ func ReadNPY(r io.Reader) (*tensors.Tensor, error) {
 	}
 	if rerr != nil {
 		return nil, fmt.Errorf("npy: data: %w", rerr)
+	}
+	return t, nil
+}
+
+// SaveNPY writes t to the .npy file path, making its folder.
+func SaveNPY(path string, t *tensors.Tensor) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := WriteNPY(f, t); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// LoadNPY reads the .npy file path.
+func LoadNPY(path string) (*tensors.Tensor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := ReadNPY(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return t, nil
 }

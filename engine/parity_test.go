@@ -263,26 +263,16 @@ func toFloats(t *tensors.Tensor) []float64 {
 
 func saveNPY(t *testing.T, path string, tt *tensors.Tensor) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := engine.WriteNPY(f, tt); err != nil {
+	if err := engine.SaveNPY(path, tt); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func loadNPY(t *testing.T, path string) *tensors.Tensor {
 	t.Helper()
-	f, err := os.Open(path)
+	tt, err := engine.LoadNPY(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	tt, err := engine.ReadNPY(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return tt
 }

@@ -123,6 +123,15 @@ func TestTrainLeavesAWorkDir(t *testing.T) {
 	}
 }
 
+// recordLosses returns a hook that appends each iteration's loss to *losses.
+func recordLosses(losses *[]float64) *engine.Hook {
+	return &engine.Hook{Name: "losses", Priority: engine.PriorityLowest,
+		AfterTrainIter: func(_ *engine.Runner, it engine.IterInfo) error {
+			*losses = append(*losses, it.Loss)
+			return nil
+		}}
+}
+
 // cancelAt stops the run at an iteration, as a kill would, without saving anything.
 func cancelAt(epoch, iter int, cancel context.CancelFunc) *engine.Hook {
 	return &engine.Hook{Name: "cancelAt", Priority: engine.PriorityLowest,

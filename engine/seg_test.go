@@ -130,10 +130,7 @@ func TestSegmentationTrainsAndValidates(t *testing.T) {
 	tree, cfg := segConfig(t, root)
 	console := &strings.Builder{}
 	var losses []float64
-	record := &engine.Hook{Name: "losses", AfterTrainIter: func(_ *engine.Runner, info engine.IterInfo) error {
-		losses = append(losses, info.Loss)
-		return nil
-	}}
+	record := recordLosses(&losses)
 	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: console, Hooks: []*engine.Hook{record}})
 	if err != nil {
 		t.Fatal(err)
@@ -257,10 +254,7 @@ func TestSegmentationTrainsOnTwoDevices(t *testing.T) {
 	tree, cfg := segConfig(t, root, `backend="go:devices=2"`, "train_dataloader.batch_size=2", "train_cfg.max_iters=3", "train_cfg.val_interval=3")
 	console := &strings.Builder{}
 	var losses []float64
-	record := &engine.Hook{Name: "losses", AfterTrainIter: func(_ *engine.Runner, info engine.IterInfo) error {
-		losses = append(losses, info.Loss)
-		return nil
-	}}
+	record := recordLosses(&losses)
 	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: console, Hooks: []*engine.Hook{record}})
 	if err != nil {
 		t.Fatal(err)

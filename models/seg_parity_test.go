@@ -45,29 +45,16 @@ func runSegReference(t *testing.T, python, mode, dir string) {
 
 func writeNPY(t *testing.T, path string, tt *tensors.Tensor) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := engine.WriteNPY(f, tt); err != nil {
+	if err := engine.SaveNPY(path, tt); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func readNPY(t *testing.T, path string) *tensors.Tensor {
 	t.Helper()
-	f, err := os.Open(path)
+	tt, err := engine.LoadNPY(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	tt, err := engine.ReadNPY(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return tt
 }

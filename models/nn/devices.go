@@ -56,15 +56,6 @@ func AllSum(x *Node) *Node {
 	return Add(g.Distributed().AllReduceOne(fixed, backends.ReduceOpSum), Sub(routed, fixed))
 }
 
-// AllMean averages x over the devices, as AllSum.
-func AllMean(x *Node) *Node {
-	n := x.Graph().NumDevices()
-	if n <= 1 {
-		return x
-	}
-	return DivScalar(AllSum(x), float64(n))
-}
-
 // SumAcross sums x over the devices without a gradient: for values that leave the graph
 // (the logged loss) or that the gradient does not flow through.
 func SumAcross(x *Node) *Node {
