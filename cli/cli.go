@@ -31,7 +31,6 @@ import (
 
 	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/internal/cmdline"
-	"github.com/goselfsup/goselfsup/plugins/host"
 	"github.com/goselfsup/goselfsup/registry"
 
 	// The built-in components register themselves.
@@ -95,10 +94,7 @@ func loadConfig(path string, overrides, extraPluginDirs []string, log *zap.Logge
 // runs). Clashing plugin components are left out, and noted with the plugins that did not
 // load; tools/plugin list reports them. log receives the plugins' log lines.
 func componentRegistry(extraPluginDirs []string, log *zap.Logger) *registry.Registry {
-	h := host.New(host.Options{Dirs: pluginDirs(extraPluginDirs), Log: log})
-	if len(h.Binaries())+len(h.NotLoaded()) == 0 {
-		return registry.Default
-	}
+	h := newHost(pluginDirs(extraPluginDirs), log)
 	reg, _ := h.Extend(registry.Default)
 	return reg
 }

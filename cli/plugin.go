@@ -13,7 +13,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/goselfsup/goselfsup/plugins/host"
+	"github.com/goselfsup/goselfsup/plugins/segbench"
 	"github.com/goselfsup/goselfsup/registry"
 )
 
@@ -27,6 +30,11 @@ of a name wins). A project's ./plugins folder is searched only when named with -
 A plugin runs (to describe itself, or to evaluate) only once approved: when its binary's
 sha256 matches the one its goselfsup-plugin-<name>_SHA256SUM file records, which
 verify --write writes. One not approved, or changed since, is listed, and not run.
+
+goselfsup's own plugins (seg: the segmentation benchmark MMSegBenchmark) need no
+installing: the tools build them from the checkout they run in, with go build, the first
+time a config names one of their components, into a folder of the user's cache, and record
+their checksum there. An installed plugin of the same name takes the place of one of them.
 
   list       the plugins found, their components, checksum state, and why any did not load
   describe   a plugin's manifest; --start also starts it, asks it over gRPC and times that
@@ -58,6 +66,20 @@ func pluginDirs(extra []string) []string {
 	return dirs
 }
 
+// FirstPartyPlugins are goselfsup's own plugins: the tools know their components without
+// starting them, and build them from the checkout the first time one runs (unless a
+// searched folder holds a plugin of the same name).
+func FirstPartyPlugins() []host.FirstParty {
+	seg := segbench.Plugin()
+	return []host.FirstParty{{Name: seg.Name, Package: host.Module + "/cmd/goselfsup-plugin-seg", Manifest: seg.Manifest()}}
+}
+
+// newHost finds the plugins of dirs, with the first-party ones; log receives the plugins'
+// log lines and the first-party builds' messages.
+func newHost(dirs []string, log *zap.Logger) *host.Host {
+	return host.New(host.Options{Dirs: dirs, Log: log, FirstParty: FirstPartyPlugins()})
+}
+
 // Plugin is the entry point of tools/plugin. It depends on no working directory: it finds
 // plugins in the folders named, $GOSELFSUP_PLUGIN_PATH's and the user's.
 func Plugin(args []string, stdout, stderr io.Writer) int {
@@ -81,7 +103,7 @@ func Plugin(args []string, stdout, stderr io.Writer) int {
 		return usageExit(err)
 	}
 	dirs := pluginDirs(*extra)
-	h := host.New(host.Options{Dirs: dirs, Log: consoleLogger(stderr)})
+	h := newHost(dirs, consoleLogger(stderr))
 	defer h.Close()
 	switch args[0] {
 	case "list":
@@ -125,7 +147,11 @@ func pluginList(h *host.Host, dirs []string, stdout io.Writer) int {
 			}
 			comps = strings.Join(names, ", ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, version, checksumState(b), comps, b.Path)
+		path := b.Path
+		if b.FirstParty() {
+			path = "(first-party: built from this checkout when it first runs)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, version, checksumState(b), comps, path)
 		for _, s := range b.Shadowed {
 			fmt.Fprintf(tw, "\t\t\t(shadowed)\t%s\n", s)
 		}
@@ -149,6 +175,8 @@ func pluginList(h *host.Host, dirs []string, stdout io.Writer) int {
 // checksumState is a binary's checksum, as list shows it.
 func checksumState(b *host.Binary) string {
 	switch {
+	case b.FirstParty():
+		return "at build"
 	case b.Err == nil:
 		return "verified" // New verified it
 	case errors.Is(b.Err, host.ErrUntrusted):
@@ -217,6 +245,10 @@ func pluginVerify(h *host.Host, names []string, write bool, stdout, stderr io.Wr
 	}
 	rc := exitOK
 	for _, b := range targets {
+		if b.FirstParty() {
+			fmt.Fprintf(stdout, "%s: first-party: built from this checkout when it first runs, its checksum recorded then\n", b.Name)
+			continue
+		}
 		if write {
 			sum, err := host.SHA256(b.Path)
 			if err == nil {

@@ -31,6 +31,13 @@ type Config struct {
 	DefaultHooks map[string]registry.Spec `toml:"default_hooks" registry:"hooks"`
 	CustomHooks  []registry.Spec          `toml:"custom_hooks" registry:"hooks"`
 
+	// Benchmark is the downstream benchmark that tools/evaluate runs the config with, when
+	// the config is a whole fine-tuning run (segmentation, detection) rather than features
+	// to evaluate: an evaluators.Benchmark, such as the segmentation plugin's MMSegBenchmark,
+	// which receives the config without this key. tools/train ignores it.
+	// goselfsup's own key.
+	Benchmark registry.Spec `toml:"benchmark" registry:"benchmarks"`
+
 	// PoolCfg pools backbone features for extraction (kNN, SVM), as mmselfsup's Extractor.
 	PoolCfg registry.Spec `toml:"pool_cfg" registry:"poolings"`
 

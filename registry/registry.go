@@ -43,6 +43,9 @@ const (
 	Hooks           = "hooks"
 	Evaluators      = "evaluators"
 	Poolings        = "poolings" // feature pooling for extraction (AvgPool2d, MultiPooling)
+	// Benchmarks are downstream benchmarks that fine-tune and test a model of their own from
+	// a checkpoint (segmentation, detection): a config's benchmark key.
+	Benchmarks = "benchmarks"
 )
 
 // Component is a registered config type.

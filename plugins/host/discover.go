@@ -68,7 +68,15 @@ type Binary struct {
 	// Err says why the plugin did not load (nil when it did): ErrUntrusted, ErrChecksum, or
 	// a failed `describe`. A plugin that did not load was not run.
 	Err error
+
+	// firstParty is set for a first-party plugin that the host builds when it starts it;
+	// Path, Dir and Checksum are set by the build.
+	firstParty *FirstParty
 }
+
+// FirstParty reports whether the binary is one of goselfsup's own plugins, built from the
+// checkout when it first runs (then Path is "" until it is built).
+func (b *Binary) FirstParty() bool { return b.firstParty != nil }
 
 // find lists the plugin binaries of dirs; the first of a name wins. It runs nothing.
 func find(dirs []string) ([]*Binary, []error) {

@@ -38,6 +38,12 @@ type Options struct {
 	// user's cache folder; "-": no cache).
 	CacheDir string
 
+	// FirstParty are the plugins of goselfsup's source tree, built on first use unless a
+	// searched folder holds one of the same name.
+	FirstParty []FirstParty
+	// BuildDir receives the first-party plugins built ("": DefaultBuildDir of the checkout).
+	BuildDir string
+
 	// versions are the protocol versions this host speaks (tests change them).
 	versions []int
 }
@@ -101,6 +107,8 @@ func New(opts Options) *Host {
 		b.Manifest = m
 		h.binaries = append(h.binaries, b)
 	}
+	h.addFirstParty()
+	sort.Slice(h.binaries, func(i, j int) bool { return h.binaries[i].Name < h.binaries[j].Name })
 	return h
 }
 
@@ -163,8 +171,14 @@ type Session struct {
 // Start starts a plugin process and connects to it. stderrLog, when not empty, receives
 // the plugin's raw standard error (its log lines, and a panic's trace). It refuses a plugin
 // that did not load, and one whose binary no longer matches its checksum file: go-plugin
-// hashes the binary immediately before it starts it (SecureConfig).
+// hashes the binary immediately before it starts it (SecureConfig). A first-party plugin is
+// built first.
 func (h *Host) Start(b *Binary, stderrLog string) (_ *Session, err error) {
+	if b.firstParty != nil {
+		if err := h.buildFirstParty(context.Background(), b); err != nil {
+			return nil, err
+		}
+	}
 	if b.Err != nil {
 		return nil, fmt.Errorf("plugin %s (%s) did not load, and is not run: %w", b.Name, b.Path, b.Err)
 	}

@@ -26,6 +26,30 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "9c3b5a1e0f7d4c2a8e6b1d3f5a7c9e0b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c",
 }
 
+// The namespaces of plugin components (Component.namespace of the manifest).
+const (
+	// NamespaceEvaluators: a component that evaluates extracted features (the input
+	// InputFeaturesDir).
+	NamespaceEvaluators = "evaluators"
+	// NamespaceBenchmarks: a downstream benchmark that is a whole run of its own (inputs
+	// InputConfig, InputBaseDir and InputResume).
+	NamespaceBenchmarks = "benchmarks"
+)
+
+// The names of EvaluateRequest.inputs.
+const (
+	// InputFeaturesDir is the folder of tools/extract's .npy files (evaluators).
+	InputFeaturesDir = "features_dir"
+	// InputConfig is the benchmark's merged config, a TOML file (benchmarks).
+	InputConfig = "config"
+	// InputBaseDir is the folder against which the config's relative paths resolve: the
+	// host's working directory (benchmarks).
+	InputBaseDir = "base_dir"
+	// InputResume continues an interrupted run: "auto" (the newest checkpoint in the
+	// work_dir) or a checkpoint's path; absent to start afresh (benchmarks).
+	InputResume = "resume"
+)
+
 // PluginKey names the Plugin service in go-plugin's plugin set.
 const PluginKey = "goselfsup"
 

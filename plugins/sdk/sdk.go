@@ -31,6 +31,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -69,12 +70,20 @@ type Plugin struct {
 	Components []Component
 }
 
-// Component is one evaluator a plugin offers.
+// Component is one evaluator or benchmark a plugin offers.
 type Component struct {
 	// Type is what a config's type = "..." names; it must not clash with goselfsup's own
 	// components or another plugin's.
 	Type string
 	Doc  string
+	// Namespace says what the component is: "evaluators" (the default) evaluates the
+	// features that goselfsup extracts (Run.Inputs["features_dir"]), as a config's
+	// val_evaluator; "benchmarks" is a downstream benchmark that is a whole run of its own,
+	// as a config's benchmark key: it receives the merged config (Inputs["config"]), the
+	// folder its relative paths resolve against (Inputs["base_dir"]) and, to continue an
+	// interrupted run, Inputs["resume"] ("auto" or a checkpoint), besides the checkpoint
+	// and the work_dir.
+	Namespace string
 	// Config returns a new pointer to the component's config struct, holding its defaults.
 	// The keys of its config table (their names, types, docs, defaults, and which are
 	// required) are derived from the struct's fields and tags: see Keys. The host refuses
@@ -92,7 +101,9 @@ type Run struct {
 	Checkpoint string
 	// WorkDir is where the run may write files.
 	WorkDir string
-	// Inputs are named paths: "features_dir" holds tools/extract's .npy files.
+	// Inputs are named paths: "features_dir" holds tools/extract's .npy files (an
+	// evaluator's); "config", "base_dir" and "resume" are a benchmark's (see
+	// Component.Namespace).
 	Inputs map[string]string
 	// Log writes log lines that the host shows with their level.
 	Log *zap.Logger
@@ -170,6 +181,9 @@ func (p *Plugin) check() error {
 		if !typeName.MatchString(c.Type) {
 			errs = append(errs, fmt.Errorf("component type %q: use letters, digits and _", c.Type))
 		}
+		if c.Namespace != "" && c.Namespace != protocol.NamespaceEvaluators && c.Namespace != protocol.NamespaceBenchmarks {
+			errs = append(errs, fmt.Errorf("component %s: namespace %q: use %q or %q", c.Type, c.Namespace, protocol.NamespaceEvaluators, protocol.NamespaceBenchmarks))
+		}
 		if seen[c.Type] {
 			errs = append(errs, fmt.Errorf("component %s twice", c.Type))
 		}
@@ -188,7 +202,7 @@ func (p *Plugin) check() error {
 func (p *Plugin) Manifest() *pb.Manifest {
 	m := &pb.Manifest{Name: p.Name, Version: p.Version, ProtocolVersion: protocol.Version, SdkVersion: Version}
 	for _, c := range p.Components {
-		pc := &pb.Component{Namespace: "evaluators", Type: c.Type, Doc: c.Doc}
+		pc := &pb.Component{Namespace: cmp.Or(c.Namespace, protocol.NamespaceEvaluators), Type: c.Type, Doc: c.Doc}
 		keys, _ := c.Keys() // check reported errors
 		for _, k := range keys {
 			pc.Keys = append(pc.Keys, &pb.ConfigKey{Name: k.Name, Type: k.Type, Doc: k.Doc, Default: k.Default, Required: k.Required})
