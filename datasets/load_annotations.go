@@ -9,7 +9,8 @@ import (
 )
 
 // LoadAnnotationsConfig is mmseg's LoadAnnotations: it reads the sample's segmentation map
-// (gt_seg_map) from the file the dataset names.
+// (gt_seg_map) from the file the dataset names, applies reduce_zero_label and then the
+// dataset's class subset (label_map), in mmseg's order.
 type LoadAnnotationsConfig struct {
 	ReduceZeroLabel *bool  `toml:"reduce_zero_label" doc:"label 0 becomes 255 (ignored) and the others shift down by one; unset: the dataset's reduce_zero_label"`
 	ImdecodeBackend string `toml:"imdecode_backend" doc:"mmseg's decoder of the maps (pillow); no effect: PNGs are decoded by Go's image/png, with the same indices"`
@@ -68,6 +69,11 @@ func (t *loadAnnotations) Apply(s *Sample, _ *rand.Rand) error {
 				return &LoadError{Path: info.Path, Err: fmt.Errorf("the segmentation map has the value %d at (x %d, y %d): classes are 0 to %d, and %d is ignored",
 					v, i%m.Width, i/m.Width, info.Classes-1, info.IgnoreIndex)}
 			}
+		}
+	}
+	if lm := info.LabelMap; lm != nil { // mmseg: the class subset's label_map, after reduce_zero_label
+		for i, v := range m.Pix {
+			m.Pix[i] = lm[v]
 		}
 	}
 	s.Mask = m

@@ -14,14 +14,17 @@ type Mask struct {
 	Pix           []uint8 // len = Width * Height
 }
 
-// SegMapInfo is where a sample's segmentation map is and how to check it: what mmseg's
-// BaseSegDataset puts in each data_info (seg_map_path, reduce_zero_label) with the number of
-// classes, which goselfsup checks the map's values against.
+// SegMapInfo is where a sample's segmentation map is and how to read it: what mmseg's
+// BaseSegDataset puts in each data_info (seg_map_path, reduce_zero_label, label_map) with the
+// number of the dataset's own classes, which goselfsup checks the map's values against.
 type SegMapInfo struct {
 	Path            string
-	Classes         int
+	Classes         int // the dataset's own classes: values (after reduce_zero_label) below it
 	IgnoreIndex     int // 255 in mmseg
 	ReduceZeroLabel bool
+	// LabelMap is mmseg's label_map of a class subset, as a table of the 256 values: a value
+	// after reduce_zero_label becomes LabelMap[value]. nil: no subset.
+	LabelMap []uint8
 }
 
 // Clone returns a copy.

@@ -20,13 +20,17 @@ func init() {
 		func() *PascalVOCDatasetConfig {
 			c := PascalVOCDatasetConfig{newBaseSegDatasetConfig()}
 			c.DataPrefix = DataPrefix{ImgPath: "JPEGImages", SegMapPath: "SegmentationClass"}
-			c.Metainfo = SegMetainfo{Classes: VOCSegClasses, Palette: VOCSegPalette}
+			c.Metainfo = vocSegMetainfo
 			return &c
 		})
 }
 
 // VOCSegClasses are mmseg's PascalVOCDataset classes: background and VOC's twenty.
 var VOCSegClasses = append([]string{"background"}, VOCClasses...)
+
+// vocSegMetainfo is PascalVOCDataset's METAINFO: its own classes, of which metainfo.classes
+// (mmseg 1.x) or classes may name a subset.
+var vocSegMetainfo = SegMetainfo{Classes: VOCSegClasses, Palette: VOCSegPalette}
 
 // VOCSegPalette is mmseg's PascalVOCDataset palette (VOC's colour map).
 var VOCSegPalette = [][]int{{0, 0, 0}, {128, 0, 0}, {0, 128, 0}, {128, 128, 0}, {0, 0, 128}, {128, 0, 128},
@@ -39,10 +43,12 @@ func (c *PascalVOCDatasetConfig) Validate() error {
 	if c.AnnFile == "" {
 		errs = append(errs, registry.FieldErrorf("ann_file", "is required, such as ImageSets/Segmentation/train.txt"))
 	}
-	return errors.Join(c.BaseSegDatasetConfig.Validate(), errors.Join(errs...))
+	return errors.Join(c.BaseSegDatasetConfig.validate(&vocSegMetainfo), errors.Join(errs...))
 }
 
-// Build reads the list, as BaseSegDataset does (mmseg's PascalVOCDataset requires the list).
+// Build reads the list, as BaseSegDataset does (mmseg's PascalVOCDataset requires the list);
+// metainfo = { classes = [...] } or classes names a subset of VOC's classes (mmseg's
+// label_map).
 func (c *PascalVOCDatasetConfig) Build(env *registry.Env) (any, error) {
-	return c.BaseSegDatasetConfig.Build(env)
+	return c.BaseSegDatasetConfig.build(env, &vocSegMetainfo)
 }

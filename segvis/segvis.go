@@ -18,7 +18,8 @@ type Palette [][3]uint8
 
 // VOCColormap is the PASCAL VOC devkit's colour map of n labels: label bits 0, 1, 2 of
 // each successive triple set the R, G, B bits from the highest down. Its first 21 colours
-// are mmseg's PascalVOCDataset palette; label 255 (boundaries, ignored) is (224, 224, 192).
+// are mmseg's PascalVOCDataset palette (a dataset's palette belongs to its metainfo:
+// datasets.VOCSegPalette); label 255 (boundaries, ignored) is (224, 224, 192).
 func VOCColormap(n int) Palette {
 	p := make(Palette, n)
 	for i := range p {
@@ -34,9 +35,6 @@ func VOCColormap(n int) Palette {
 	}
 	return p
 }
-
-// VOC is the palette of VOC's 21 classes (background first), mmseg's PascalVOCDataset's.
-var VOC = VOCColormap(21)
 
 // VOCFull is the devkit's 256-colour map, for palette PNGs that may hold label 255.
 var VOCFull = VOCColormap(256)

@@ -9,19 +9,25 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/goselfsup/goselfsup/datasets"
 )
 
-// mmseg's PascalVOCDataset palette.
-var mmsegVOC = Palette{{0, 0, 0}, {128, 0, 0}, {0, 128, 0}, {128, 128, 0}, {0, 0, 128}, {128, 0, 128},
-	{0, 128, 128}, {128, 128, 128}, {64, 0, 0}, {192, 0, 0}, {64, 128, 0}, {192, 128, 0},
-	{64, 0, 128}, {192, 0, 128}, {64, 128, 128}, {192, 128, 128}, {0, 64, 0}, {128, 64, 0},
-	{0, 192, 0}, {128, 192, 0}, {0, 64, 128}}
-
-func TestVOCPalette(t *testing.T) {
-	if !slices.Equal(VOC, mmsegVOC) {
-		t.Errorf("VOC palette %v, mmseg's %v", VOC, mmsegVOC)
+// vocPalette is PascalVOCDataset's palette (mmseg's), as its metainfo holds it.
+var vocPalette = func() Palette {
+	var p Palette
+	for _, c := range datasets.VOCSegPalette {
+		p = append(p, [3]uint8{uint8(c[0]), uint8(c[1]), uint8(c[2])})
 	}
-	if len(VOCFull) != 256 || VOCFull[255] != [3]uint8{224, 224, 192} || VOCFull[20] != VOC[20] {
+	return p
+}()
+
+// The devkit's colour map begins with PascalVOCDataset's palette.
+func TestVOCPalette(t *testing.T) {
+	if got := VOCColormap(21); len(vocPalette) != 21 || !slices.Equal(got, vocPalette) {
+		t.Errorf("VOCColormap(21) %v, PascalVOCDataset's palette %v", got, vocPalette)
+	}
+	if len(VOCFull) != 256 || VOCFull[255] != [3]uint8{224, 224, 192} || VOCFull[20] != vocPalette[20] {
 		t.Errorf("VOCFull[255] = %v, [20] = %v", VOCFull[255], VOCFull[20])
 	}
 }
@@ -39,7 +45,7 @@ func TestOverlayPixels(t *testing.T) {
 		{AlphaMMSeg0, []uint8{5, 10, 15, 164, 50, 25, 223, 191, 191, 3, 4, 4}},
 		{AlphaMMSeg1, []uint8{1, 3, 5, 142, 19, 9, 204, 153, 153, 1, 1, 1}},
 	} {
-		got, err := Overlay(rgb, 2, 2, seg, VOC, tc.alpha)
+		got, err := Overlay(rgb, 2, 2, seg, vocPalette, tc.alpha)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,11 +53,11 @@ func TestOverlayPixels(t *testing.T) {
 			t.Errorf("alpha %g: %v, want %v", tc.alpha, got, tc.want)
 		}
 		// int32 label maps blend the same.
-		if got32, err := Overlay(rgb, 2, 2, []int32{0, 1, 15, 255}, VOC, tc.alpha); err != nil || !slices.Equal(got32, tc.want) {
+		if got32, err := Overlay(rgb, 2, 2, []int32{0, 1, 15, 255}, vocPalette, tc.alpha); err != nil || !slices.Equal(got32, tc.want) {
 			t.Errorf("alpha %g, int32 labels: %v (%v)", tc.alpha, got32, err)
 		}
 		var buf bytes.Buffer
-		if err := EncodeOverlay(&buf, rgb, 2, 2, seg, VOC, tc.alpha); err != nil {
+		if err := EncodeOverlay(&buf, rgb, 2, 2, seg, vocPalette, tc.alpha); err != nil {
 			t.Fatal(err)
 		}
 		img, err := png.Decode(&buf)
@@ -66,10 +72,10 @@ func TestOverlayPixels(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Overlay(rgb, 2, 2, seg[:3], VOC, 0.5); err == nil {
+	if _, err := Overlay(rgb, 2, 2, seg[:3], vocPalette, 0.5); err == nil {
 		t.Error("a label map of 3 pixels for 2x2 accepted")
 	}
-	if _, err := Overlay(rgb[:9], 2, 2, seg, VOC, 0.5); err == nil {
+	if _, err := Overlay(rgb[:9], 2, 2, seg, vocPalette, 0.5); err == nil {
 		t.Error("an image of 9 bytes for 2x2x3 accepted")
 	}
 }
@@ -100,7 +106,7 @@ func TestWriteLabelsPalettePNG(t *testing.T) {
 	if p.Palette[15] != (color.RGBA{192, 128, 128, 255}) || p.Palette[255] != (color.RGBA{224, 224, 192, 255}) {
 		t.Errorf("palette 15 %v, 255 %v", p.Palette[15], p.Palette[255])
 	}
-	if err := WriteLabels(filepath.Join(dir, "bad.png"), seg, 2, 3, VOC); err == nil {
+	if err := WriteLabels(filepath.Join(dir, "bad.png"), seg, 2, 3, vocPalette); err == nil {
 		t.Error("label 255 written with 21 colours")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bad.png")); err == nil {
