@@ -15,7 +15,9 @@ plain torch for parity tests, in float64 on the CPU.
                                at the input size), DIR/loss.npy (train mode), DIR/grads/*.npy
                                and DIR/after/*.npy (the batch-norm buffers after the step)
 
-Tensors use PyTorch's names and layouts (convolution weights OIHW).
+Tensors use PyTorch's names and layouts (convolution weights OIHW). spec.json may also say
+"block": "basic" (ResNet-18's blocks; default Bottleneck) and "dropout" (the heads' dropout_ratio,
+default 0). seg_step_reference.py times a train step of the same network.
 """
 import json
 import os
@@ -30,7 +32,30 @@ MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
 
 
+class BasicBlock(nn.Module):
+    """mmseg's BasicBlock: only the first 3x3 convolution is dilated."""
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride, dilation):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
 class Bottleneck(nn.Module):
+    expansion = 4
+
     def __init__(self, inplanes, planes, stride, dilation):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
@@ -52,10 +77,11 @@ class Bottleneck(nn.Module):
 
 
 class DilatedResNet(nn.Module):
-    """mmseg's ResNet (style pytorch, plain stem) with Bottleneck blocks: the first block of a
-    stage with dilation d > 1 uses d // 2 (contract_dilation)."""
+    """mmseg's ResNet (style pytorch, plain stem) with Bottleneck blocks (or BasicBlock, as
+    ResNet-18 and -34): the first block of a stage with dilation d > 1 uses d // 2
+    (contract_dilation)."""
 
-    def __init__(self, blocks, strides, dilations, contract, out_indices):
+    def __init__(self, blocks, strides, dilations, contract, out_indices, block=Bottleneck):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -68,8 +94,8 @@ class DilatedResNet(nn.Module):
                 stride, dilation = (strides[i], dilations[i]) if j == 0 else (1, dilations[i])
                 if j == 0 and contract and dilation > 1:
                     dilation //= 2
-                layers.append(Bottleneck(inplanes, planes, stride, dilation))
-                inplanes = planes * 4
+                layers.append(block(inplanes, planes, stride, dilation))
+                inplanes = planes * block.expansion
             setattr(self, 'layer%d' % (i + 1), nn.Sequential(*layers))
         self.num_stages = len(blocks)
 
@@ -95,9 +121,10 @@ class ConvModule(nn.Module):
 
 class FCNHead(nn.Module):
     def __init__(self, in_channels, channels, num_classes, in_index, num_convs, concat_input, loss_weight,
-                 kernel_size=3, dilation=1):
+                 kernel_size=3, dilation=1, dropout=0.0):
         super().__init__()
         self.in_index, self.concat_input, self.loss_weight = in_index, concat_input, loss_weight
+        self.dropout = dropout
         convs = [ConvModule(in_channels if i == 0 else channels, channels, kernel_size, dilation) for i in range(num_convs)]
         self.convs = nn.Sequential(*convs) if convs else nn.Identity()
         if concat_input:
@@ -109,7 +136,9 @@ class FCNHead(nn.Module):
         y = self.convs(x)
         if self.concat_input:
             y = self.conv_cat(torch.cat([x, y], dim=1))
-        return self.conv_seg(y)  # Dropout2d(0) is the identity
+        if self.dropout > 0:  # mmseg's dropout_ratio; the parity tests use 0, the identity
+            y = F.dropout2d(y, self.dropout, self.training)
+        return self.conv_seg(y)
 
     def loss(self, logits, labels):
         logits = F.interpolate(logits, size=labels.shape[1:], mode='bilinear', align_corners=False)
@@ -120,13 +149,15 @@ class FCNHead(nn.Module):
 class EncoderDecoder(nn.Module):
     def __init__(self, spec):
         super().__init__()
+        block = BasicBlock if spec.get('block') == 'basic' else Bottleneck
         self.backbone = DilatedResNet(spec['stage_blocks'], spec['strides'], spec['dilations'],
-                                      spec['contract_dilation'], [1, 2, 3, 4])
+                                      spec['contract_dilation'], [1, 2, 3, 4], block)
         d, a = spec['decode'], spec['aux']
+        dropout = spec.get('dropout', 0.0)
         self.decode_head = FCNHead(d['in_channels'], d['channels'], spec['num_classes'], d['in_index'],
-                                   d['num_convs'], d['concat_input'], 1.0)
+                                   d['num_convs'], d['concat_input'], 1.0, dropout=dropout)
         self.auxiliary_head = FCNHead(a['in_channels'], a['channels'], spec['num_classes'], a['in_index'],
-                                      a['num_convs'], a['concat_input'], a['loss_weight'])
+                                      a['num_convs'], a['concat_input'], a['loss_weight'], dropout=dropout)
 
     def forward(self, x):
         return self.backbone(x)

@@ -34,6 +34,7 @@ func TestMainHelp(t *testing.T) {
 		{[]string{"plugin", "describe"}, "usage: goselfsup plugin list"},
 		{[]string{"benchmark"}, "usage: goselfsup benchmark SUBCOMMAND [flags]\n"},
 		{[]string{"benchmark", "train-step"}, "usage: goselfsup benchmark train-step [flags]\n"},
+		{[]string{"benchmark", "seg-step"}, "usage: goselfsup benchmark seg-step [flags]\n"},
 		{[]string{"benchmark", "svm"}, "usage: goselfsup benchmark svm [flags]\n"},
 	} {
 		ways := [][]string{append(tc.args, "-h"), append(tc.args[:len(tc.args):len(tc.args)], "--help")}

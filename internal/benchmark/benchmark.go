@@ -43,6 +43,11 @@ var docs = []struct{ name, doc string }{
 32x32 images, 4096 negatives; or -model resnet18: ResNet-18 at 224, batch 32,
 65,536 negatives) against PyTorch on the CPU (benchmarks/npid_reference.py,
 Debian's python3-torch), with where our step's time goes`},
+	{"seg-step", `one FCN training step (dilated ResNet-18 D8, decode and auxiliary FCNHead,
+cross-entropy with 255 ignored, SGD; 128x128, batch 4, 21 classes; or -model
+resnet50: mmseg's FCN R50-D8 at 512x512) through the runner, against the same
+network in PyTorch on the CPU (benchmarks/seg_step_reference.py), with where
+our step's time goes`},
 	{"data", `NPID's data pipeline against torchvision's, one core each: at 224 on the
 COCO128 photos and at 32 on CIFAR-10's JPEGs (the test data), decoding
 alone too, and our loader with 1 and 2 workers`},
@@ -57,6 +62,7 @@ Debian's python3-sklearn)`},
 // benchmarks are the subcommands.
 var benchmarks = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"train-step": benchTrainStep,
+	"seg-step":   benchSegStep,
 	"data":       benchData,
 	"svm":        benchSVM,
 	"knn":        benchKNN,
@@ -225,13 +231,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(tw, "implementation\ts/step\timages/s\tpeak RSS")
 	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\t%s\n", *bk, ours.seconds, float64(global)/ours.seconds, gib(ours.peakRSS))
 
-	var ref struct {
-		Seconds float64 `json:"seconds_per_step"`
-		Torch   string  `json:"torch"`
-		Threads int     `json:"threads"`
-		Device  string  `json:"device"`
-		PeakRSS int64   `json:"peak_rss_bytes"`
-	}
+	var ref refStep
 	if !*noRef {
 		fmt.Fprintf(stderr, "running the PyTorch reference...\n")
 		refArgs := []string{script, "bench", "--model", *model, "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
@@ -240,14 +240,9 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		if *amp {
 			refArgs = append(refArgs, "--amp")
 		}
-		out, err := exec.Command(python, refArgs...).Output()
-		if err != nil {
-			report(stderr, fmt.Errorf("the PyTorch reference: %w", err))
-			return exitFailed
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ref); err != nil {
-			report(stderr, fmt.Errorf("the PyTorch reference printed %q", out))
+		var err error
+		if ref, err = runStepReference(python, refArgs); err != nil {
+			report(stderr, err)
 			return exitFailed
 		}
 		where := fmt.Sprintf("CPU, %d threads", ref.Threads)
@@ -257,20 +252,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "PyTorch %s eager (%s, 1 device x %d)\t%.3f\t%.1f\t%s\n", ref.Torch, where, *batch, ref.Seconds, float64(*batch)/ref.Seconds, gib(ref.PeakRSS))
 	}
 	tw.Flush()
-	if len(ours.profile) > 0 {
-		fmt.Fprintf(stdout, "\nwhere goselfsup's step goes (%s):\n\n", ours.isa)
-		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "part\ts/step\tshare\tcalls/step\t")
-		var total float64
-		for _, e := range ours.profile {
-			total += e.seconds
-		}
-		for _, e := range ours.profile {
-			fmt.Fprintf(tw, "%s\t%.3f\t%.0f%%\t%d\t\n", e.kind, e.seconds, 100*e.seconds/ours.seconds, e.calls)
-		}
-		fmt.Fprintf(tw, "outside the graph\t%.3f\t%.0f%%\t\t\n", ours.seconds-total, 100*(ours.seconds-total)/ours.seconds)
-		tw.Flush()
-	}
+	printProfile(stdout, ours)
 	details := map[string]string{"backend": ours.backend, "model": *model, "norm": *norm, "batch": fmt.Sprint(*batch),
 		"devices": fmt.Sprint(ours.devices), "precision": precision, "negatives": fmt.Sprint(*negs),
 		"images_per_second": fmt.Sprintf("%.1f", float64(global)/ours.seconds), "peak_rss_ours": fmt.Sprint(ours.peakRSS)}
@@ -315,7 +297,7 @@ type profileEntry struct {
 // timeOurStep builds the benchmark's NPID and times TrainStep on one random batch. With a
 // non-empty cpuProfile, it writes a CPU profile of the timed steps to that file.
 func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) {
-	batch, size, negs, bank, steps := spec.batch, spec.size, spec.negs, spec.bank, spec.steps
+	batch, size, negs, bank := spec.batch, spec.size, spec.negs, spec.bank
 	backbone := map[string]any{"type": "ResNet_CIFAR", "depth": 18, "stem_channels": base, "base_channels": base}
 	channels := base * 8
 	switch spec.model {
@@ -376,9 +358,17 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 			b[d].Indices[i] = int32(perm[d*batch+i])
 		}
 	}
+	return timeSteps(r, b, 0.03, spec.warmup, spec.steps, spec.cpuProfile, stderr)
+}
+
+// timeSteps times r.TrainStep with learning rate lr on the batches b: warmup untimed steps (the first compiles the
+// graph), then steps timed ones, with the backend's profile of the timed steps when it has
+// one (the go backend's native kernels) and, with a non-empty cpuProfile, a CPU profile
+// (pprof) of them written to that file.
+func timeSteps(r *engine.Runner, b []*datasets.Batch, lr float64, warmup, steps int, cpuProfile string, stderr io.Writer) (stepTiming, error) {
 	fmt.Fprintf(stderr, "timing goselfsup's step (%s)...\n", r.Backend.Name())
-	for range spec.warmup {
-		if _, err := r.TrainStep(b, 0.03); err != nil {
+	for range warmup {
+		if _, err := r.TrainStep(b, lr); err != nil {
 			return stepTiming{}, err
 		}
 	}
@@ -386,8 +376,8 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 	if prof != nil {
 		prof.Reset()
 	}
-	if spec.cpuProfile != "" {
-		f, err := os.Create(spec.cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
 			return stepTiming{}, err
 		}
@@ -400,7 +390,7 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 	times := make([]float64, steps)
 	for i := range times {
 		t0 := time.Now()
-		if _, err := r.TrainStep(b, 0.03); err != nil {
+		if _, err := r.TrainStep(b, lr); err != nil {
 			return stepTiming{}, err
 		}
 		times[i] = time.Since(t0).Seconds()
@@ -413,6 +403,57 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 		}
 	}
 	return res, nil
+}
+
+// printProfile writes where our step's time goes, when the backend profiled it.
+func printProfile(w io.Writer, ours stepTiming) {
+	if len(ours.profile) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nwhere goselfsup's step goes (%s):\n\n", ours.isa)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "part\ts/step\tshare\tcalls/step\t")
+	var total float64
+	for _, e := range ours.profile {
+		total += e.seconds
+	}
+	for _, e := range ours.profile {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.0f%%\t%d\t\n", e.kind, e.seconds, 100*e.seconds/ours.seconds, e.calls)
+	}
+	fmt.Fprintf(tw, "outside the graph\t%.3f\t%.0f%%\t\t\n", ours.seconds-total, 100*(ours.seconds-total)/ours.seconds)
+	tw.Flush()
+}
+
+// refStep is what a PyTorch step reference (npid_reference.py bench, seg_step_reference.py)
+// prints as its last line.
+type refStep struct {
+	Seconds float64 `json:"seconds_per_step"`
+	Torch   string  `json:"torch"`
+	Threads int     `json:"threads"`
+	Device  string  `json:"device"`
+	PeakRSS int64   `json:"peak_rss_bytes"`
+}
+
+// runStepReference runs a PyTorch step reference and reads its last line.
+func runStepReference(python string, args []string) (refStep, error) {
+	var ref refStep
+	out, err := exec.Command(python, args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+			msg := strings.TrimSpace(string(ee.Stderr))
+			if len(msg) > 2000 { // the end of a traceback
+				msg = "..." + msg[len(msg)-2000:]
+			}
+			return ref, fmt.Errorf("the PyTorch reference: %w\n%s", err, msg)
+		}
+		return ref, fmt.Errorf("the PyTorch reference: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &ref); err != nil {
+		return ref, fmt.Errorf("the PyTorch reference printed %q", out)
+	}
+	return ref, nil
 }
 
 // peakRSS is this process's peak resident memory in bytes (Linux; 0 elsewhere).

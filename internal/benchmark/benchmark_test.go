@@ -3,6 +3,11 @@ package benchmark
 import (
 	"strings"
 	"testing"
+
+	// The components of seg-step's model register themselves, as cli imports them.
+	_ "github.com/goselfsup/goselfsup/heads"
+	_ "github.com/goselfsup/goselfsup/losses"
+	_ "github.com/goselfsup/goselfsup/models"
 )
 
 func TestMainUsage(t *testing.T) {
@@ -38,5 +43,31 @@ func TestMainUsage(t *testing.T) {
 	}
 	if code, _, errOut := run("knn", "--nope"); code != 2 || !strings.Contains(errOut, "usage: goselfsup benchmark knn") {
 		t.Errorf("a wrong flag: exit %d\n%s", code, errOut)
+	}
+}
+
+// seg-step refuses bad flags before it builds anything.
+func TestSegStepFlags(t *testing.T) {
+	for _, args := range [][]string{{"-model", "resnet34"}, {"-reference-device", "tpu"}, {"-classes", "300"}, {"-steps", "0"}} {
+		var stdout, stderr strings.Builder
+		if code := Main(append([]string{"seg-step", "-no-reference"}, args...), &stdout, &stderr); code != 2 || !strings.HasPrefix(stderr.String(), "error: ") {
+			t.Errorf("%q: exit %d, want 2\n%s", args, code, stderr.String())
+		}
+	}
+}
+
+// seg-step runs end to end on a tiny image without PyTorch (a few seconds: it compiles the
+// R18-D8 train step).
+func TestSegStepNoReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles and runs an FCN R18-D8 train step")
+	}
+	var stdout, stderr strings.Builder
+	if code := Main([]string{"seg-step", "-no-reference", "-size", "16", "-batch", "1", "-classes", "3", "-steps", "1", "-warmup", "0"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, `{"benchmark":"seg-step","ours":`) || !strings.Contains(last, `"reference":0,`) {
+		t.Errorf("the last line: %s", last)
 	}
 }
