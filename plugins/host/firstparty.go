@@ -63,6 +63,8 @@ func (h *Host) addFirstParty() {
 // quick after the first time; it runs before every start, so the binary always matches the
 // source.
 func (h *Host) buildFirstParty(ctx context.Context, b *Binary) error {
+	h.buildMu.Lock()
+	defer h.buildMu.Unlock()
 	install := fmt.Sprintf("go build -o ~/.config/goselfsup/plugins/%s%s ./%s && go run ./tools/plugin verify --write %s",
 		protocol.BinaryPrefix, b.Name, strings.TrimPrefix(b.firstParty.Package, Module+"/"), b.Name)
 	root, err := moduleRoot(ctx)

@@ -63,6 +63,7 @@ type Host struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]bool
+	buildMu  sync.Mutex // one first-party build at a time
 }
 
 // New finds the plugins, verifies their checksums and reads their manifests (described
