@@ -29,7 +29,8 @@ type Segmentor interface {
 }
 
 // segOverlays is the number of validation images whose prediction each validation saves,
-// overlaid in the palette, under the run folder's vis_data/seg/iter_<N> (or epoch_<N>).
+// overlaid in the palette, under the run folder's vis_data/seg/iter_<N> (or epoch_<N>): with
+// mmseg 0.x's opacity (the mmseg of mmselfsup's benchmarks), half image, half colour.
 const segOverlays = 4
 
 // segVal is the val loop of a segmentor scored by an evaluators.SegMetric, as mmseg's
@@ -149,7 +150,7 @@ func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 					return nil, err
 				}
 				path := filepath.Join(visDir, fmt.Sprintf("%06d.png", b.Indices[i]))
-				if err := segvis.WriteOverlay(path, b.Images[i*px*3:(i+1)*px*3], b.Height, b.Width, small[i*px:(i+1)*px], v.palette, 0.5); err != nil {
+				if err := segvis.WriteOverlay(path, b.Images[i*px*3:(i+1)*px*3], b.Height, b.Width, small[i*px:(i+1)*px], v.palette, segvis.AlphaMMSeg0); err != nil {
 					return nil, fmt.Errorf("validation: %w", err)
 				}
 				saved++
