@@ -281,3 +281,22 @@ func TestAnchorGeneratorRegistered(t *testing.T) {
 		t.Error("a generator without scales was accepted")
 	}
 }
+
+// TestComponentsDescribed checks that every key of the package's components is
+// documented, as print_config --describe shows them.
+func TestComponentsDescribed(t *testing.T) {
+	for _, id := range [][2]string{
+		{det.PriorGenerators, "AnchorGenerator"}, {det.BBoxCoders, "DeltaXYWHBBoxCoder"},
+		{det.BBoxAssigners, "MaxIoUAssigner"}, {det.BBoxSamplers, "RandomSampler"},
+	} {
+		d, err := registry.Default.Describe(id[0], id[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range d.Keys {
+			if k.Doc == "" {
+				t.Errorf("%s.%s: key %s has no doc tag", id[0], id[1], k.Name)
+			}
+		}
+	}
+}

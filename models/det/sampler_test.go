@@ -277,3 +277,38 @@ func TestSamplerRegistered(t *testing.T) {
 		t.Error("a sampler without pos_fraction was accepted")
 	}
 }
+
+// TestSampleRPNScale samples 256 of the 63,000 anchors of an 800x1344 canvas (50x84
+// locations, 15 anchors each: 48-bit keys, 247 prefix-count blocks), 30 positives and
+// 2,000 ignored among them, for two images.
+func TestSampleRPNScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	s := &det.RandomSampler{Num: 256, PosFraction: 0.5, NegPosUB: -1}
+	const n = 50 * 84 * 15
+	inds := make([]int32, n)
+	for i := range inds {
+		switch {
+		case i%2000 == 7:
+			inds[i] = int32(i % 5) // 32 positives
+		case i%31 == 3:
+			inds[i] = det.AssignIgnored
+		default:
+			inds[i] = det.AssignNegative
+		}
+	}
+	nPos := 0
+	for _, g := range inds {
+		if g >= 0 {
+			nPos++
+		}
+	}
+	res := runSample(t, s, 11, [][]int32{inds, inds})
+	for _, r := range res {
+		checkSample(t, "rpn scale", r, inds, nPos, 256-nPos)
+	}
+	if slices.Equal(res[0].indices, res[1].indices) {
+		t.Error("the two images sampled the same anchors")
+	}
+}
