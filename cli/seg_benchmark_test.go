@@ -134,7 +134,7 @@ func TestSegBenchmarkResumesAfterThePluginIsKilled(t *testing.T) {
 	}()
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		if _, err := os.Stat(filepath.Join(wd, "iter_4.ckpt")); err == nil {
+		if _, err := os.Stat(filepath.Join(wd, "last_checkpoint")); err == nil { // max_keep_ckpts removes the old ones
 			break
 		}
 		if time.Now().After(deadline) {
