@@ -32,6 +32,9 @@ func (c *CenterCropConfig) Build(*registry.Env) (any, error) {
 }
 
 func (t *centerCrop) Apply(s *Sample, _ *rand.Rand) error {
+	if err := noBoxes(s, "CenterCrop"); err != nil {
+		return err
+	}
 	if s.Mask != nil {
 		return errNoMaps("CenterCrop")
 	}

@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -31,16 +32,30 @@ func (c *ConcatDatasetConfig) Validate() error {
 
 // Build builds the datasets. The result skips corrupt samples when every part does.
 func (c *ConcatDatasetConfig) Build(env *registry.Env) (any, error) {
-	src := &concatSource{}
-	skip := true
-	n := 0
+	parts := make([]*Dataset, len(c.Datasets))
 	for i, spec := range c.Datasets {
 		d, err := registry.Build[*Dataset](env, spec)
 		if err != nil {
 			return nil, fmt.Errorf("datasets[%d]: %w", i, err)
 		}
+		parts[i] = d
+	}
+	return concat(parts)
+}
+
+// concat is the datasets one after the other. Their numbers of classes must agree, and
+// detection datasets (DetSource) may only be concatenated with detection datasets.
+func concat(parts []*Dataset) (*Dataset, error) {
+	src := &concatSource{}
+	skip := true
+	n := 0
+	for i, d := range parts {
 		if i > 0 && len(d.Source.Classes()) != len(src.parts[0].Source.Classes()) {
 			return nil, fmt.Errorf("datasets[%d] has %d classes but datasets[0] has %d", i, len(d.Source.Classes()), len(src.parts[0].Source.Classes()))
+		}
+		_, det := AsDetSource(d.Source)
+		if _, det0 := AsDetSource(parts[0].Source); i > 0 && det != det0 {
+			return nil, fmt.Errorf("datasets[%d] and datasets[0]: one is a detection dataset and the other is not", i)
 		}
 		n += d.Len()
 		src.parts = append(src.parts, d)
@@ -90,6 +105,33 @@ func (c *concatSource) IgnoreIndex() int {
 		return s.IgnoreIndex()
 	}
 	return 255
+}
+
+// DetAnnotation is sample i's box annotation, for concatenated detection datasets.
+func (c *concatSource) DetAnnotation(i int) (*DetAnnotation, error) {
+	if i < 0 || i >= c.Len() {
+		return nil, fmt.Errorf("sample %d out of range [0, %d)", i, c.Len())
+	}
+	d, j := c.part(i)
+	s, ok := d.Source.(DetSource)
+	if !ok {
+		return nil, errors.New("not a detection dataset")
+	}
+	return s.DetAnnotation(j)
+}
+
+// ImageSize is sample i's size as its annotation states it, for concatenated detection
+// datasets.
+func (c *concatSource) ImageSize(i int) (int, int, error) {
+	if i < 0 || i >= c.Len() {
+		return 0, 0, fmt.Errorf("sample %d out of range [0, %d)", i, c.Len())
+	}
+	d, j := c.part(i)
+	s, ok := d.Source.(DetSource)
+	if !ok {
+		return 0, 0, errors.New("not a detection dataset")
+	}
+	return s.ImageSize(j)
 }
 
 // concatPipeline runs each sample through its own part's pipeline; Dataset.Get has set the

@@ -37,6 +37,10 @@ func (d *Dataset) Normalization() *Normalization {
 			return t
 		case *concatPipeline: // a ConcatDataset: its first part's
 			return t.src.parts[0].Normalization()
+		case *multiScaleFlipAug: // mmdet 2.x's test pipelines hold it there
+			if n := t.normalization(); n != nil {
+				return n
+			}
 		}
 	}
 	return nil
@@ -93,6 +97,16 @@ func PipelineNormalization(env *registry.Env, dataset registry.Spec) (*Normaliza
 	}
 	specs, _ := f.Interface().([]registry.Spec)
 	for _, s := range specs {
+		if s.Type == "MultiScaleFlipAug" { // mmdet 2.x's test pipelines hold it there
+			t, err := registry.Build[Transform](env, s)
+			if err != nil {
+				return nil, err
+			}
+			if n := t.(*multiScaleFlipAug).normalization(); n != nil {
+				return n, nil
+			}
+			continue
+		}
 		if s.Type != "Normalize" {
 			continue
 		}

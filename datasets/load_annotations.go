@@ -8,30 +8,74 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// LoadAnnotationsConfig is mmseg's LoadAnnotations: it reads the sample's segmentation map
-// (gt_seg_map) from the file the dataset names, applies reduce_zero_label and then the
-// dataset's class subset (label_map), in mmseg's order.
+// LoadAnnotationsConfig is mmseg's LoadAnnotations on segmentation samples: it reads the
+// sample's segmentation map (gt_seg_map) from the file the dataset names, applies
+// reduce_zero_label and then the dataset's class subset (label_map), in mmseg's order. On
+// detection samples (VOCDataset) it is mmdet 2.x's LoadAnnotations(with_bbox=True): the
+// dataset's boxes, labels and ignored boxes become the sample's ground truth (Sample.GT),
+// in the coordinates of the image as decoded, which the geometric transforms after it
+// move with the image.
 type LoadAnnotationsConfig struct {
 	ReduceZeroLabel *bool  `toml:"reduce_zero_label" doc:"label 0 becomes 255 (ignored) and the others shift down by one; unset: the dataset's reduce_zero_label"`
 	ImdecodeBackend string `toml:"imdecode_backend" doc:"mmseg's decoder of the maps (pillow); no effect: PNGs are decoded by Go's image/png, with the same indices"`
+	WithBBox        *bool  `toml:"with_bbox" doc:"mmdet: load the boxes of a detection dataset (unset: yes on detection samples); true on samples without boxes is an error"`
+	WithLabel       bool   `toml:"with_label" doc:"mmdet: load the boxes' labels; must be true"`
+	WithSeg         *bool  `toml:"with_seg" doc:"load the segmentation map (unset: yes on segmentation samples, no on detection samples)"`
+	WithMask        bool   `toml:"with_mask" doc:"mmdet: load instance masks; not supported"`
+	Poly2Mask       bool   `toml:"poly2mask" doc:"mmdet: instance masks as bitmaps; no effect"`
+	DenormBBox      bool   `toml:"denorm_bbox" doc:"mmdet: boxes in [0, 1] to pixels; not supported"`
 }
 
 func init() {
-	registry.Add(registry.Transforms, "LoadAnnotations", "read the sample's segmentation map (mmseg)",
-		func() *LoadAnnotationsConfig { return &LoadAnnotationsConfig{ImdecodeBackend: "pillow"} })
+	registry.Add(registry.Transforms, "LoadAnnotations", "read the sample's segmentation map (mmseg), or its boxes (mmdet, with_bbox)",
+		func() *LoadAnnotationsConfig {
+			return &LoadAnnotationsConfig{ImdecodeBackend: "pillow", WithLabel: true, Poly2Mask: true}
+		})
+}
+
+func (c *LoadAnnotationsConfig) Validate() error {
+	var errs []error
+	if !c.WithLabel {
+		errs = append(errs, registry.FieldErrorf("with_label", "false is not supported: boxes come with their labels"))
+	}
+	if c.WithMask {
+		errs = append(errs, registry.FieldErrorf("with_mask", "is not supported: goselfsup reads no instance masks"))
+	}
+	if c.DenormBBox {
+		errs = append(errs, registry.FieldErrorf("denorm_bbox", "is not supported"))
+	}
+	if c.WithBBox != nil && !*c.WithBBox && c.WithSeg != nil && !*c.WithSeg {
+		errs = append(errs, registry.FieldErrorf("with_bbox", "and with_seg are both false: nothing to load"))
+	}
+	return errors.Join(errs...)
 }
 
 func (c *LoadAnnotationsConfig) Build(*registry.Env) (any, error) {
-	return &loadAnnotations{reduceZeroLabel: c.ReduceZeroLabel}, nil
+	return &loadAnnotations{reduceZeroLabel: c.ReduceZeroLabel, withBBox: c.WithBBox, withSeg: c.WithSeg}, nil
 }
 
 // loadAnnotations reads Sample.Seg into Sample.Mask. Every problem of a map (unreadable,
 // a size other than the image's, a value that is neither a class nor the ignore index) is
 // a LoadError naming the file: the dataset's skip_corrupt replaces the sample, as it does
 // for unreadable images; otherwise the run stops with the file's path.
-type loadAnnotations struct{ reduceZeroLabel *bool }
+type loadAnnotations struct{ reduceZeroLabel, withBBox, withSeg *bool }
 
 func (t *loadAnnotations) Apply(s *Sample, _ *rand.Rand) error {
+	if s.Det != nil {
+		if t.withSeg != nil && *t.withSeg {
+			return errors.New("LoadAnnotations: with_seg on a detection dataset, which gives no segmentation maps")
+		}
+		if t.withBBox == nil || *t.withBBox {
+			s.GT = s.Det.Clone()
+		}
+		return nil
+	}
+	if t.withBBox != nil && *t.withBBox {
+		return errors.New("LoadAnnotations: with_bbox, but the dataset gives no boxes (use VOCDataset)")
+	}
+	if t.withSeg != nil && !*t.withSeg {
+		return nil
+	}
 	if s.Seg == nil {
 		return errors.New("LoadAnnotations: the dataset gives no segmentation maps (use BaseSegDataset or PascalVOCDataset)")
 	}

@@ -33,6 +33,12 @@ type Batch struct {
 	// img_shape, the part of each image that is not padding. mmseg pads after normalising,
 	// with 0; a model that normalises on the device sets the rest to 0 to match.
 	ImgShapes []int32
+
+	// Det is the detection part of batches of detection samples (VOCDataset), which also
+	// have OriShapes and ImgShapes; nil otherwise. Their images may differ in size (mmdet's
+	// keep-ratio Resize): the batch pads them at the bottom and right to the largest, as
+	// mmcv's collate does, and ImgShapes give the part of each that is the image.
+	Det *DetBatch
 }
 
 // Len is the number of samples.
@@ -202,15 +208,29 @@ func (l *Loader) get(epoch, i int) (Sample, error) {
 
 func pack(samples []Sample) (Batch, error) {
 	first := samples[0].Image
+	det := samples[0].isDet()
 	b := Batch{Height: first.Height, Width: first.Width,
-		Images:  make([]uint8, 0, len(samples)*len(first.Pix)),
 		Indices: make([]int32, len(samples)), Labels: make([]int32, len(samples))}
+	if det { // padded to the batch's largest image, as mmcv's collate
+		for _, s := range samples {
+			b.Height, b.Width = max(b.Height, s.Image.Height), max(b.Width, s.Image.Width)
+		}
+	}
+	b.Images = make([]uint8, 0, len(samples)*b.Height*b.Width*3)
 	for i, s := range samples {
-		if s.Image.Width != b.Width || s.Image.Height != b.Height {
+		switch {
+		case s.Image.Width == b.Width && s.Image.Height == b.Height:
+			b.Images = append(b.Images, s.Image.Pix...)
+		case det && s.isDet():
+			for y := range s.Image.Height {
+				b.Images = append(b.Images, s.Image.Pix[y*s.Image.Width*3:(y+1)*s.Image.Width*3]...)
+				b.Images = append(b.Images, make([]uint8, (b.Width-s.Image.Width)*3)...)
+			}
+			b.Images = append(b.Images, make([]uint8, (b.Height-s.Image.Height)*b.Width*3)...)
+		default:
 			return Batch{}, fmt.Errorf("sample %d is %dx%d but sample %d is %dx%d: the pipeline must end at a fixed size",
 				s.Index, s.Image.Width, s.Image.Height, samples[0].Index, b.Width, b.Height)
 		}
-		b.Images = append(b.Images, s.Image.Pix...)
 		b.Targets = append(b.Targets, s.Targets...)
 		b.Indices[i] = int32(s.Index)
 		b.Labels[i] = int32(s.Label)
@@ -220,7 +240,34 @@ func pack(samples []Sample) (Batch, error) {
 			return Batch{}, err
 		}
 	}
+	if det {
+		b.OriShapes, b.ImgShapes = nil, nil
+		for _, s := range samples {
+			if !s.isDet() {
+				return Batch{}, fmt.Errorf("sample %d is a detection sample but sample %d is not", samples[0].Index, s.Index)
+			}
+			oh, ow, ih, iw := shapes(s)
+			b.OriShapes = append(b.OriShapes, int32(oh), int32(ow))
+			b.ImgShapes = append(b.ImgShapes, int32(ih), int32(iw))
+		}
+		if err := packDet(&b, samples); err != nil {
+			return Batch{}, err
+		}
+	}
 	return b, nil
+}
+
+// shapes are a sample's size as decoded (ori_shape) and before Pad (img_shape).
+func shapes(s Sample) (oh, ow, ih, iw int) {
+	oh, ow = s.OriHeight, s.OriWidth
+	if oh == 0 {
+		oh, ow = s.Image.Height, s.Image.Width
+	}
+	ih, iw = s.PadHeight, s.PadWidth
+	if ih == 0 {
+		ih, iw = s.Image.Height, s.Image.Width
+	}
+	return oh, ow, ih, iw
 }
 
 // packSeg packs the segmentation parts of samples.
@@ -240,14 +287,7 @@ func packSeg(b *Batch, samples []Sample) error {
 			}
 			b.Masks = append(b.Masks, m.Pix...)
 		}
-		oh, ow := s.OriHeight, s.OriWidth
-		if oh == 0 {
-			oh, ow = s.Image.Height, s.Image.Width
-		}
-		ih, iw := s.PadHeight, s.PadWidth
-		if ih == 0 {
-			ih, iw = s.Image.Height, s.Image.Width
-		}
+		oh, ow, ih, iw := shapes(s)
 		b.OriShapes = append(b.OriShapes, int32(oh), int32(ow))
 		b.ImgShapes = append(b.ImgShapes, int32(ih), int32(iw))
 	}

@@ -64,6 +64,9 @@ func (c *RandomCropConfig) Build(*registry.Env) (any, error) {
 }
 
 func (t *randomCrop) Apply(s *Sample, rng *rand.Rand) error {
+	if err := noBoxes(s, "RandomCrop"); err != nil {
+		return err
+	}
 	if s.Mask != nil {
 		return t.applySeg(s, rng)
 	}

@@ -65,7 +65,7 @@ func (t *randomResize) Apply(s *Sample, rng *rand.Rand) error {
 	if w < 1 || h < 1 {
 		return fmt.Errorf("RandomResize: the drawn scale %dx%d is empty", w, h)
 	}
-	return resizeSample(s, w, h, t.keepRatio, t.interp, t.cv)
+	return resizeSample(s, w, h, t.keepRatio, t.interp, t.cv, true)
 }
 
 func (t *randomResize) scale(rng *rand.Rand) (int, int) {

@@ -86,6 +86,9 @@ func (t *randomResizedCrop) cropParams(height, width int, rng *rand.Rand) (int, 
 }
 
 func (t *randomResizedCrop) Apply(s *Sample, rng *rand.Rand) error {
+	if err := noBoxes(s, "RandomResizedCrop"); err != nil {
+		return err
+	}
 	if s.Mask != nil {
 		return errNoMaps("RandomResizedCrop")
 	}

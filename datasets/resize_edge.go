@@ -44,6 +44,9 @@ func (c *ResizeEdgeConfig) Build(*registry.Env) (any, error) {
 }
 
 func (t *resizeEdge) Apply(s *Sample, _ *rand.Rand) error {
+	if err := noBoxes(s, "ResizeEdge"); err != nil {
+		return err
+	}
 	if s.Mask != nil {
 		return errNoMaps("ResizeEdge")
 	}

@@ -33,7 +33,27 @@ type Sample struct {
 	// PadHeight and PadWidth are the image's size before Pad (mmcv's img_shape, the part
 	// that is not padding); 0 when Pad did not run.
 	PadHeight, PadWidth int
+
+	// Det is the box annotation a detection dataset (VOCDataset) gives the sample, mmdet
+	// 2.x's ann_info, in the coordinates of the image as decoded. The dataset shares it:
+	// it is read-only. nil for other datasets.
+	Det *DetAnnotation
+	// GT are the sample's ground truth boxes and labels, and its ignored boxes, in the
+	// coordinates of the current image (mmdet's gt_bboxes, gt_labels, gt_bboxes_ignore):
+	// LoadAnnotations (with_bbox) copies Det here, and Resize, RandomResize and RandomFlip
+	// move the boxes with the image. nil until then, and for other datasets.
+	GT *DetAnnotation
+	// ScaleW and ScaleH are mmdet's scale_factor: the resized image's width and height over
+	// the decoded ones (new_w / w as float32), set by Resize and RandomResize on detection
+	// samples; 0 when no resize ran (a factor of 1).
+	ScaleW, ScaleH float32
+	// MaxGT is the number of box slots of the sample in its batch (DetBatch.MaxGT), set by
+	// PackDetInputs (or Collect); 0: DefaultMaxGT.
+	MaxGT int
 }
+
+// isDet reports that s is a detection sample.
+func (s *Sample) isDet() bool { return s.Det != nil || s.GT != nil }
 
 // Transform changes a sample. rng is the sample's own random source, derived from the run's
 // seed, the epoch and the sample's index, so that a pipeline's randomness does not depend on
@@ -312,7 +332,11 @@ func BuildPipeline(env *registry.Env, specs []registry.Spec) ([]Transform, error
 				return nil, fmt.Errorf("%s: a second Normalize (the first is %s)", s.Path, normalized)
 			}
 			normalized = s.Path
-		case packInputs:
+		case packInputs, *packDetInputs:
+		case *pad:
+			// mmdet 2.x pads after Normalize, with 0 in normalised units. Pad pads the uint8
+			// image and keeps its size before padding (Batch.ImgShapes), which the model's
+			// preprocessing sets to 0 after it normalises: the same input.
 		default:
 			if normalized != "" {
 				return nil, fmt.Errorf("%s: %s after Normalize (%s): Normalize runs on the device, on the batch, so it must come after the transforms that change pixels",
