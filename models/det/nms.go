@@ -18,12 +18,15 @@ import (
 // 0. maxOut may exceed N.
 //
 // Semantics: candidates are visited by score descending, equal scores by ascending index (the
-// order of a stable descending sort: the tie rule; torchvision's and mmcv's CPU kernels call
-// scores.sort(0, descending) without stable=true, so their order of equal scores is whatever
-// PyTorch's CPU sort gives); each visited candidate that is still alive is kept and kills every
-// alive box whose IoU with it is > iouThr (strictly), the IoU computed as those kernels do:
-// inter / (area_i + area_j - inter), no +1, in the boxes' dtype, so a NaN IoU (two boxes of
-// zero area) suppresses nothing. The comparison is with iouThr as a float64, as torchvision
+// order of a stable descending sort: the tie rule). torchvision's and mmcv's CPU kernels call
+// scores.sort(0, descending) without stable=true, so their order of equal scores is PyTorch's
+// CPU sort's: std::sort, which keeps equal values in index order for up to 16 elements (its
+// insertion sort; checked with PyTorch 1.13) and not beyond, so with ties among more than 16
+// boxes their kept indices depend on the sort's internals and may differ from these. Each
+// visited candidate that is still alive is kept and kills every alive box whose IoU with it is
+// > iouThr (strictly), the IoU computed as those kernels do: inter / (area_i + area_j -
+// inter), no +1, in the boxes' dtype, so a NaN IoU (two boxes of zero area) suppresses
+// nothing. The comparison is with iouThr as a float64, as torchvision
 // compares (mmcv rounds the threshold to float32 first; the two differ only for an IoU equal
 // to float32(iouThr) when that rounds up, which is not the case for 0.5 or 0.7). Invalid
 // boxes are never kept and suppress nothing. The boxes get no gradient (StopGradient).
@@ -37,7 +40,8 @@ import (
 // happens to converge), with no N x N matrix and no sort: O(maxOut * N) work and O(N) memory
 // per problem, but maxOut sequential steps (about 30 graph nodes each, so the graph grows
 // linearly with maxOut: 2,000 steps for RPN training proposals is a 60k-node graph that XLA
-// compiles once).
+// compiles once; on the pure-Go backend of a loaded 2-core machine, N = 12,000 and maxOut =
+// 2,000 build and compile in about 1 s and run in about 1.3 s).
 //
 // Where results can differ from the dynamic versions: NaN scores (never kept here); GPU kernels
 // of torchvision/mmcv (they sort with an unstable sort, so equal scores may be visited in
