@@ -30,7 +30,11 @@ import (
 //
 // Cost: a Gather of R * outH * outW * G^2 * 4 feature vectors of C (G = maxGrid, or
 // samplingRatio), weighted and summed over the G^2 * 4 corners; unless the backend fuses the
-// Gather into the reduction, that many C-vectors are materialised.
+// Gather into the reduction, that many C-vectors are materialised: for the C4 head (512 ROIs
+// per image, 14 x 14, G = 4, C = 1,024) 6.4M vectors, 26 GB in float32 per image, so on XLA
+// check that the fusion happens, or pick G from the largest ROI the canvas allows. Measured on
+// the pure-Go backend (loaded 2-core machine): 64 ROIs, 14 x 14, G = 4, C = 32, forward and
+// backward, about 1 s.
 //
 // Gradient: to feat only (rois are wrapped in StopGradient), through Gather, whose gradient is
 // a ScatterSum of the weighted output gradient: torchvision's backward. It differs from
