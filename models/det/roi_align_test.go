@@ -1,10 +1,13 @@
 package det_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
@@ -74,7 +77,7 @@ func roiAlignLoop(feat []float64, b, h, w, c int, rois [][5]float64, oh, ow int,
 // that the gradient is the transpose of the forward map (the forward is linear in the
 // features: sum(y * r) = sum(feat * grad)).
 func TestRoIAlignClampedGrid(t *testing.T) {
-	be := pureGo(t)
+	be := opsBackend(t)
 	rng := rand.New(rand.NewPCG(11, 12))
 	const b, h, w, c, oh, ow, scale = 2, 7, 8, 2, 2, 3, 0.25
 	rois := [][5]float64{{0, 1, 2, 30, 25}, {1, -8, -4, 40, 36}, {1, 3, 3, 5, 4}, {0, 20, 20, 18, 30}}
@@ -113,6 +116,97 @@ func TestRoIAlignClampedGrid(t *testing.T) {
 			if math.Abs(lhs-rhs) > 1e-12*max(1, math.Abs(lhs)) {
 				t.Errorf("maxGrid %d aligned %v: <y, r> = %.15g but <feat, grad> = %.15g", maxGrid, aligned, lhs, rhs)
 			}
+		}
+	}
+}
+
+// The RoIAlign parity problems: features [2, 9, 11, 3] at spatial scale 1/2, output 3 x 4.
+const (
+	roiB, roiH, roiW, roiC = 2, 9, 11, 3
+	roiOH, roiOW           = 3, 4
+	roiScale               = 0.5
+	roiMaxGrid             = 10
+)
+
+type roiCase struct {
+	dt      dtypes.DType
+	tol     float64
+	sr      int
+	aligned bool
+	seed    uint64
+}
+
+func (rc roiCase) name() string {
+	return fmt.Sprintf("%s-sr%d-aligned%v", rc.dt, rc.sr, rc.aligned)
+}
+
+func roiCases() []roiCase {
+	var cases []roiCase
+	for _, tc := range opsDTypes {
+		for i, cfg := range []struct {
+			sr      int
+			aligned bool
+		}{{0, true}, {2, true}, {0, false}, {1, true}} {
+			cases = append(cases, roiCase{tc.dt, tc.tol, cfg.sr, cfg.aligned, uint64(10*int(tc.dt) + i)})
+		}
+	}
+	return cases
+}
+
+// inputs returns feat [B, H, W, C], rois [R, 5] and the output's cotangent [R, oh, ow, C]:
+// ROIs of many sizes (tiny, empty, inverted, crossing the border, larger than the map, whose
+// adaptive grid is 9 x 7, within roiMaxGrid) and random ones.
+func (rc roiCase) inputs() [3]*tensors.Tensor {
+	rng := rand.New(rand.NewPCG(7, rc.seed))
+	rois := [][5]float64{
+		{0, 2, 3, 14, 12},       // medium
+		{1, 0.3, 0.2, 0.9, 0.7}, // tiny
+		{0, 5, 5, 5, 5},         // empty
+		{1, 10, 8, 6, 4},        // inverted
+		{0, -6, -5, 8, 30},      // crossing the top, left and bottom borders
+		{1, 14, 10, 26, 21},     // crossing the bottom and right borders
+		{0, -10, -10, 40, 40},   // larger than the map
+		{1, 21.7, 17.2, 22.9, 18.4},
+		{0, 18, 1, 19.5, 16.9}, // thin and tall
+	}
+	for i := range 7 {
+		x, y := rng.Float64()*24-2, rng.Float64()*20-2
+		rois = append(rois, [5]float64{float64(i % 2), x, y, x + rng.Float64()*20, y + rng.Float64()*20})
+	}
+	var rv []float64
+	for _, roi := range rois {
+		rv = append(rv, roi[:]...)
+	}
+	feat := make([]float64, roiB*roiH*roiW*roiC)
+	for i := range feat {
+		feat[i] = rng.NormFloat64()
+	}
+	cot := make([]float64, len(rois)*roiOH*roiOW*roiC)
+	for i := range cot {
+		cot[i] = rng.NormFloat64()
+	}
+	return [3]*tensors.Tensor{opsTensor(rc.dt, feat, roiB, roiH, roiW, roiC), opsTensor(rc.dt, rv, len(rois), 5),
+		opsTensor(rc.dt, cot, len(rois), roiOH, roiOW, roiC)}
+}
+
+// checkRoIAlign compares RoIAlign and its gradient with respect to the features (of the sum
+// of the output times a random cotangent) with torchvision.ops.roi_align: adaptive
+// (sampling_ratio 0) and fixed grids, aligned or not.
+func checkRoIAlign(t *testing.T, root string) {
+	b := opsBackend(t)
+	for _, rc := range roiCases() {
+		x := rc.inputs()
+		outs := MustExecOnceN(b, func(f, rois, cot *Node) []*Node {
+			y := det.RoIAlign(f, rois, roiOH, roiOW, roiScale, rc.sr, rc.aligned, roiMaxGrid)
+			return []*Node{y, Gradient(ReduceAllSum(Mul(y, cot)), f)[0]}
+		}, x[0], x[1], x[2])
+		d := filepath.Join(root, "roi_align", rc.name())
+		for i, out := range []string{"y", "gfeat"} {
+			dd := opsMaxRelDiff(t, outs[i], opsReadNPY(t, filepath.Join(d, out+".npy")))
+			if dd > rc.tol {
+				t.Errorf("%s: %s differs by %.3g", rc.name(), out, dd)
+			}
+			t.Logf("%s: %s differs by %.3g", rc.name(), out, dd)
 		}
 	}
 }
