@@ -91,7 +91,7 @@ func NMS(boxes, scores, valid *Node, iouThr float64, maxOut int) (keep, keepVali
 		if k == maxOut-1 {
 			break // the last step's suppression is never used
 		}
-		box := Gather(bx, Stack([]*Node{batch, i}, 1))   // [b, 4]
+		box := Gather(bx, Stack([]*Node{batch, i}, 1))         // [b, 4]
 		bx1, by1, bx2, by2 := cornerCoords(ExpandAxes(box, 1)) // [b, 1]
 		w := Max(zero, Sub(Min(bx2, x2), Max(bx1, x1)))
 		h := Max(zero, Sub(Min(by2, y2), Max(by1, y1)))

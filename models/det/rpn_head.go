@@ -1,0 +1,170 @@
+package det
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+
+	"github.com/goselfsup/goselfsup/models/nn"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// LossConfig is the loss table of a detection head, mmdet's loss_cls and loss_bbox:
+// CrossEntropyLoss with use_sigmoid for the RPN's objectness, L1Loss for its deltas.
+type LossConfig struct {
+	Type       string  `toml:"type" doc:"CrossEntropyLoss (loss_cls) or L1Loss (loss_bbox)"`
+	UseSigmoid bool    `toml:"use_sigmoid" doc:"CrossEntropyLoss: a binary cross-entropy on sigmoid scores (the RPN's)"`
+	LossWeight float64 `toml:"loss_weight" doc:"the loss's weight"`
+}
+
+// RPNHeadConfig is mmdet 2.x's RPNHead on one feature map (the C4 detectors' res4): a 3x3
+// convolution and ReLU, then 1x1 convolutions to A objectness logits (sigmoid) and 4A
+// deltas per location, A the anchor generator's anchors per location.
+type RPNHeadConfig struct {
+	InChannels      int           `toml:"in_channels" doc:"the feature map's channels" required:"true"`
+	FeatChannels    int           `toml:"feat_channels" doc:"the channels of the 3x3 convolution"`
+	AnchorGenerator registry.Spec `toml:"anchor_generator" registry:"prior_generators" doc:"the anchors (AnchorGenerator)"`
+	BBoxCoder       registry.Spec `toml:"bbox_coder" registry:"bbox_coders" doc:"the deltas' coder (DeltaXYWHBBoxCoder)"`
+	LossCls         LossConfig    `toml:"loss_cls" doc:"the objectness loss: CrossEntropyLoss with use_sigmoid"`
+	LossBBox        LossConfig    `toml:"loss_bbox" doc:"the deltas' loss: L1Loss"`
+}
+
+func init() {
+	registry.Add(registry.Heads, "RPNHead", "mmdet 2.x's region proposal head on one feature map (the C4 detectors')",
+		func() *RPNHeadConfig {
+			return &RPNHeadConfig{FeatChannels: 256,
+				LossCls:  LossConfig{Type: "CrossEntropyLoss", UseSigmoid: true, LossWeight: 1},
+				LossBBox: LossConfig{Type: "L1Loss", LossWeight: 1}}
+		})
+}
+
+func (c *RPNHeadConfig) Validate() error {
+	var errs []error
+	if c.InChannels < 1 {
+		errs = append(errs, registry.FieldErrorf("in_channels", "must be at least 1, got %d", c.InChannels))
+	}
+	if c.FeatChannels < 1 {
+		errs = append(errs, registry.FieldErrorf("feat_channels", "must be at least 1, got %d", c.FeatChannels))
+	}
+	if c.AnchorGenerator.IsZero() {
+		errs = append(errs, registry.FieldErrorf("anchor_generator", "is required"))
+	}
+	if c.BBoxCoder.IsZero() {
+		errs = append(errs, registry.FieldErrorf("bbox_coder", "is required"))
+	}
+	if c.LossCls.Type != "CrossEntropyLoss" || !c.LossCls.UseSigmoid {
+		errs = append(errs, registry.FieldErrorf("loss_cls", "only CrossEntropyLoss with use_sigmoid = true is supported (the RPN's), got %+v", c.LossCls))
+	}
+	if c.LossBBox.Type != "L1Loss" {
+		errs = append(errs, registry.FieldErrorf("loss_bbox", "only L1Loss is supported (the C4 RPN's), got type %q", c.LossBBox.Type))
+	}
+	return errors.Join(errs...)
+}
+
+// RPNHead is a built RPNHead; its variables are named as mmdet's: rpn_conv, rpn_cls,
+// rpn_reg, each initialised from N(0, 0.01) with a zero bias (mmdet's RPNHead init).
+type RPNHead struct {
+	cfg                    *RPNHeadConfig
+	Anchors                *AnchorGenerator
+	Coder                  *DeltaXYWHBBoxCoder
+	conv, clsConv, regConv *nn.Conv2d
+}
+
+// Build builds the head in the scope of the registry.Env.
+func (c *RPNHeadConfig) Build(env *registry.Env) (any, error) {
+	s, err := registry.Need[*nn.Scope](env)
+	if err != nil {
+		return nil, err
+	}
+	h := &RPNHead{cfg: c}
+	if h.Anchors, err = registry.Build[*AnchorGenerator](env, c.AnchorGenerator); err != nil {
+		return nil, fmt.Errorf("anchor_generator: %w", err)
+	}
+	if h.Anchors.NumLevels() != 1 {
+		return nil, registry.FieldErrorf("anchor_generator", "RPNHead runs on one feature map; its anchor generator has %d strides", h.Anchors.NumLevels())
+	}
+	if h.Coder, err = registry.Build[*DeltaXYWHBBoxCoder](env, c.BBoxCoder); err != nil {
+		return nil, fmt.Errorf("bbox_coder: %w", err)
+	}
+	a := h.Anchors.NumBaseAnchors()
+	h.conv = nn.NewConv2dNormal(s.In("rpn_conv"), c.InChannels, c.FeatChannels, 3, 0.01)
+	h.clsConv = nn.NewConv2dNormal(s.In("rpn_cls"), c.FeatChannels, a, 1, 0.01)
+	h.regConv = nn.NewConv2dNormal(s.In("rpn_reg"), c.FeatChannels, 4*a, 1, 0.01)
+	return h, nil
+}
+
+// Forward returns the objectness logits [B, H, W, A] and the deltas [B, H, W, 4A] of the
+// feature map x [B, H, W, C]. Flattened to [B, H*W*A] and [B, H*W*A, 4] they follow the
+// anchors' order (GridAnchors: location-major, then the base anchors), as mmdet's
+// permute(0, 2, 3, 1).reshape.
+func (h *RPNHead) Forward(x *Node) (cls, reg *Node) {
+	y := nn.ReLU(h.conv.Forward(x))
+	return h.clsConv.Forward(y), h.regConv.Forward(y)
+}
+
+// RPNTrain is the RPN's part of a detector's train_cfg (mmdet's train_cfg.rpn), built.
+type RPNTrain struct {
+	Assigner *MaxIoUAssigner
+	Sampler  *RandomSampler
+	// AllowedBorder: anchors crossing the image by more than this many pixels take no part
+	// in the targets (0 for C4); negative keeps every anchor.
+	AllowedBorder float64
+}
+
+// RPNTargets are what an RPN loss was computed on, for inspection and tests.
+type RPNTargets struct {
+	Sample SampleResult // [B, num] slots over the anchors
+	// GTInds is [B, num] Int32: the GT box of each sampled positive (0 elsewhere).
+	GTInds *Node
+}
+
+// Loss is mmdet 2.x's AnchorHead.loss for the RPN (use_sigmoid, sampling) on one level:
+//
+//   - cls [B, H, W, A] and reg [B, H, W, 4A], Forward's outputs;
+//   - anchors [H*W*A, 4], the level's GridAnchors (a constant);
+//   - gtBoxes [B, G, 4] and gtValid [B, G] Bool: each image's GT boxes, padded to G;
+//   - imgShape [B, 2] (h, w) of the resized images before padding, padShape [B, 2] after
+//     (nil: imgShape), for the anchors' valid flags (allowed_border);
+//   - keys [B, H*W*A] integers in [0, 2^KeyBits): the sampler's random keys (SampleKeys).
+//
+// Per image the valid anchors are assigned (MaxIoUAssigner on their IoU with the GT) and
+// sampled (RandomSampler: Num anchors, positives first); the objectness loss is the binary
+// cross-entropy of the sampled anchors (target 1 for positives, 0 for negatives), and the
+// deltas' loss the L1 distance of the positives' deltas to the coder's encoding of their
+// GT box. Both are summed over the batch and divided by the number of sampled anchors of
+// the whole batch (mmdet's avg_factor num_total_pos + num_total_neg, plus float32's eps as
+// weight_reduce_loss), then weighted by loss_weight.
+func (h *RPNHead) Loss(cls, reg, anchors, gtBoxes, gtValid, imgShape, padShape, keys *Node, cfg *RPNTrain) (lossCls, lossBBox *Node, t RPNTargets) {
+	if cls.Rank() != 4 {
+		panicf("RPNHead.Loss: cls must be [B, H, W, A], got %s", cls.Shape())
+	}
+	b, fh, fw, a := cls.Shape().Dim(0), cls.Shape().Dim(1), cls.Shape().Dim(2), cls.Shape().Dim(3)
+	n := fh * fw * a
+	dt := cls.DType()
+	anchors = ConvertDType(anchors, dt)
+	valid := h.Anchors.ValidFlags(anchors, 0, fh, fw, padShape, imgShape, cfg.AllowedBorder) // [B, N]
+	anchorsB := BroadcastToDims(Reshape(anchors, 1, n, 4), b, n, 4)
+	gt := ConvertDType(gtBoxes, dt)
+	iou := BoxIoU(anchorsB, gt) // [B, N, G]
+	assign := cfg.Assigner.Assign(iou, valid, gtValid, nil)
+	s := cfg.Sampler.SampleWithKeys(keys, assign.GTInds)
+
+	g := cls.Graph()
+	weight := ConvertDType(s.Valid, dt) // [B, num]
+	pos := ConvertDType(s.Positive, dt)
+	avg := AddScalar(ReduceAllSum(weight), float32Eps)
+
+	logits := GatherRows(Reshape(cls, b, n), s.Indices) // [B, num]
+	// binary_cross_entropy_with_logits: max(x, 0) - x t + log(1 + exp(-|x|)).
+	bce := Add(Sub(Max(logits, ZerosLike(logits)), Mul(logits, pos)), Log1P(Exp(Neg(Abs(logits)))))
+	lossCls = MulScalar(Div(ReduceAllSum(Mul(bce, weight)), avg), h.cfg.LossCls.LossWeight)
+
+	gtInds := Max(GatherRows(assign.GTInds, s.Indices), ScalarZero(g, dtypes.Int32)) // [B, num]
+	target := StopGradient(h.Coder.Encode(GatherRows(anchorsB, s.Indices), GatherRows(gt, gtInds)))
+	pred := GatherRows(Reshape(reg, b, n, 4), s.Indices) // [B, num, 4]
+	l1 := Mul(Abs(Sub(pred, target)), Reshape(pos, b, s.Indices.Shape().Dim(1), 1))
+	lossBBox = MulScalar(Div(ReduceAllSum(l1), avg), h.cfg.LossBBox.LossWeight)
+	return lossCls, lossBBox, RPNTargets{Sample: s, GTInds: Where(s.Positive, gtInds, ZerosLike(gtInds))}
+}
