@@ -168,3 +168,64 @@ func (h *RPNHead) Loss(cls, reg, anchors, gtBoxes, gtValid, imgShape, padShape, 
 	lossBBox = MulScalar(Div(ReduceAllSum(l1), avg), h.cfg.LossBBox.LossWeight)
 	return lossCls, lossBBox, RPNTargets{Sample: s, GTInds: Where(s.Positive, gtInds, ZerosLike(gtInds))}
 }
+
+// NMSConfig is mmcv's nms table: nms = { type = "nms", iou_threshold = 0.7 }.
+type NMSConfig struct {
+	Type         string  `toml:"type" doc:"nms (the only kind supported)"`
+	IoUThreshold float64 `toml:"iou_threshold" doc:"a box is suppressed by a kept one whose IoU with it is above this"`
+}
+
+// RPNProposalConfig is mmdet 2.x's proposal settings of the RPN: train_cfg.rpn_proposal and
+// test_cfg.rpn (12,000 / 2,000 in training and 6,000 / 1,000 at test for the C4 detectors).
+type RPNProposalConfig struct {
+	NmsPre      int       `toml:"nms_pre" doc:"the highest-scoring anchors kept before NMS (0: all)"`
+	MaxPerImg   int       `toml:"max_per_img" doc:"the proposals kept after NMS, per image"`
+	Nms         NMSConfig `toml:"nms" doc:"the NMS of the proposals"`
+	MinBBoxSize float64   `toml:"min_bbox_size" doc:"proposals not wider and higher than this are dropped (0: the empty ones); negative keeps all"`
+}
+
+// Validate checks the settings.
+func (c *RPNProposalConfig) Validate() error {
+	var errs []error
+	if c.NmsPre < 0 {
+		errs = append(errs, registry.FieldErrorf("nms_pre", "must not be negative, got %d", c.NmsPre))
+	}
+	if c.MaxPerImg < 1 {
+		errs = append(errs, registry.FieldErrorf("max_per_img", "must be at least 1, got %d", c.MaxPerImg))
+	}
+	if c.Nms.Type != "nms" {
+		errs = append(errs, registry.FieldErrorf("nms", "type must be nms, got %q", c.Nms.Type))
+	}
+	if c.Nms.IoUThreshold <= 0 || c.Nms.IoUThreshold > 1 {
+		errs = append(errs, registry.FieldErrorf("nms", "iou_threshold must be in (0, 1], got %v", c.Nms.IoUThreshold))
+	}
+	return errors.Join(errs...)
+}
+
+// Proposals is mmdet 2.x's RPNHead.get_bboxes on one level, per image, with static shapes:
+// the objectness scores (sigmoid of cls [B, H, W, A]), the nms_pre highest of them
+// (TopKMask), their anchors [H*W*A, 4] decoded with reg [B, H, W, 4A] and clipped to each
+// image's imgShape [B, 2] (h, w), the proposals wider and higher than min_bbox_size, greedy
+// NMS, and the first max_per_img kept, in descending score order: boxes [B, max_per_img, 4],
+// scores [B, max_per_img] and valid [B, max_per_img] Bool (fewer proposals leave invalid
+// slots). The proposals carry no gradient, as mmdet detaches them.
+func (h *RPNHead) Proposals(cls, reg, anchors, imgShape *Node, cfg *RPNProposalConfig) (boxes, scores, valid *Node) {
+	b, fh, fw, a := cls.Shape().Dim(0), cls.Shape().Dim(1), cls.Shape().Dim(2), cls.Shape().Dim(3)
+	n := fh * fw * a
+	dt := cls.DType()
+	s := Sigmoid(StopGradient(Reshape(cls, b, n)))
+	cand := boolConst(cls.Graph(), true, b, n)
+	if cfg.NmsPre > 0 && cfg.NmsPre < n {
+		cand = TopKMask(s, nil, cfg.NmsPre)
+	}
+	anchorsB := BroadcastToDims(Reshape(ConvertDType(anchors, dt), 1, n, 4), b, n, 4)
+	props := h.Coder.Decode(anchorsB, StopGradient(Reshape(reg, b, n, 4)), ConvertDType(imgShape, dt))
+	if cfg.MinBBoxSize >= 0 {
+		x1, y1, x2, y2 := cornerCoords(props)
+		big := LogicalAnd(GreaterThan(Sub(x2, x1), Scalar(cls.Graph(), dt, cfg.MinBBoxSize)),
+			GreaterThan(Sub(y2, y1), Scalar(cls.Graph(), dt, cfg.MinBBoxSize)))
+		cand = LogicalAnd(cand, big)
+	}
+	keep, keepValid := NMS(props, s, cand, cfg.Nms.IoUThreshold, cfg.MaxPerImg)
+	return StopGradient(GatherRows(props, keep)), GatherRows(s, keep), keepValid
+}

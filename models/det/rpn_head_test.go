@@ -1,6 +1,7 @@
 package det_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -169,4 +170,77 @@ func relDiff64(a, b *tensors.Tensor) float64 {
 		nn += bv[i] * bv[i]
 	}
 	return math.Sqrt(d / nn)
+}
+
+// The proposals against mmdet 2.x's get_bboxes transcribed with torchvision's nms, in
+// float32: the same boxes and scores in the same order, the rest of the slots invalid.
+func TestRPNProposalsMatchMMDet(t *testing.T) {
+	python, err := pyref.Python("torch", "torchvision", "numpy")
+	if err != nil {
+		t.Skip(err)
+	}
+	scope := nn.NewScope(context.New(), 1)
+	head, err := registry.Build[*det.RPNHead](registry.With(nil, scope), registry.NewSpec(registry.Heads, "RPNHead", rpnC4(8, 8)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const b, fh, fw = 2, 12, 16
+	a := head.Anchors.NumBaseAnchors()
+	anchors, err := head.Anchors.Anchors(0, fh, fw, dtypes.Float32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	normal := func(std float64, dims ...int) *tensors.Tensor {
+		v := make([]float32, prod(dims))
+		for i := range v {
+			v[i] = float32(std * rng.NormFloat64())
+		}
+		return tensors.FromFlatDataAndDimensions(v, dims...)
+	}
+	cls, reg := normal(3, b, fh, fw, a), normal(0.3, b, fh, fw, 4*a)
+	imgShape := tensors.FromFlatDataAndDimensions([]float32{180, 250, 192, 230}, b, 2)
+	// The second keeps fewer proposals than max_per_img: invalid slots.
+	for _, cfg := range []*det.RPNProposalConfig{
+		{NmsPre: 1000, MaxPerImg: 300, Nms: det.NMSConfig{Type: "nms", IoUThreshold: 0.7}, MinBBoxSize: 0},
+		{NmsPre: 400, MaxPerImg: 500, Nms: det.NMSConfig{Type: "nms", IoUThreshold: 0.7}, MinBBoxSize: 0},
+	} {
+		outs := MustExecOnceN(pureGo(t), func(cls, reg, anchors, imgShape *Node) []*Node {
+			boxes, scores, valid := head.Proposals(cls, reg, anchors, imgShape, cfg)
+			return []*Node{boxes, scores, valid}
+		}, cls, reg, anchors, imgShape)
+
+		dir := t.TempDir()
+		for name, tt := range map[string]*tensors.Tensor{"cls": cls, "reg": reg, "anchors": anchors, "img_shape": imgShape} {
+			if err := engine.SaveNPY(filepath.Join(dir, name+".npy"), tt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out, err := exec.Command(python, filepath.Join("..", "..", "benchmarks", "rpn_proposals_reference.py"), dir, fmt.Sprint(cfg.NmsPre), fmt.Sprint(cfg.MaxPerImg), "0.7", "0").CombinedOutput(); err != nil {
+			t.Fatalf("rpn_proposals_reference.py: %v\n%s", err, out)
+		}
+		boxes, scores, valid := outs[0].Value().([][][]float32), outs[1].Value().([][]float32), outs[2].Value().([][]bool)
+		for i := range b {
+			wantBoxes := tensors.MustCopyFlatData[float32](mustLoad(t, filepath.Join(dir, fmt.Sprintf("boxes_%d.npy", i))))
+			wantScores := tensors.MustCopyFlatData[float32](mustLoad(t, filepath.Join(dir, fmt.Sprintf("scores_%d.npy", i))))
+			k := len(wantScores)
+			for j := range cfg.MaxPerImg {
+				if valid[i][j] != (j < k) {
+					t.Fatalf("image %d: slot %d valid %v, but the reference keeps %d", i, j, valid[i][j], k)
+				}
+				if j >= k {
+					continue
+				}
+				if d := math.Abs(float64(scores[i][j] - wantScores[j])); d > 1e-6 {
+					t.Fatalf("image %d, proposal %d: score %v, want %v", i, j, scores[i][j], wantScores[j])
+				}
+				for c := range 4 {
+					if d := math.Abs(float64(boxes[i][j][c] - wantBoxes[4*j+c])); d > 1e-3 {
+						t.Fatalf("image %d, proposal %d: box %v, want %v", i, j, boxes[i][j], wantBoxes[4*j:4*j+4])
+					}
+				}
+			}
+			t.Logf("nms_pre %d, max_per_img %d, image %d: %d proposals", cfg.NmsPre, cfg.MaxPerImg, i, k)
+		}
+	}
 }
