@@ -10,10 +10,6 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// SharedHeads is the registry namespace of the RoI heads' shared heads (mmdet's
-// SHARED_HEADS): the layers that every RoI's features go through before the box head.
-const SharedHeads = "shared_heads"
-
 // ResLayerConfig is mmdet's ResLayer shared head: one stage of a ResNet (res5 for the C4
 // detectors) applied to each RoI's features. ResLayerExtraNorm is mmselfsup's variant with
 // a batch norm after the stage (MoCo's "extra BN layer following the res5 stage").
@@ -31,9 +27,9 @@ type ResLayerConfig struct {
 }
 
 func init() {
-	registry.Add(SharedHeads, "ResLayer", "one ResNet stage applied to each RoI's features (mmdet's C4 shared head)",
+	registry.Add(registry.SharedHeads, "ResLayer", "one ResNet stage applied to each RoI's features (mmdet's C4 shared head)",
 		func() *ResLayerConfig { return defaultResLayer(false) })
-	registry.Add(SharedHeads, "ResLayerExtraNorm", "ResLayer followed by a batch norm (mmselfsup's C4 shared head; MoCo's extra BN after res5)",
+	registry.Add(registry.SharedHeads, "ResLayerExtraNorm", "ResLayer followed by a batch norm (mmselfsup's C4 shared head; MoCo's extra BN after res5)",
 		func() *ResLayerConfig { return defaultResLayer(true) })
 }
 

@@ -30,7 +30,7 @@ func TestResLayerMatchesTorchvision(t *testing.T) {
 			dir := t.TempDir()
 			ctx := context.New()
 			scope := nn.NewScope(ctx, 11).WithDType(dtypes.Float64)
-			head, err := registry.Build[*models.ResLayer](registry.With(nil, scope), registry.NewSpec(models.SharedHeads, typ,
+			head, err := registry.Build[*models.ResLayer](registry.With(nil, scope), registry.NewSpec(registry.SharedHeads, typ,
 				map[string]any{"depth": 50, "stage": 3, "stride": 2}))
 			if err != nil {
 				t.Fatal(err)

@@ -30,6 +30,7 @@ const (
 	Backbones       = "backbones"
 	Necks           = "necks"
 	Heads           = "heads"
+	SharedHeads     = "shared_heads" // the layers a detector's RoI head runs every RoI through (mmdet's SHARED_HEADS)
 	Losses          = "losses"
 	Memories        = "memories"
 	Datasets        = "datasets"

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
@@ -161,3 +162,30 @@ func (h *BBoxHead) Loss(cls, reg *Node, t RoITargets) (lossCls, lossBBox, acc *N
 
 // float32Eps is torch.finfo(torch.float32).eps, mmdet's weight_reduce_loss's.
 const float32Eps = 1.1920928955078125e-07
+
+// GetBBoxes is mmdet 2.x's BBoxHead.get_bboxes followed by multiclass_nms, per image with
+// static shapes: cls [B*P, num_classes + 1] and reg [B*P, 4 * classes] of the RoIs rois [B, P,
+// 4] (roiValid [B, P]); softmax scores, each class's deltas decoded on its RoI and clipped to
+// imgShape [B, 2] (h, w); the (RoI, class) pairs scoring above score_thr (strictly), greedy
+// per-class NMS (BatchedNMS) and the best max_per_img, best first. The boxes are in the
+// resized image's coordinates: divide by the scale factor for the original image's (mmdet's
+// rescale).
+func (h *BBoxHead) GetBBoxes(cls, reg, rois, roiValid, imgShape *Node, cfg *TestConfig) Detections {
+	b, p := rois.Shape().Dim(0), rois.Shape().Dim(1)
+	dt := cls.DType()
+	g := cls.Graph()
+	nc := h.NumClasses()
+	scores := Slice(Softmax(cls, -1), AxisRange(), AxisRange(0, nc)) // [B*P, nc], background dropped
+	rc := h.regClasses()
+	boxes := Reshape(h.Coder.Decode(ConvertDType(rois, dt), Reshape(reg, b, p, 4*rc), imgShape), b, p, rc, 4)
+	if rc == 1 {
+		boxes = BroadcastToDims(boxes, b, p, nc, 4)
+	}
+	boxes = Reshape(boxes, b, p*nc, 4)
+	s := Reshape(scores, b, p*nc)
+	labels := Reshape(BroadcastToDims(Iota(g, shapes.Make(dtypes.Int32, 1, 1, nc), 2), b, p, nc), b, p*nc)
+	valid := LogicalAnd(GreaterThan(s, Scalar(g, dt, cfg.ScoreThr)),
+		Reshape(BroadcastToDims(Reshape(roiValid, b, p, 1), b, p, nc), b, p*nc))
+	keep, keepValid := BatchedNMS(boxes, s, labels, valid, cfg.Nms.IoUThreshold, cfg.MaxPerImg)
+	return Detections{Boxes: GatherRows(boxes, keep), Scores: GatherRows(s, keep), Labels: GatherRows(labels, keep), Valid: keepValid}
+}

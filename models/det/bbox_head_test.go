@@ -1,6 +1,7 @@
 package det_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os/exec"
@@ -97,4 +98,98 @@ func TestBBoxHeadLossMatchesMMDet(t *testing.T) {
 		}
 	}
 	t.Logf("loss_cls %.6f, loss_bbox %.6f, acc %.2f", outs[0].Value(), outs[1].Value(), outs[2].Value())
+}
+
+// The test-time boxes (softmax, class-specific decoding clipped to the image, score_thr,
+// per-class NMS, max_per_img) against mmdet 2.x's get_bboxes and multiclass_nms transcribed
+// with torchvision's nms, in float32: the same detections in the same order.
+func TestBBoxHeadGetBBoxesMatchesMMDet(t *testing.T) {
+	python, err := pyref.Python("torch", "torchvision", "numpy")
+	if err != nil {
+		t.Skip(err)
+	}
+	const nc, b, p = 20, 2, 150
+	head, err := registry.Build[*det.BBoxHead](registry.With(nil, nn.NewScope(context.New(), 1)), registry.NewSpec(registry.Heads, "BBoxHead", map[string]any{
+		"in_channels": 16, "num_classes": nc,
+		"bbox_coder": map[string]any{"type": "DeltaXYWHBBoxCoder", "target_means": []float64{0, 0, 0, 0}, "target_stds": []float64{0.1, 0.1, 0.2, 0.2}},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	f32 := func(n int, f func() float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(f())
+		}
+		return v
+	}
+	cls := tensors.FromFlatDataAndDimensions(f32(b*p*(nc+1), func() float64 { return 2 * rng.NormFloat64() }), b*p, nc+1)
+	reg := tensors.FromFlatDataAndDimensions(f32(b*p*4*nc, func() float64 { return rng.NormFloat64() }), b*p, 4*nc)
+	var rois []float32
+	for range b * p {
+		x, y := rng.Float64()*250, rng.Float64()*180
+		rois = append(rois, float32(x), float32(y), float32(x+10+rng.Float64()*120), float32(y+10+rng.Float64()*100))
+	}
+	roisT := tensors.FromFlatDataAndDimensions(rois, b, p, 4)
+	valid := make([]bool, b*p)
+	for i := range valid {
+		valid[i] = i%p < p-10 // the last 10 proposals of each image are empty slots
+	}
+	imgShape := tensors.FromFlatDataAndDimensions([]float32{240, 300, 220, 310}, b, 2)
+	cfg := &det.TestConfig{ScoreThr: 0.05, Nms: det.NMSConfig{Type: "nms", IoUThreshold: 0.5}, MaxPerImg: 100}
+	outs := MustExecOnceN(pureGo(t), func(cls, reg, rois, valid, imgShape *Node) []*Node {
+		d := head.GetBBoxes(cls, reg, rois, valid, imgShape, cfg)
+		return []*Node{d.Boxes, d.Scores, d.Labels, d.Valid}
+	}, cls, reg, roisT, tensors.FromFlatDataAndDimensions(valid, b, p), imgShape)
+
+	dir := t.TempDir()
+	clsV, regV := cls.Value().([][]float32), reg.Value().([][]float32)
+	for i := range b {
+		// The reference gets each image's valid proposals only, as mmdet has no empty slots.
+		n := p - 10
+		var c, r []float32
+		for j := range n {
+			c = append(c, clsV[i*p+j]...)
+			r = append(r, regV[i*p+j]...)
+		}
+		for name, tt := range map[string]*tensors.Tensor{
+			fmt.Sprintf("cls_%d", i):  tensors.FromFlatDataAndDimensions(c, n, nc+1),
+			fmt.Sprintf("reg_%d", i):  tensors.FromFlatDataAndDimensions(r, n, 4*nc),
+			fmt.Sprintf("rois_%d", i): tensors.FromFlatDataAndDimensions(rois[i*p*4:(i*p+n)*4], n, 4),
+		} {
+			if err := engine.SaveNPY(filepath.Join(dir, name+".npy"), tt); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := engine.SaveNPY(filepath.Join(dir, "img_shape.npy"), imgShape); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(python, filepath.Join("..", "..", "benchmarks", "bbox_postprocess_reference.py"), dir, "0.05", "0.5", "100").CombinedOutput(); err != nil {
+		t.Fatalf("bbox_postprocess_reference.py: %v\n%s", err, out)
+	}
+	boxes, scores, labels, ok := outs[0].Value().([][][]float32), outs[1].Value().([][]float32), outs[2].Value().([][]int32), outs[3].Value().([][]bool)
+	for i := range b {
+		want := tensors.MustCopyFlatData[float32](mustLoad(t, filepath.Join(dir, fmt.Sprintf("dets_%d.npy", i))))
+		k := len(want) / 6
+		for j := range cfg.MaxPerImg {
+			if ok[i][j] != (j < k) {
+				t.Fatalf("image %d: slot %d valid %v, the reference has %d detections", i, j, ok[i][j], k)
+			}
+			if j >= k {
+				continue
+			}
+			w := want[6*j : 6*j+6]
+			if labels[i][j] != int32(w[5]) || math.Abs(float64(scores[i][j]-w[4])) > 1e-6 {
+				t.Fatalf("image %d, detection %d: label %d score %v, want %v", i, j, labels[i][j], scores[i][j], w)
+			}
+			for c := range 4 {
+				if math.Abs(float64(boxes[i][j][c]-w[c])) > 1e-3 {
+					t.Fatalf("image %d, detection %d: box %v, want %v", i, j, boxes[i][j], w[:4])
+				}
+			}
+		}
+		t.Logf("image %d: %d detections", i, k)
+	}
 }
