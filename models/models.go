@@ -58,6 +58,10 @@ type Batch struct {
 	// [B, 2]: height, width; mmseg's img_shape): a segmentor zeroes the normalised pixels
 	// outside it, as mmseg pads after normalising.
 	ImgShapes *Node
+	// GTBoxes, GTLabels and GTValid are a detector's ground truth, padded to G boxes per
+	// image: float32 [B, G, 4] (x1, y1, x2, y2 in the resized image), int32 [B, G] (the
+	// class), bool [B, G] (the slot holds a box).
+	GTBoxes, GTLabels, GTValid *Node
 }
 
 // DecodeHead is a segmentation head (mmseg's decode and auxiliary heads).

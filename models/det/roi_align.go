@@ -82,12 +82,15 @@ func RoIAlign(feat, rois *Node, outH, outW int, spatialScale float64, samplingRa
 	xi := BroadcastToDims(Reshape(xs, r, 1, outW, 1, grid, 1, 2), full...)
 	bi := BroadcastToDims(Reshape(batch, r, 1, 1, 1, 1, 1, 1), full...)
 	idx := Stack([]*Node{bi, yi, xi}, -1)
-	weight := Mul(Reshape(wy, r, outH, 1, grid, 1, 2, 1), Reshape(wx, r, 1, outW, 1, grid, 1, 2))
+	// The sampling geometry depends on the rois only; stopping its gradient here keeps the
+	// backward pass from entering it (GoMLX's autodiff would otherwise reach Ceil, which has
+	// no gradient, when the rois come from variables, as a detector's proposals do).
+	weight := StopGradient(Mul(Reshape(wy, r, outH, 1, grid, 1, 2, 1), Reshape(wx, r, 1, outW, 1, grid, 1, 2)))
 
 	s := grid * grid * 4
 	vals := Gather(feat, Reshape(idx, r, outH, outW, s, 3))              // [R, outH, outW, S, C]
 	sum := ReduceSum(Mul(vals, Reshape(weight, r, outH, outW, s, 1)), 3) // [R, outH, outW, C]
-	count := MaxScalar(Mul(ny, nx), 1.0)                                 // [R]
+	count := StopGradient(MaxScalar(Mul(ny, nx), 1.0))                   // [R]
 	return Div(sum, Reshape(count, r, 1, 1, 1))
 }
 

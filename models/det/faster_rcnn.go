@@ -1,0 +1,227 @@
+package det
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/goselfsup/goselfsup/models"
+	"github.com/goselfsup/goselfsup/models/nn"
+	"github.com/goselfsup/goselfsup/registry"
+)
+
+// RPNTrainConfig is mmdet's train_cfg.rpn.
+type RPNTrainConfig struct {
+	Assigner      registry.Spec `toml:"assigner" registry:"bbox_assigners" doc:"the anchors' assigner (MaxIoUAssigner)"`
+	Sampler       registry.Spec `toml:"sampler" registry:"bbox_samplers" doc:"the anchors' sampler (RandomSampler)"`
+	AllowedBorder float64       `toml:"allowed_border" doc:"anchors crossing the image by more than this take no part (0 for C4; negative: all)"`
+	PosWeight     float64       `toml:"pos_weight" doc:"the positives' weight: -1 (1) is the only value supported"`
+	Debug         bool          `toml:"debug" doc:"mmdet's debug flag (ignored)"`
+}
+
+// RCNNTrainConfig is mmdet's train_cfg.rcnn.
+type RCNNTrainConfig struct {
+	Assigner  registry.Spec `toml:"assigner" registry:"bbox_assigners" doc:"the proposals' assigner (MaxIoUAssigner)"`
+	Sampler   registry.Spec `toml:"sampler" registry:"bbox_samplers" doc:"the proposals' sampler (RandomSampler, add_gt_as_proposals)"`
+	PosWeight float64       `toml:"pos_weight" doc:"the positives' weight: -1 (1) is the only value supported"`
+	Debug     bool          `toml:"debug" doc:"mmdet's debug flag (ignored)"`
+}
+
+// TwoStageTrainConfig is mmdet 2.x's train_cfg of a two-stage detector.
+type TwoStageTrainConfig struct {
+	RPN         RPNTrainConfig    `toml:"rpn" doc:"the RPN's targets"`
+	RPNProposal RPNProposalConfig `toml:"rpn_proposal" doc:"the proposals the RoI head trains on"`
+	RCNN        RCNNTrainConfig   `toml:"rcnn" doc:"the RoI head's targets"`
+}
+
+// TwoStageTestConfig is mmdet 2.x's test_cfg of a two-stage detector.
+type TwoStageTestConfig struct {
+	RPN  RPNProposalConfig `toml:"rpn" doc:"the proposals at test time"`
+	RCNN TestConfig        `toml:"rcnn" doc:"the detections"`
+}
+
+// FasterRCNNConfig is mmdet 2.x's FasterRCNN (TwoStageDetector) without a neck: the C4
+// detector of mmselfsup's VOC benchmark (ResNet to res4, RPN, RoIAlign, res5 with an extra
+// BN, the box head).
+type FasterRCNNConfig struct {
+	Backbone         registry.Spec           `toml:"backbone" registry:"backbones" doc:"the backbone; its last output is the feature map (ResNet with num_stages = 3: res4)" required:"true"`
+	Neck             registry.Spec           `toml:"neck" registry:"necks" doc:"not supported (the C4 detector has none)"`
+	RPNHead          registry.Spec           `toml:"rpn_head" registry:"heads" doc:"the region proposal head (RPNHead)" required:"true"`
+	RoIHead          registry.Spec           `toml:"roi_head" registry:"heads" doc:"the RoI head (StandardRoIHead with a shared head)" required:"true"`
+	TrainCfg         TwoStageTrainConfig     `toml:"train_cfg" doc:"mmdet's train_cfg: rpn, rpn_proposal, rcnn"`
+	TestCfg          TwoStageTestConfig      `toml:"test_cfg" doc:"mmdet's test_cfg: rpn, rcnn"`
+	DataPreprocessor models.DataPreprocessor `toml:"data_preprocessor" doc:"how the uint8 images are normalised on the device"`
+	Pretrained       string                  `toml:"pretrained" doc:"not supported: use load_from, or the backbone's weights from a checkpoint"`
+}
+
+func init() {
+	registry.Add(registry.Algorithms, "FasterRCNN", "mmdet 2.x's Faster R-CNN without a neck (the C4 detector): backbone, RPN, RoI head",
+		func() *FasterRCNNConfig {
+			return &FasterRCNNConfig{TrainCfg: TwoStageTrainConfig{RPN: RPNTrainConfig{PosWeight: -1}, RCNN: RCNNTrainConfig{PosWeight: -1}}}
+		})
+}
+
+func (c *FasterRCNNConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key  string
+		spec registry.Spec
+	}{{"backbone", c.Backbone}, {"rpn_head", c.RPNHead}, {"roi_head", c.RoIHead},
+		{"train_cfg.rpn.assigner", c.TrainCfg.RPN.Assigner}, {"train_cfg.rpn.sampler", c.TrainCfg.RPN.Sampler},
+		{"train_cfg.rcnn.assigner", c.TrainCfg.RCNN.Assigner}, {"train_cfg.rcnn.sampler", c.TrainCfg.RCNN.Sampler}} {
+		if f.spec.IsZero() {
+			errs = append(errs, registry.FieldErrorf(f.key, "is required"))
+		}
+	}
+	if !c.Neck.IsZero() {
+		errs = append(errs, registry.FieldErrorf("neck", "necks are not supported in FasterRCNN (C4)"))
+	}
+	if c.TrainCfg.RPN.PosWeight > 0 || c.TrainCfg.RCNN.PosWeight > 0 {
+		errs = append(errs, registry.FieldErrorf("train_cfg", "pos_weight must be -1 (a weight of 1), got rpn %v, rcnn %v", c.TrainCfg.RPN.PosWeight, c.TrainCfg.RCNN.PosWeight))
+	}
+	for key, v := range map[string]interface{ Validate() error }{
+		"train_cfg.rpn_proposal": &c.TrainCfg.RPNProposal, "test_cfg.rpn": &c.TestCfg.RPN, "test_cfg.rcnn": &c.TestCfg.RCNN} {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	if c.Pretrained != "" {
+		errs = append(errs, registry.FieldErrorf("pretrained", "not supported: use load_from"))
+	}
+	return errors.Join(errs...)
+}
+
+// FasterRCNN is a built FasterRCNN; its variables are mmdet's: backbone.*, rpn_head.*,
+// roi_head.shared_head.* and roi_head.bbox_head.*.
+type FasterRCNN struct {
+	cfg          *FasterRCNNConfig
+	Backbone     models.Backbone
+	RPN          *RPNHead
+	RoI          *StandardRoIHead
+	Preprocessor models.Preprocessor
+	rpnTrain     *RPNTrain
+	rcnnTrain    *RCNNTrain
+	scope        *nn.Scope
+}
+
+// Build builds the detector.
+func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
+	s, err := registry.Need[*nn.Scope](env)
+	if err != nil {
+		return nil, err
+	}
+	m := &FasterRCNN{cfg: c, scope: s, Preprocessor: models.NewPreprocessor(c.DataPreprocessor)}
+	m.Preprocessor.DType = s.DType()
+	sub := func(name string) *registry.Env { return registry.With(env, s.In(name)) }
+	if m.Backbone, err = registry.Build[models.Backbone](sub("backbone"), c.Backbone); err != nil {
+		return nil, fmt.Errorf("backbone: %w", err)
+	}
+	if m.RPN, err = registry.Build[*RPNHead](sub("rpn_head"), c.RPNHead); err != nil {
+		return nil, fmt.Errorf("rpn_head: %w", err)
+	}
+	if m.RoI, err = registry.Build[*StandardRoIHead](sub("roi_head"), c.RoIHead); err != nil {
+		return nil, fmt.Errorf("roi_head: %w", err)
+	}
+	out := m.Backbone.OutChannels()
+	if len(out) == 0 || out[len(out)-1] != m.RPN.cfg.InChannels {
+		return nil, registry.FieldErrorf("rpn_head", "in_channels %d, but the backbone's last output has %v channels", m.RPN.cfg.InChannels, out)
+	}
+	m.rpnTrain = &RPNTrain{AllowedBorder: c.TrainCfg.RPN.AllowedBorder}
+	m.rcnnTrain = &RCNNTrain{}
+	for _, b := range []struct {
+		key  string
+		spec registry.Spec
+		dst  any
+	}{{"train_cfg.rpn.assigner", c.TrainCfg.RPN.Assigner, &m.rpnTrain.Assigner}, {"train_cfg.rpn.sampler", c.TrainCfg.RPN.Sampler, &m.rpnTrain.Sampler},
+		{"train_cfg.rcnn.assigner", c.TrainCfg.RCNN.Assigner, &m.rcnnTrain.Assigner}, {"train_cfg.rcnn.sampler", c.TrainCfg.RCNN.Sampler, &m.rcnnTrain.Sampler}} {
+		switch dst := b.dst.(type) {
+		case **MaxIoUAssigner:
+			*dst, err = registry.Build[*MaxIoUAssigner](env, b.spec)
+		case **RandomSampler:
+			*dst, err = registry.Build[*RandomSampler](env, b.spec)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.key, err)
+		}
+	}
+	return m, nil
+}
+
+// Scope is the detector's variable scope.
+func (m *FasterRCNN) Scope() *nn.Scope { return m.scope }
+
+// feature normalises the images (zeroing the padding outside imgShapes, as mmdet pads after
+// normalising) and returns the backbone's last output.
+func (m *FasterRCNN) feature(images, imgShapes *Node, train bool) *Node {
+	x := m.Preprocessor.Apply(images)
+	if imgShapes != nil {
+		x = models.ZeroPadding(x, imgShapes)
+	}
+	feats := m.Backbone.Forward(x, train)
+	return feats[len(feats)-1]
+}
+
+// anchors is the feature map's anchors, a constant.
+func (m *FasterRCNN) anchors(feat *Node) *Node {
+	t, err := m.RPN.Anchors.Anchors(0, feat.Shape().Dim(1), feat.Shape().Dim(2), feat.DType())
+	if err != nil {
+		panic(err) // the level exists and the map is not empty
+	}
+	return ConstTensor(feat.Graph(), t)
+}
+
+// Losses are a training step's losses, as mmdet logs them.
+type Losses struct {
+	RPNCls, RPNBBox, Cls, BBox, Acc *Node
+}
+
+// Total is the sum that trains the detector (mmdet's parse_losses: every loss_*; acc is
+// only logged).
+func (l Losses) Total() *Node { return Add(Add(l.RPNCls, l.RPNBBox), Add(l.Cls, l.BBox)) }
+
+// Losses is mmdet 2.x's TwoStageDetector.forward_train: the RPN's losses, the proposals of
+// train_cfg.rpn_proposal, and the RoI head's losses on them, for uint8 images with their
+// sizes (b.ImgShapes) and ground truth (b.GTBoxes, b.GTLabels, b.GTValid). The samplers
+// draw from ctx's random state.
+func (m *FasterRCNN) Losses(ctx *context.Context, b models.Batch) Losses {
+	if b.GTBoxes == nil || b.GTLabels == nil || b.GTValid == nil || b.ImgShapes == nil {
+		panic("FasterRCNN: the batch has no boxes or image sizes")
+	}
+	feat := m.feature(b.Images, b.ImgShapes, true)
+	g := feat.Graph()
+	cls, reg := m.RPN.Forward(feat)
+	anchors := m.anchors(feat)
+	bs := cls.Shape().Dim(0)
+	n := anchors.Shape().Dim(0)
+	keys := ctx.RandomIntN(g, int64(1)<<KeyBits, shapes.Make(dtypes.Int64, bs, n))
+	var l Losses
+	l.RPNCls, l.RPNBBox, _ = m.RPN.Loss(cls, reg, anchors, b.GTBoxes, b.GTValid, b.ImgShapes, nil, keys, m.rpnTrain)
+	props, _, valid := m.RPN.Proposals(cls, reg, anchors, b.ImgShapes, &m.cfg.TrainCfg.RPNProposal)
+	keys = ctx.RandomIntN(g, int64(1)<<KeyBits, shapes.Make(dtypes.Int64, bs, b.GTBoxes.Shape().Dim(1)+props.Shape().Dim(1)))
+	l.Cls, l.BBox, l.Acc = m.RoI.Loss(feat, props, valid, b.GTBoxes, b.GTLabels, b.GTValid, keys, m.rcnnTrain)
+	return l
+}
+
+// Loss is the training loss of a batch (Losses' Total), for the engine.
+func (m *FasterRCNN) Loss(ctx *context.Context, b models.Batch) *Node {
+	return m.Losses(ctx, b).Total()
+}
+
+// Predict is mmdet 2.x's simple_test: the test proposals (test_cfg.rpn) and the detections
+// (test_cfg.rcnn) of uint8 images of sizes imgShapes [B, 2], in the resized images'
+// coordinates.
+func (m *FasterRCNN) Predict(images, imgShapes *Node) Detections {
+	feat := m.feature(images, imgShapes, false)
+	cls, reg := m.RPN.Forward(feat)
+	props, _, valid := m.RPN.Proposals(cls, reg, m.anchors(feat), imgShapes, &m.cfg.TestCfg.RPN)
+	return m.RoI.Predict(feat, props, valid, imgShapes, &m.cfg.TestCfg.RCNN)
+}
+
+// Features returns the features for evaluation: the feature map, globally pooled.
+func (m *FasterRCNN) Features(images *Node) *Node {
+	return nn.GlobalAvgPool(m.feature(images, nil, false))
+}
