@@ -36,6 +36,7 @@ func (*ValLoopConfig) Build(*registry.Env) (any, error) { return &valLoop{}, nil
 
 type valLoop struct {
 	seg    *segVal // a segmentor scored by a SegMetric
+	det    *detVal // a detector scored by a DetMetric
 	loader *datasets.Loader
 	metric evaluators.Metric
 	exec   *gctx.Exec
@@ -64,6 +65,21 @@ func (v *valLoop) Prepare(r *Runner, d *Dataloader, evaluator registry.Spec) err
 		v.seg = &segVal{}
 		return v.seg.prepare(r, seg, sm, loader)
 	}
+	if dm, ok := built.(evaluators.DetMetric); ok {
+		det, ok := r.Model.(Detector)
+		if !ok {
+			return fmt.Errorf("%s: %s scores detectors and %s is not one", evaluator.Path, evaluator.Type, r.Cfg.Model.Type)
+		}
+		loader, err := r.buildLoader(d, false)
+		if err != nil {
+			return fmt.Errorf("val_dataloader: %w", err)
+		}
+		if err := r.sameNormalization(loader, "val_dataloader"); err != nil {
+			return err
+		}
+		v.det = &detVal{}
+		return v.det.prepare(r, det, dm, loader)
+	}
 	clf, ok := r.Model.(Classifier)
 	if !ok {
 		return fmt.Errorf("%s: %s scores classifiers and %s is not one (evaluate self-supervised features with tools/knn, tools/svm or tools/evaluate)",
@@ -87,6 +103,9 @@ func (v *valLoop) Prepare(r *Runner, d *Dataloader, evaluator registry.Spec) err
 func (v *valLoop) Run(ctx context.Context, r *Runner) (map[string]float64, error) {
 	if v.seg != nil {
 		return v.seg.run(ctx, r)
+	}
+	if v.det != nil {
+		return v.det.run(ctx, r)
 	}
 	n := v.loader.Dataset.Len()
 	var scores []evaluators.Features
@@ -133,6 +152,9 @@ func (v *valLoop) Run(ctx context.Context, r *Runner) (map[string]float64, error
 func (v *valLoop) Close() {
 	if v.seg != nil {
 		v.seg.close()
+	}
+	if v.det != nil {
+		v.det.close()
 	}
 	if v.exec != nil {
 		v.exec.Finalize()

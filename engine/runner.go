@@ -96,6 +96,7 @@ type Runner struct {
 	val      EvalLoop
 	step     *gctx.Exec
 	segStep  *gctx.Exec // the train step of a MaskModel, with the segmentation maps
+	detStep  *gctx.Exec // the train step of a BoxModel, with the boxes
 	features *gctx.Exec
 	progress *progress
 	logs     *runLogs
@@ -551,6 +552,20 @@ func (r *Runner) compile() {
 			r.segStep.SPMD(dataMesh(r.Devices))
 		}
 	}
+	if m, ok := r.Model.(BoxModel); ok && m.UsesBoxes() {
+		r.detStep = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, in []*Node) *Node {
+			images, idx, imgShapes, boxes, labels, valid, lr, device := in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]
+			nn.SetDevice(ctx, images.Graph(), device)
+			if r.Autocast != dtypes.InvalidDType {
+				nn.SetAutocast(ctx, images.Graph(), r.Autocast)
+			}
+			b := models.Batch{Images: images, Indices: idx, ImgShapes: imgShapes, GTBoxes: boxes, GTLabels: labels, GTValid: valid}
+			return Step(ctx, r.Model, r.Optim, b, lr)
+		})
+		if r.Devices > 1 {
+			r.detStep.SPMD(dataMesh(r.Devices))
+		}
+	}
 	r.features = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
 		return r.Model.Features(images)
 	})
@@ -582,6 +597,9 @@ func (r *Runner) Close() {
 	}
 	if r.segStep != nil {
 		r.segStep.Finalize()
+	}
+	if r.detStep != nil {
+		r.detStep.Finalize()
 	}
 	if r.val != nil {
 		r.val.Close()
@@ -723,6 +741,13 @@ type MaskModel interface {
 	UsesMasks() bool
 }
 
+// BoxModel is a model that trains on boxes (a detector): its train step gets the batches'
+// ground truth boxes, labels and validity (models.Batch.GTBoxes, GTLabels, GTValid, from
+// the pipeline's PackDetInputs) and the images' sizes before padding (ImgShapes).
+type BoxModel interface {
+	UsesBoxes() bool
+}
+
 // TrainStep runs one training step with learning rate lr on a batch for each device (as
 // many as r.Devices) and returns the loss, the mean over the devices. The arguments of a
 // step on several devices are each device's in turn (device-major), as the SPMD program
@@ -732,8 +757,11 @@ func (r *Runner) TrainStep(batches []*datasets.Batch, lr float64) (loss float64,
 		return 0, fmt.Errorf("train step: %d batches for %d devices", len(batches), r.Devices)
 	}
 	step := r.step
-	if r.segStep != nil {
+	switch {
+	case r.segStep != nil:
 		step = r.segStep
+	case r.detStep != nil:
+		step = r.detStep
 	}
 	args := make([]any, 0, 6*len(batches))
 	for d, b := range batches {
@@ -743,6 +771,16 @@ func (r *Runner) TrainStep(batches []*datasets.Batch, lr float64) (loss float64,
 		}
 		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
 		idx := tensors.FromFlatDataAndDimensions(b.Indices, b.Len())
+		if r.detStep != nil {
+			if b.Det == nil || b.Det.MaxGT == 0 || b.ImgShapes == nil {
+				return 0, fmt.Errorf("train step: %s trains on boxes and the train pipeline gives none (LoadAnnotations with_bbox and PackDetInputs)", r.Cfg.Model.Type)
+			}
+			db := b.Det
+			args = append(args, images, idx, tensors.FromFlatDataAndDimensions(b.ImgShapes, b.Len(), 2),
+				tensors.FromFlatDataAndDimensions(db.Boxes, b.Len(), db.MaxGT, 4), tensors.FromFlatDataAndDimensions(db.Labels, b.Len(), db.MaxGT),
+				tensors.FromFlatDataAndDimensions(db.Valid(), b.Len(), db.MaxGT), lr, int32(d))
+			continue
+		}
 		if r.segStep == nil {
 			labels := tensors.FromFlatDataAndDimensions(b.Labels, b.Len())
 			args = append(args, images, idx, labels, lr, int32(d))

@@ -14,7 +14,7 @@ import (
 // detectors) applied to each RoI's features. ResLayerExtraNorm is mmselfsup's variant with
 // a batch norm after the stage (MoCo's "extra BN layer following the res5 stage").
 type ResLayerConfig struct {
-	Depth    int        `toml:"depth" doc:"the ResNet's depth whose stage this is: 50 or 101" required:"true"`
+	Depth    int        `toml:"depth" doc:"the ResNet's depth whose stage this is: 18, 34, 50 or 101" required:"true"`
 	Stage    int        `toml:"stage" doc:"the stage, counted from 0: 3 is res5 (layer4)"`
 	Stride   int        `toml:"stride" doc:"the stride of the stage's first block"`
 	Dilation int        `toml:"dilation" doc:"the dilation of the stage's 3x3 convolutions"`
@@ -22,6 +22,10 @@ type ResLayerConfig struct {
 	NormCfg  NormConfig `toml:"norm_cfg" doc:"the batch normalisation of every layer"`
 	NormEval bool       `toml:"norm_eval" doc:"keep every batch norm in eval mode while training"`
 	WithCP   bool       `toml:"with_cp" doc:"gradient checkpointing (not supported)"`
+	// BaseChannels and NumBlocks shape the stage of a narrower ResNet, as ResNet's
+	// base_channels and stage_blocks do (a small network's shared head). goselfsup's own keys.
+	BaseChannels int `toml:"base_channels" doc:"the width of the ResNet's first stage (64); the stage's is base_channels * 2^stage; goselfsup's own key"`
+	NumBlocks    int `toml:"num_blocks" doc:"the stage's blocks instead of those that depth implies (0); goselfsup's own key"`
 
 	extraNorm bool
 }
@@ -34,13 +38,19 @@ func init() {
 }
 
 func defaultResLayer(extraNorm bool) *ResLayerConfig {
-	return &ResLayerConfig{Depth: 50, Stage: 3, Stride: 2, Dilation: 1, Style: "pytorch", NormCfg: defaultNorm(), extraNorm: extraNorm}
+	return &ResLayerConfig{Depth: 50, Stage: 3, Stride: 2, Dilation: 1, Style: "pytorch", NormCfg: defaultNorm(), BaseChannels: 64, extraNorm: extraNorm}
 }
 
 func (c *ResLayerConfig) Validate() error {
 	var errs []error
-	if c.Depth != 50 && c.Depth != 101 {
-		errs = append(errs, registry.FieldErrorf("depth", "must be 50 or 101, got %d", c.Depth))
+	if _, ok := stageBlocks[c.Depth]; !ok {
+		errs = append(errs, registry.FieldErrorf("depth", "must be one of %v, got %d", ResNetDepths, c.Depth))
+	}
+	if c.BaseChannels < 1 {
+		errs = append(errs, registry.FieldErrorf("base_channels", "must be at least 1, got %d", c.BaseChannels))
+	}
+	if c.NumBlocks < 0 {
+		errs = append(errs, registry.FieldErrorf("num_blocks", "must not be negative, got %d", c.NumBlocks))
 	}
 	if c.Stage < 0 || c.Stage > 3 {
 		errs = append(errs, registry.FieldErrorf("stage", "must be 0 to 3, got %d", c.Stage))
@@ -77,19 +87,31 @@ func (c *ResLayerConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	planes := 64 << c.Stage
-	in := planes * 4 / 2 // mmdet: 64 * 2**(stage-1) * expansion
+	expansion := 1
+	if c.Depth >= 50 {
+		expansion = 4
+	}
+	planes := c.BaseChannels << c.Stage
+	in := planes * expansion / 2 // mmdet: 64 * 2**(stage-1) * expansion
 	n := stageBlocks[c.Depth][c.Stage]
+	if c.NumBlocks > 0 {
+		n = c.NumBlocks
+	}
 	norm := c.NormCfg.Options()
-	l := &ResLayer{normEval: c.NormEval, in: in, out: planes * 4, stage: c.Stage}
+	l := &ResLayer{normEval: c.NormEval, in: in, out: planes * expansion, stage: c.Stage}
 	ls := s.In(fmt.Sprintf("layer%d", c.Stage+1))
 	for j := range n {
 		stride := 1
 		if j == 0 {
 			stride = c.Stride
 		}
-		l.blocks = append(l.blocks, newBottleneck(ls.In(fmt.Sprint(j)), in, planes, stride, c.Dilation, norm, false))
-		in = planes * 4
+		bs := ls.In(fmt.Sprint(j))
+		if expansion == 4 {
+			l.blocks = append(l.blocks, newBottleneck(bs, in, planes, stride, c.Dilation, norm, false))
+		} else {
+			l.blocks = append(l.blocks, newBasicBlock(bs, in, planes, stride, c.Dilation, norm, false))
+		}
+		in = planes * expansion
 	}
 	if c.extraNorm {
 		l.norm = nn.NewBatchNorm2d(s.In("norm"), l.out, norm)
@@ -98,7 +120,7 @@ func (c *ResLayerConfig) Build(env *registry.Env) (any, error) {
 }
 
 // InChannels and OutChannels are the layer's input and output channels (1024 and 2048 for
-// res5 of a ResNet-50).
+// res5 of a ResNet-50, 256 and 512 for a ResNet-18's).
 func (l *ResLayer) InChannels() int  { return l.in }
 func (l *ResLayer) OutChannels() int { return l.out }
 

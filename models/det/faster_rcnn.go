@@ -225,3 +225,15 @@ func (m *FasterRCNN) Predict(images, imgShapes *Node) Detections {
 func (m *FasterRCNN) Features(images *Node) *Node {
 	return nn.GlobalAvgPool(m.feature(images, nil, false))
 }
+
+// UsesBoxes reports that the detector trains on boxes: the runner passes the batches' ground
+// truth and image sizes to Loss.
+func (m *FasterRCNN) UsesBoxes() bool { return true }
+
+// Detect is Predict's detections as the engine's val loop takes them: boxes [B, K, 4] in the
+// resized images' coordinates, scores [B, K], labels [B, K] Int32 and valid [B, K] Bool, K
+// = test_cfg.rcnn.max_per_img.
+func (m *FasterRCNN) Detect(images, imgShapes *Node) (boxes, scores, labels, valid *Node) {
+	d := m.Predict(images, imgShapes)
+	return d.Boxes, d.Scores, d.Labels, d.Valid
+}
