@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -197,4 +198,50 @@ func TestDetectionTrainsAndValidates(t *testing.T) {
 		t.Errorf("no validation logged:\n%s", console)
 	}
 	t.Logf("loss %.3f -> %.3f; metrics %v", first, last, metrics)
+}
+
+// An NPID checkpoint initialises the C4 detector as mmselfsup's benchmark does: the
+// backbone (stem to res4) from backbone.*, the shared head's res5 from the checkpoint's
+// backbone.layer4.*; the extra norm and the heads start afresh.
+func TestNPIDCheckpointInitialisesTheC4Detector(t *testing.T) {
+	ckpt := npidCheckpoint(t) // a ResNet-18 of one block per stage, four channels wide
+	c, err := engine.LoadCheckpoint(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := detFixture(t, 4)
+	tree, cfg := detConfig(t, root, "model.backbone.stem_channels=4", "model.backbone.base_channels=4", "model.rpn_head.in_channels=16",
+		"model.rpn_head.feat_channels=16", "model.roi_head.bbox_roi_extractor.out_channels=16", "model.roi_head.shared_head.base_channels=4",
+		"model.roi_head.bbox_head.in_channels=32")
+	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: t.TempDir(), Console: &strings.Builder{}, Pretrained: ckpt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := r.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(model, ckptName string) bool {
+		a, b := got.Tensors[model], c.Tensors[ckptName]
+		return a != nil && b != nil && a.Shape().Equal(b.Shape()) && reflect.DeepEqual(a.Value(), b.Value())
+	}
+	for model, from := range map[string]string{
+		"backbone.conv1.weight": "backbone.conv1.weight", "backbone.layer3.0.conv2.weight": "backbone.layer3.0.conv2.weight",
+		"roi_head.shared_head.layer4.0.conv1.weight": "backbone.layer4.0.conv1.weight", "roi_head.shared_head.layer4.0.bn2.running_var": "backbone.layer4.0.bn2.running_var",
+		"roi_head.shared_head.layer4.0.downsample.0.weight": "backbone.layer4.0.downsample.0.weight",
+	} {
+		if !same(model, from) {
+			t.Errorf("%s was not initialised from %s", model, from)
+		}
+	}
+	if _, ok := c.Tensors["backbone.layer4.0.conv1.weight"]; !ok {
+		t.Fatal("the checkpoint has no layer4")
+	}
+	if _, ok := got.Tensors["backbone.layer4.0.conv1.weight"]; ok {
+		t.Error("the detector's backbone has a layer4 (num_stages = 3)")
+	}
+	if v := got.Tensors["roi_head.shared_head.norm.weight"]; v == nil || v.Value().([]float32)[0] != 1 {
+		t.Errorf("the extra norm is not fresh: %v", v)
+	}
 }

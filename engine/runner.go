@@ -913,19 +913,32 @@ func (r *Runner) loadPretrained(path string) error {
 	if err != nil {
 		return fmt.Errorf("pretrained: %w", err)
 	}
+	// The model's variables under each prefix come from the checkpoint's under another:
+	// backbone.* from backbone.*, and those a PretrainedMapper adds.
+	sources := map[string]string{"backbone.": "backbone."}
+	if m, ok := r.Model.(PretrainedMapper); ok {
+		maps.Copy(sources, m.PretrainedSources())
+	}
 	var missing []string
 	loaded := 0
 	for name, v := range r.variables() {
-		if !strings.HasPrefix(name, "backbone.") {
+		var from string
+		for prefix, src := range sources {
+			if rest, ok := strings.CutPrefix(name, prefix); ok {
+				from = src + rest
+				break
+			}
+		}
+		if from == "" {
 			continue
 		}
-		t, ok := c.Tensors[name]
+		t, ok := c.Tensors[from]
 		if !ok {
-			missing = append(missing, name)
+			missing = append(missing, from)
 			continue
 		}
 		if !t.Shape().Equal(v.Shape()) {
-			return fmt.Errorf("pretrained %s: %s is %s there but %s in the model", path, name, t.Shape(), v.Shape())
+			return fmt.Errorf("pretrained %s: %s is %s there but %s is %s in the model", path, from, t.Shape(), name, v.Shape())
 		}
 		if err := v.SetValue(t); err != nil {
 			return err
@@ -934,10 +947,19 @@ func (r *Runner) loadPretrained(path string) error {
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return fmt.Errorf("pretrained %s lacks %d backbone variables of the model: %s", path, len(missing), joinShort(missing))
+		return fmt.Errorf("pretrained %s lacks %d variables that the model takes from it: %s", path, len(missing), joinShort(missing))
 	}
 	r.Log.Info("loaded the pretrained backbone", zap.String("checkpoint", path), zap.Int("tensors", loaded))
 	return nil
+}
+
+// PretrainedMapper is a model that initialises more than its backbone from a pretrained
+// checkpoint (train --pretrained, a benchmark's checkpoint): PretrainedSources maps a prefix
+// of its variables to the checkpoint's prefix they come from, such as the C4 detectors'
+// roi_head.shared_head.layer4. from backbone.layer4. (mmselfsup's C4 launch script sets the
+// shared head's init_cfg to the same checkpoint).
+type PretrainedMapper interface {
+	PretrainedSources() map[string]string
 }
 
 func (r *Runner) resume(which string) error {

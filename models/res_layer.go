@@ -128,6 +128,13 @@ func (l *ResLayer) OutChannels() int { return l.out }
 // stage: backbone.layer<stage+1>.
 func (l *ResLayer) PretrainedPrefix() string { return fmt.Sprintf("backbone.layer%d.", l.stage+1) }
 
+// PretrainedSources maps the stage's variables (layer<stage+1>.*, relative to the layer's
+// scope) to the ResNet checkpoint's that initialise them; the extra norm is not among them
+// (mmselfsup initialises it afresh).
+func (l *ResLayer) PretrainedSources() map[string]string {
+	return map[string]string{fmt.Sprintf("layer%d.", l.stage+1): l.PretrainedPrefix()}
+}
+
 // Forward applies the stage (and the extra norm) to x [R, H, W, in_channels].
 func (l *ResLayer) Forward(x *Node, train bool) *Node {
 	train = train && !l.normEval

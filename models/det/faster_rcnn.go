@@ -237,3 +237,16 @@ func (m *FasterRCNN) Detect(images, imgShapes *Node) (boxes, scores, labels, val
 	d := m.Predict(images, imgShapes)
 	return d.Boxes, d.Scores, d.Labels, d.Valid
 }
+
+// PretrainedSources says which of the detector's variables a pretrained checkpoint gives
+// besides backbone.*: those of a shared head that names its sources (ResLayer: res5 from
+// the checkpoint's backbone.layer4, as mmselfsup's C4 benchmark initialises it).
+func (m *FasterRCNN) PretrainedSources() map[string]string {
+	out := map[string]string{}
+	if p, ok := m.RoI.Shared.(interface{ PretrainedSources() map[string]string }); ok {
+		for k, v := range p.PretrainedSources() {
+			out["roi_head.shared_head."+k] = v
+		}
+	}
+	return out
+}
