@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/goselfsup/goselfsup/plugins/detbench"
 	"github.com/goselfsup/goselfsup/plugins/host"
 	"github.com/goselfsup/goselfsup/plugins/segbench"
 	"github.com/goselfsup/goselfsup/registry"
@@ -31,10 +32,11 @@ A plugin runs (to describe itself, or to evaluate) only once approved: when its 
 sha256 matches the one its goselfsup-plugin-<name>_SHA256SUM file records, which
 verify --write writes. One not approved, or changed since, is listed, and not run.
 
-goselfsup's own plugins (seg: the segmentation benchmark MMSegBenchmark) need no
-installing: the tools build them from the checkout they run in, with go build, the first
-time a config names one of their components, into a folder of the user's cache, and record
-their checksum there. An installed plugin of the same name takes the place of one of them.
+goselfsup's own plugins (seg: the segmentation benchmark MMSegBenchmark; det: the detection
+benchmark MMDetBenchmark) need no installing: the tools build them from the checkout they
+run in, with go build, the first time a config names one of their components, into a folder
+of the user's cache, and record their checksum there. An installed plugin of the same name
+takes the place of one of them.
 
   list       the plugins found, their components, checksum state, and why any did not load
   describe   a plugin's manifest; --start also starts it, asks it over gRPC and times that
@@ -70,8 +72,11 @@ func pluginDirs(extra []string) []string {
 // starting them, and build them from the checkout the first time one runs (unless a
 // searched folder holds a plugin of the same name).
 func FirstPartyPlugins() []host.FirstParty {
-	seg := segbench.Plugin()
-	return []host.FirstParty{{Name: seg.Name, Package: host.Module + "/cmd/goselfsup-plugin-seg", Manifest: seg.Manifest()}}
+	seg, det := segbench.Plugin(), detbench.Plugin()
+	return []host.FirstParty{
+		{Name: seg.Name, Package: host.Module + "/cmd/goselfsup-plugin-seg", Manifest: seg.Manifest()},
+		{Name: det.Name, Package: host.Module + "/cmd/goselfsup-plugin-det", Manifest: det.Manifest()},
+	}
 }
 
 // newHost finds the plugins of dirs, with the first-party ones; log receives the plugins'
