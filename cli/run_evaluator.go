@@ -185,7 +185,7 @@ func runBenchmark(c *evalCommand, resume string, stdout io.Writer) error {
 			return fmt.Errorf("%s: a fine-tuning benchmark needs a %s", c.benchPath, d.name)
 		}
 		if _, err := registry.Build[*datasets.Dataset](env, d.dl.Dataset); err != nil {
-			return fmt.Errorf("%s.dataset: %w", d.name, err)
+			return err // it names train_dataloader.dataset
 		}
 	}
 	if c.checkpoint != "" {
