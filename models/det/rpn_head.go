@@ -214,12 +214,17 @@ func (h *RPNHead) Proposals(cls, reg, anchors, imgShape *Node, cfg *RPNProposalC
 	n := fh * fw * a
 	dt := cls.DType()
 	s := Sigmoid(StopGradient(Reshape(cls, b, n)))
+	anchorsB := BroadcastToDims(Reshape(ConvertDType(anchors, dt), 1, n, 4), b, n, 4)
+	deltas := StopGradient(Reshape(reg, b, n, 4))
 	cand := boolConst(cls.Graph(), true, b, n)
 	if cfg.NmsPre > 0 && cfg.NmsPre < n {
-		cand = TopKMask(s, nil, cfg.NmsPre)
+		// The nms_pre best, gathered into nms_pre slots (in anchor order, so NMS breaks
+		// ties between equal scores by the anchor's index as before): decoding and NMS
+		// then run on nms_pre boxes instead of every anchor.
+		idx, ok := TopK(s, nil, cfg.NmsPre)
+		s, anchorsB, deltas, cand = GatherRows(s, idx), GatherRows(anchorsB, idx), GatherRows(deltas, idx), ok
 	}
-	anchorsB := BroadcastToDims(Reshape(ConvertDType(anchors, dt), 1, n, 4), b, n, 4)
-	props := h.Coder.Decode(anchorsB, StopGradient(Reshape(reg, b, n, 4)), ConvertDType(imgShape, dt))
+	props := h.Coder.Decode(anchorsB, deltas, ConvertDType(imgShape, dt))
 	if cfg.MinBBoxSize >= 0 {
 		x1, y1, x2, y2 := cornerCoords(props)
 		big := LogicalAnd(GreaterThan(Sub(x2, x1), Scalar(cls.Graph(), dt, cfg.MinBBoxSize)),

@@ -57,3 +57,35 @@ func float32OrderKey(x *Node) *Node {
 	key := Where(GreaterOrEqual(f, ZerosLike(f)), AddScalar(mag, 0x1p31), Sub(c(0x1p31-1), mag))
 	return ConvertDType(key, dtypes.Int64)
 }
+
+// compact returns, per row of mask [b, n] Bool, the indices of its true entries in increasing
+// order in k slots, [b, k] Int32, and which slots hold one, [b, k] Bool (rows with more than
+// k true entries keep their first k): a prefix count and a scatter, as RandomSampler's
+// slots.
+func compact(mask *Node, k int) (idx, ok *Node) {
+	g := mask.Graph()
+	b, n := mask.Shape().Dim(0), mask.Shape().Dim(1)
+	i32 := func(v int) *Node { return Scalar(g, dtypes.Int32, v) }
+	pos := Sub(prefixCount(mask), i32(1))
+	slot := Where(LogicalAnd(mask, LessThan(pos, i32(k))), pos, i32(k)) // the rest to a spare slot k
+	rowBase := MulScalar(Iota(g, shapes.Make(dtypes.Int32, b, n), 0), float64(k+1))
+	flat := Reshape(Add(slot, rowBase), b*n, 1)
+	upd := Reshape(Where(mask, AddScalar(Iota(g, shapes.Make(dtypes.Int32, b, n), 1), 1), i32(0)), b*n)
+	out := ScatterSum(Zeros(g, shapes.Make(dtypes.Int32, b*(k+1))), flat, upd, false, false)
+	out = Sub(Slice(Reshape(out, b, k+1), AxisRange(), AxisRange(0, k)), i32(1)) // -1: empty
+	return Max(out, i32(0)), GreaterOrEqual(out, i32(0))
+}
+
+// TopK is TopKMask's entries gathered into k slots: their indices [..., k] Int32, in
+// increasing index order (not by score), and which slots hold one [..., k] Bool (fewer valid
+// entries than k leave empty slots, index 0). Work after it (decoding, NMS) then runs on k
+// entries instead of N.
+func TopK(scores, valid *Node, k int) (idx, ok *Node) {
+	lead := scores.Shape().Dimensions[:scores.Rank()-1]
+	n := scores.Shape().Dim(-1)
+	b := prod(lead)
+	mask := Reshape(TopKMask(scores, valid, k), b, n)
+	idx, ok = compact(mask, k)
+	dims := append(append([]int{}, lead...), k)
+	return Reshape(idx, dims...), Reshape(ok, dims...)
+}

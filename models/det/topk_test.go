@@ -13,7 +13,7 @@ import (
 )
 
 // TopKMask marks the k largest valid scores, negative and positive, with ties broken by the
-// higher index, as a sort on the host does it.
+// higher index, as a sort on the host does it; TopK gathers them in index order.
 func TestTopKMask(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const rows, n = 3, 500
@@ -47,6 +47,23 @@ func TestTopKMask(t *testing.T) {
 			want := make([]bool, n)
 			for _, i := range idx[:min(k, len(idx))] {
 				want[i] = true
+			}
+			// TopK: the same entries in increasing index order, then empty slots.
+			if k > 0 {
+				var wantIdx []int32
+				for i := range n {
+					if want[i] {
+						wantIdx = append(wantIdx, int32(i))
+					}
+				}
+				out := MustExecOnceN(pureGo(t), func(s, v *Node) []*Node { i, ok := det.TopK(s, v, k); return []*Node{i, ok} },
+					tensors.FromFlatDataAndDimensions(scores[r*n:(r+1)*n], n), tensors.FromFlatDataAndDimensions(valid[r*n:(r+1)*n], n))
+				gotIdx, gotOK := out[0].Value().([]int32), out[1].Value().([]bool)
+				for j := range k {
+					if gotOK[j] != (j < len(wantIdx)) || j < len(wantIdx) && gotIdx[j] != wantIdx[j] {
+						t.Fatalf("TopK k %d, row %d, slot %d: %d (%v), want %v", k, r, j, gotIdx[j], gotOK[j], wantIdx)
+					}
+				}
 			}
 			for i := range n {
 				if got[r][i] != want[i] {
