@@ -1,15 +1,26 @@
-// Package det holds the graph pieces of the downstream detection benchmark (Faster R-CNN
-// R50-C4 with mmdet 2.x semantics), written so that XLA compiles each graph once: every
-// tensor has a static shape, and what is data-dependent in mmdet (how many boxes survive a
-// filter, how many samples a RoIAlign bin takes) is expressed with fixed maximum sizes and
-// validity masks instead of dynamic shapes. The package uses no While, Sort, TopK or
-// DynamicSlice (GoMLX v0.26 has no sort or loop op, and its pure-Go backend lacks
-// DynamicSlice): only elementwise ops, reductions, Iota, Where and Gather, so the same graphs
-// run on the CPU backend ("go") and on XLA.
+// Package det is the downstream detection benchmark's model side: mmdet 2.x's Faster R-CNN
+// (FasterRCNN, the C4 detector of mmselfsup's VOC benchmark) and its parts, written so that
+// XLA compiles each graph once: every tensor has a static shape, and what is data-dependent in
+// mmdet (how many boxes survive a filter, how many anchors or RoIs are sampled, how many
+// samples a RoIAlign bin takes) is expressed with fixed maximum sizes and validity masks
+// instead of dynamic shapes. The package uses no While, Sort, TopK, Bitcast or DynamicSlice
+// (GoMLX v0.26 has no sort or loop op, and its pure-Go backend lacks the others): only
+// elementwise ops, reductions, Iota, Where, Gather and ScatterSum, so the same graphs run on
+// the CPU backend ("go") and on XLA.
 //
-// The ops, and what each bounds:
+// The parts, registered as mmdet names them, and what each bounds:
 //
+//   - AnchorGenerator (prior_generators): the anchors of a feature map, constants per padded
+//     canvas; ValidFlags masks those in the batch padding and, with allowed_border, those
+//     crossing the image, from image sizes given as tensors.
+//   - DeltaXYWHBBoxCoder (bbox_coders): bbox2delta and delta2bbox; no bound.
+//   - MaxIoUAssigner (bbox_assigners) on a masked IoU matrix: GT boxes padded to G slots per
+//     image (the pipeline's max_gt).
+//   - RandomSampler (bbox_samplers): a fixed num of slots, positives first; a uniformly random
+//     subset as mmdet draws, though never the same draw as PyTorch for a seed.
 //   - BoxIoU: the IoU matrix of two box sets (torchvision.ops.box_iou); no bound.
+//   - TopKMask and TopK: the k best scores (mmdet's nms_pre), as a mask or gathered into k
+//     slots, by a bitwise search over order-preserving integer keys.
 //   - NMS and BatchedNMS: greedy NMS (torchvision.ops.nms, mmcv's nms and batched_nms) over a
 //     fixed N with a validity mask, returning a fixed maxOut indices and a validity mask. It is
 //     greedy NMS unrolled into maxOut steps (ReduceMax/ReduceMin pick the next box, one IoU
@@ -17,9 +28,22 @@
 //     work is O(maxOut * N). Equal scores are visited by ascending index.
 //   - RoIAlign: torchvision/mmcv RoIAlign on NHWC features. With sampling_ratio = 0 the
 //     adaptive per-bin grid is data-dependent: it uses maxGrid x maxGrid masked sample slots,
-//     exact whenever ceil(roi_size / out) <= maxGrid, and clamps the grid to maxGrid beyond.
+//     exact whenever ceil(roi_size / out) <= maxGrid, and clamps the grid to maxGrid beyond
+//     (the roi_layer's max_grid key).
+//   - RPNHead (heads): its loss over the sampled anchors and its proposals (the nms_pre best
+//     gathered into slots, decoded, NMS, max_per_img slots).
+//   - StandardRoIHead (heads) with a shared head (shared_heads: models' ResLayer and
+//     ResLayerExtraNorm) and BBoxHead (heads): the RoIs sampled from the proposals and the GT
+//     boxes, their loss; at test time the class-wise NMS of the detections into max_per_img
+//     slots (BBoxHead.GetBBoxes).
 //
-// Padded outputs carry their validity masks; consumers (proposal selection, the ROI sampler,
-// the losses, test-time post-processing) must honour them. Parity with torchvision, in float64
-// and float32, forward and backward, is tested against benchmarks/det_ops_reference.py.
+// Where results can differ from mmdet's dynamic implementation: the sampler's random draws;
+// RoIs larger than max_grid x output_size feature pixels (sampled on a clamped grid); more GT
+// boxes than max_gt in an image (an error, not a truncation); equal scores, which mmdet's
+// unstable sorts may order otherwise; and the padding of a batch, which enters the batch-norm
+// statistics of the padded canvas, as in mmdet, but with another amount of padding when the
+// canvases differ. Padded outputs carry their validity masks, and every consumer in the
+// package honours them. Parity with torchvision and with transcriptions of mmdet's
+// formulas, in float64 and float32, forward and backward, is tested against the references in
+// benchmarks/ (det_ops, det_anchor, rpn_loss, rpn_proposals, bbox_head, bbox_postprocess).
 package det
