@@ -197,6 +197,43 @@ func TestDetectionTrainsAndValidates(t *testing.T) {
 	if !strings.Contains(console.String(), "Iter(val) [40]") {
 		t.Errorf("no validation logged:\n%s", console)
 	}
+	// The detections as JSON lines, one per val image, in the images' pixels; the val images
+	// drawn with their detections.
+	lines, err := os.ReadFile(filepath.Join(r.RunDir, "detections", "iter_40.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type detection struct {
+		Box   [4]float32 `json:"box"`
+		Score float32    `json:"score"`
+		Label string     `json:"label"`
+	}
+	type imageLine struct {
+		Index      int         `json:"index"`
+		Image      string      `json:"image"`
+		Detections []detection `json:"detections"`
+	}
+	var images []imageLine
+	for _, l := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
+		var img imageLine
+		if err := json.Unmarshal([]byte(l), &img); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		images = append(images, img)
+	}
+	if len(images) != 2 || !strings.HasSuffix(images[0].Image, ".jpg") {
+		t.Fatalf("detections file: %+v", images)
+	}
+	for _, img := range images {
+		for _, d := range img.Detections {
+			if d.Box[0] < 0 || d.Box[2] > 128 || d.Box[3] > 96 || d.Score <= 0.05 || (d.Label != "bright" && d.Label != "red") {
+				t.Errorf("image %d: detection %+v", img.Index, d)
+			}
+		}
+	}
+	if pngs, _ := filepath.Glob(filepath.Join(r.RunDir, "vis_data", "det", "iter_40", "*.png")); len(pngs) != 2 {
+		t.Errorf("%d pictures of detections, want 2", len(pngs))
+	}
 	t.Logf("loss %.3f -> %.3f; metrics %v", first, last, metrics)
 }
 

@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -14,7 +17,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/goselfsup/goselfsup/datasets"
+	"github.com/goselfsup/goselfsup/detvis"
 	"github.com/goselfsup/goselfsup/evaluators"
+	"github.com/goselfsup/goselfsup/segvis"
 )
 
 // Detector is a model that detects boxes (mmdet's simple_test): for uint8 images and their
@@ -26,7 +31,11 @@ type Detector interface {
 
 // detVal is the val loop of a detector scored by an evaluators.DetMetric, as mmdet's
 // single_gpu_test and dataset.evaluate: each image's detections, rescaled to the image as
-// decoded (divided by its scale factor), scored against its annotation.
+// decoded (divided by its scale factor), scored against its annotation. Each validation also
+// writes every image's detections as JSON lines, detections/<stage>.jsonl in the run folder
+// (one object per image: its index, its file, and its detections with box, score and class,
+// in the image's pixels), and the first detOverlays images with their detections scoring at
+// least detShowScore drawn, vis_data/det/<stage>/<index>.png.
 type detVal struct {
 	loader  *datasets.Loader
 	src     datasets.DetSource
@@ -35,6 +44,25 @@ type detVal struct {
 	det     Detector
 	exec    *gctx.Exec
 	shapes  map[[3]int]bool // the batch sizes exec has compiled
+}
+
+// detOverlays is the number of validation images drawn with their detections.
+const detOverlays = 4
+
+// detShowScore is the lowest score of a drawn detection (mmdet's show_result score_thr).
+const detShowScore = 0.3
+
+// detLine is one image's line of the detections file.
+type detLine struct {
+	Index      int         `json:"index"`
+	Image      string      `json:"image"`
+	Detections []detResult `json:"detections"`
+}
+
+type detResult struct {
+	Box   [4]float32 `json:"box"` // x1, y1, x2, y2 in the image's pixels
+	Score float32    `json:"score"`
+	Label string     `json:"label"`
 }
 
 func (v *detVal) newExec(r *Runner) {
@@ -73,11 +101,23 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 	if err != nil {
 		return nil, err
 	}
-	what := fmt.Sprintf("Epoch(val) [%d]", r.Epoch)
+	stage, what := fmt.Sprintf("epoch_%d", r.Epoch), fmt.Sprintf("Epoch(val) [%d]", r.Epoch)
 	if r.Loop.IterBased() {
-		what = fmt.Sprintf("Iter(val) [%d]", r.Iter)
+		stage, what = fmt.Sprintf("iter_%d", r.Iter), fmt.Sprintf("Iter(val) [%d]", r.Iter)
 	}
-	n, done := v.loader.Dataset.Len(), 0
+	visDir := filepath.Join(r.RunDir, "vis_data", "det", stage)
+	resultsPath := filepath.Join(r.RunDir, "detections", stage+".jsonl")
+	if err := os.MkdirAll(filepath.Dir(resultsPath), 0o755); err != nil {
+		return nil, err
+	}
+	results, err := os.Create(resultsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer results.Close()
+	enc := json.NewEncoder(results)
+	palette := segvis.VOCColormap(len(v.classes) + 1)
+	n, done, saved := v.loader.Dataset.Len(), 0, 0
 	start := time.Now()
 	for b, err := range v.loader.Epoch(ctx, 0) {
 		if err != nil {
@@ -104,9 +144,12 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 			o.FinalizeAll()
 		}
 		k := len(scores) / b.Len()
+		px := b.Height * b.Width * 3
 		for i := range b.Len() {
 			ws, hs := b.Det.ScaleFactors[2*i], b.Det.ScaleFactors[2*i+1]
 			var d evaluators.Detections
+			var shown [][4]float32
+			var shownLabels []int32
 			for j := range k {
 				s := i*k + j
 				if !valid[s] {
@@ -116,10 +159,35 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 				d.Boxes = append(d.Boxes, [4]float32{bx[0] / ws, bx[1] / hs, bx[2] / ws, bx[3] / hs})
 				d.Scores = append(d.Scores, scores[s])
 				d.Labels = append(d.Labels, labels[s])
+				if scores[s] >= detShowScore {
+					shown = append(shown, [4]float32(bx))
+					shownLabels = append(shownLabels, labels[s])
+				}
 			}
-			ann, err := v.src.DetAnnotation(int(b.Indices[i]))
+			idx := int(b.Indices[i])
+			ann, err := v.src.DetAnnotation(idx)
 			if err != nil {
 				return nil, fmt.Errorf("validation: %w", err)
+			}
+			line := detLine{Index: idx, Detections: []detResult{}}
+			if smp, err := v.src.Sample(idx); err == nil {
+				line.Image = smp.Path
+			}
+			for j := range d.Boxes {
+				line.Detections = append(line.Detections, detResult{Box: d.Boxes[j], Score: d.Scores[j], Label: v.classes[d.Labels[j]]})
+			}
+			if err := enc.Encode(line); err != nil {
+				return nil, fmt.Errorf("validation: %s: %w", resultsPath, err)
+			}
+			if saved < detOverlays {
+				if err := os.MkdirAll(visDir, 0o755); err != nil {
+					return nil, err
+				}
+				path := filepath.Join(visDir, fmt.Sprintf("%06d.png", idx))
+				if err := detvis.WriteBoxes(path, b.Images[i*px:(i+1)*px], b.Height, b.Width, shown, shownLabels, palette); err != nil {
+					return nil, fmt.Errorf("validation: %w", err)
+				}
+				saved++
 			}
 			gt := evaluators.GroundTruth{Boxes: ann.Boxes, Labels: ann.Labels, IgnoredBoxes: ann.IgnoredBoxes, IgnoredLabels: ann.IgnoredLabels}
 			if err := acc.Add(d, gt); err != nil {
@@ -143,6 +211,7 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 		}
 	}
 	r.Log.Info(what, fields...)
+	r.Log.Info("detections", zap.String("file", resultsPath), zap.String("drawn", visDir), zap.Int("images", saved))
 	r.LogScalars(metrics)
 	return metrics, nil
 }
