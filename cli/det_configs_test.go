@@ -83,31 +83,39 @@ func TestVOC0712DetSchedule(t *testing.T) {
 	}
 }
 
-// Without VOC the detection benchmark fails at once, naming the missing folder and the README
-// section on data layout, before the plugin is built.
-func TestVOC0712DetEvaluateWithoutData(t *testing.T) {
-	cfg, err := filepath.Abs("../" + vocDetConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Chdir(t.TempDir())
-	start := time.Now()
-	code, _, errOut := evaluate(cfg, "--set", "backend=go", "--work-dir", "wd")
-	if code != 1 {
-		t.Fatalf("exit %d, want 1: %s", code, errOut)
-	}
-	for _, want := range []string{filepath.Join("data", "VOCdevkit", "VOC2007"), "not found", `"Datasets" in README.md`} {
-		if !strings.Contains(errOut, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, errOut)
-		}
-	}
-	if strings.Contains(errOut, "building plugin") {
-		t.Errorf("the plugin was built before the data was checked:\n%s", errOut)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("failing took %s", d)
-	}
-	if _, err := os.Stat("wd"); err == nil {
-		t.Error("a run that failed to start left its work_dir")
+// tools/evaluate, which runs a fine-tuning benchmark in its plugin, checks the data before it
+// builds or starts the plugin: without VOC it fails at once, naming the missing folder and the
+// README section on data layout, and writes nothing.
+func TestBenchmarkEvaluateWithoutData(t *testing.T) {
+	for _, tc := range []struct{ config, missing string }{
+		{"configs/benchmarks/segmentation/voc12aug/fcn_r50-d8_512x512_20k_voc12aug.toml", filepath.Join("data", "VOCdevkit", "VOC2012", "JPEGImages") + " not found"},
+		{vocDetConfig, filepath.Join("data", "VOCdevkit", "VOC2007") + " not found"},
+	} {
+		t.Run(filepath.Base(tc.config), func(t *testing.T) {
+			cfg, err := filepath.Abs("../" + tc.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(t.TempDir())
+			start := time.Now()
+			code, _, errOut := evaluate(cfg, "ckpt/epoch_200.ckpt", "--set", "backend=go", "--work-dir", "wd")
+			if code != 1 {
+				t.Fatalf("exit %d, want 1: %s", code, errOut)
+			}
+			for _, want := range []string{tc.missing, `"Datasets" in README.md`} {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, errOut)
+				}
+			}
+			if strings.Contains(errOut, "building plugin") {
+				t.Errorf("the plugin was built before the data was checked:\n%s", errOut)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("failing took %s", d)
+			}
+			if _, err := os.Stat("wd"); err == nil {
+				t.Error("a run that failed to start left its work_dir")
+			}
+		})
 	}
 }

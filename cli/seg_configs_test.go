@@ -62,32 +62,3 @@ func TestVOC12AugWithoutData(t *testing.T) {
 		t.Error("a run that failed to start left its work_dir")
 	}
 }
-
-// tools/evaluate, which runs the benchmark in the segmentation plugin, checks the data
-// before it builds or starts the plugin: without VOC2012 it fails at once the same way.
-func TestVOC12AugEvaluateWithoutData(t *testing.T) {
-	cfg, err := filepath.Abs("../configs/benchmarks/segmentation/voc12aug/fcn_r50-d8_512x512_20k_voc12aug.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Chdir(t.TempDir())
-	start := time.Now()
-	code, _, errOut := evaluate(cfg, "ckpt/epoch_200.ckpt", "--set", "backend=go", "--work-dir", "wd")
-	if code != 1 {
-		t.Fatalf("exit %d, want 1: %s", code, errOut)
-	}
-	for _, want := range []string{filepath.Join("data", "VOCdevkit", "VOC2012", "JPEGImages") + " not found", `"Datasets" in README.md`} {
-		if !strings.Contains(errOut, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, errOut)
-		}
-	}
-	if strings.Contains(errOut, "building plugin") {
-		t.Errorf("the plugin was built before the data was checked:\n%s", errOut)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("failing took %s", d)
-	}
-	if _, err := os.Stat("wd"); err == nil {
-		t.Error("a run that failed to start left its work_dir")
-	}
-}

@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph"
@@ -101,10 +98,7 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 	if err != nil {
 		return nil, err
 	}
-	stage, what := fmt.Sprintf("epoch_%d", r.Epoch), fmt.Sprintf("Epoch(val) [%d]", r.Epoch)
-	if r.Loop.IterBased() {
-		stage, what = fmt.Sprintf("iter_%d", r.Iter), fmt.Sprintf("Iter(val) [%d]", r.Iter)
-	}
+	stage, what := valStage(r)
 	visDir := filepath.Join(r.RunDir, "vis_data", "det", stage)
 	resultsPath := filepath.Join(r.RunDir, "detections", stage+".jsonl")
 	if err := os.MkdirAll(filepath.Dir(resultsPath), 0o755); err != nil {
@@ -203,14 +197,7 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 		return nil, err
 	}
 	metrics, table := acc.Result()
-	r.Log.Info("per class results:\n" + table)
-	fields := []zap.Field{}
-	for _, k := range slices.Sorted(maps.Keys(metrics)) {
-		if !strings.Contains(k, ".") {
-			fields = append(fields, zap.Float64(k, metrics[k]))
-		}
-	}
-	r.Log.Info(what, fields...)
+	logValResult(r, what, metrics, table)
 	r.Log.Info("detections", zap.String("file", resultsPath), zap.String("drawn", visDir), zap.Int("images", saved))
 	r.LogScalars(metrics)
 	return metrics, nil

@@ -91,11 +91,7 @@ func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 	if err != nil {
 		return nil, err
 	}
-	stage := fmt.Sprintf("epoch_%d", r.Epoch)
-	what := fmt.Sprintf("Epoch(val) [%d]", r.Epoch)
-	if r.Loop.IterBased() {
-		stage, what = fmt.Sprintf("iter_%d", r.Iter), fmt.Sprintf("Iter(val) [%d]", r.Iter)
-	}
+	stage, what := valStage(r)
 	visDir := filepath.Join(r.RunDir, "vis_data", "seg", stage)
 	n, done, saved := v.loader.Dataset.Len(), 0, 0
 	start := time.Now()
@@ -165,19 +161,33 @@ func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 		return nil, err
 	}
 	metrics, table := acc.Result()
-	r.Log.Info("per class results:\n" + table)
-	fields := []zap.Field{}
-	for _, k := range slices.Sorted(maps.Keys(metrics)) {
-		if !strings.Contains(k, ".") { // the summary; the per-class values are in the table
-			fields = append(fields, zap.Float64(k, metrics[k]))
-		}
-	}
-	r.Log.Info(what, fields...)
+	logValResult(r, what, metrics, table)
 	if saved > 0 {
 		r.Log.Info("validation overlays", zap.String("dir", visDir), zap.Int("images", saved))
 	}
 	r.LogScalars(metrics)
 	return metrics, nil
+}
+
+// valStage names a validation: its folder (iter_N, or epoch_N) and its log line's head.
+func valStage(r *Runner) (stage, what string) {
+	if r.Loop.IterBased() {
+		return fmt.Sprintf("iter_%d", r.Iter), fmt.Sprintf("Iter(val) [%d]", r.Iter)
+	}
+	return fmt.Sprintf("epoch_%d", r.Epoch), fmt.Sprintf("Epoch(val) [%d]", r.Epoch)
+}
+
+// logValResult logs a validation's per-class table and its summary metrics (those without
+// a ".": the per-class values, IoU.person, are in the table).
+func logValResult(r *Runner, what string, metrics map[string]float64, table string) {
+	r.Log.Info("per class results:\n" + table)
+	fields := []zap.Field{}
+	for _, k := range slices.Sorted(maps.Keys(metrics)) {
+		if !strings.Contains(k, ".") {
+			fields = append(fields, zap.Float64(k, metrics[k]))
+		}
+	}
+	r.Log.Info(what, fields...)
 }
 
 func (v *segVal) close() {
