@@ -311,7 +311,7 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 	if spec.amp {
 		optim["type"], optim["dtype"] = "AmpOptimWrapper", "bfloat16"
 	}
-	tree, err := registry.NewTree(map[string]any{
+	r, done, err := newRunner(map[string]any{
 		"backend":    spec.backend,
 		"env_cfg":    map[string]any{"num_devices": spec.devices},
 		"randomness": map[string]any{"seed": 0},
@@ -331,20 +331,7 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 	if err != nil {
 		return stepTiming{}, err
 	}
-	cfg := new(engine.Config)
-	if err := tree.Decode(cfg); err != nil {
-		return stepTiming{}, err
-	}
-	dir, err := os.MkdirTemp("", "goselfsup-bench")
-	if err != nil {
-		return stepTiming{}, err
-	}
-	defer os.RemoveAll(dir)
-	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: dir, Console: io.Discard})
-	if err != nil {
-		return stepTiming{}, err
-	}
-	defer r.Close()
+	defer done()
 	rng := rand.New(rand.NewPCG(1, 2))
 	perm := rng.Perm(bank)
 	b := make([]*datasets.Batch, r.Devices)
@@ -359,6 +346,28 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 		}
 	}
 	return timeSteps(r, b, 0.03, spec.warmup, spec.steps, spec.cpuProfile, stderr)
+}
+
+// newRunner builds the runner of a config table, as goselfsup train does, with its work_dir
+// in a temporary folder that done removes with the runner.
+func newRunner(table map[string]any, name string) (r *engine.Runner, done func(), err error) {
+	tree, err := registry.NewTree(table, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := new(engine.Config)
+	if err := tree.Decode(cfg); err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "goselfsup-bench")
+	if err != nil {
+		return nil, nil, err
+	}
+	if r, err = engine.NewRunner(tree, cfg, engine.Options{WorkDir: dir, Console: io.Discard}); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return r, func() { r.Close(); os.RemoveAll(dir) }, nil
 }
 
 // timeSteps times r.TrainStep with learning rate lr on the batches b: warmup untimed steps (the first compiles the

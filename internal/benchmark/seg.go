@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"text/tabwriter"
 
 	"github.com/goselfsup/goselfsup/datasets"
-	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/internal/cmdline"
-	"github.com/goselfsup/goselfsup/registry"
 )
 
 // segStepModels are the networks of benchmark seg-step: the FCN of
@@ -166,24 +163,11 @@ func segConfig(spec segStepSpec) map[string]any {
 // timeOurSegStep builds the benchmark's FCN through the runner, as goselfsup train does, and
 // times its TrainStep on one batch of random images and label maps.
 func timeOurSegStep(spec segStepSpec, stderr io.Writer) (stepTiming, error) {
-	tree, err := registry.NewTree(segConfig(spec), "benchmark seg-step")
+	r, done, err := newRunner(segConfig(spec), "benchmark seg-step")
 	if err != nil {
 		return stepTiming{}, err
 	}
-	cfg := new(engine.Config)
-	if err := tree.Decode(cfg); err != nil {
-		return stepTiming{}, err
-	}
-	dir, err := os.MkdirTemp("", "goselfsup-bench")
-	if err != nil {
-		return stepTiming{}, err
-	}
-	defer os.RemoveAll(dir)
-	r, err := engine.NewRunner(tree, cfg, engine.Options{WorkDir: dir, Console: io.Discard})
-	if err != nil {
-		return stepTiming{}, err
-	}
-	defer r.Close()
+	defer done()
 	b := make([]*datasets.Batch, r.Devices)
 	for d := range b {
 		b[d] = randomSegBatch(rand.New(rand.NewPCG(1, uint64(d))), spec.batch, spec.size, spec.classes, spec.ignore)
