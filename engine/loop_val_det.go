@@ -39,8 +39,7 @@ type detVal struct {
 	metric  evaluators.DetMetric
 	classes []string
 	det     Detector
-	exec    *gctx.Exec
-	shapes  map[[3]int]bool // the batch sizes exec has compiled
+	exec    *shapedExec // the detections
 }
 
 // detOverlays is the number of validation images drawn with their detections.
@@ -62,18 +61,6 @@ type detResult struct {
 	Label string     `json:"label"`
 }
 
-func (v *detVal) newExec(r *Runner) {
-	if v.exec != nil {
-		v.exec.Finalize()
-	}
-	det := v.det
-	v.exec = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, imgShapes *Node) []*Node {
-		b, s, l, ok := det.Detect(images, imgShapes)
-		return []*Node{b, s, l, ok}
-	})
-	v.shapes = map[[3]int]bool{}
-}
-
 func (v *detVal) prepare(r *Runner, det Detector, metric evaluators.DetMetric, loader *datasets.Loader) error {
 	src, ok := datasets.AsDetSource(loader.Dataset.Source)
 	if !ok {
@@ -84,7 +71,12 @@ func (v *detVal) prepare(r *Runner, det Detector, metric evaluators.DetMetric, l
 	if _, err := metric.NewDetAccumulator(v.classes); err != nil {
 		return fmt.Errorf("val_evaluator: %w", err)
 	}
-	v.newExec(r)
+	v.exec = newShapedExec(func() *gctx.Exec {
+		return gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, imgShapes *Node) []*Node {
+			b, s, l, ok := det.Detect(images, imgShapes)
+			return []*Node{b, s, l, ok}
+		})
+	})
 	return nil
 }
 
@@ -120,15 +112,9 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 		if b.ImgShapes == nil || b.Det == nil || len(b.Det.ScaleFactors) != 2*b.Len() {
 			return nil, fmt.Errorf("validation: val_dataloader's pipeline gives no image sizes and scale factors (Resize, Pad and PackDetInputs)")
 		}
-		if size := [3]int{b.Len(), b.Height, b.Width}; !v.shapes[size] {
-			if len(v.shapes) >= segMaxShapes {
-				v.newExec(r)
-			}
-			v.shapes[size] = true
-		}
 		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
 		shapes := tensors.FromFlatDataAndDimensions(b.ImgShapes, b.Len(), 2)
-		outs, err := v.exec.Exec(images, shapes)
+		outs, err := v.exec.forShape([3]int{b.Len(), b.Height, b.Width}).Exec(images, shapes)
 		if err != nil {
 			return nil, fmt.Errorf("validation: %w", err)
 		}
@@ -203,8 +189,4 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 	return metrics, nil
 }
 
-func (v *detVal) close() {
-	if v.exec != nil {
-		v.exec.Finalize()
-	}
-}
+func (v *detVal) close() { v.exec.close() }

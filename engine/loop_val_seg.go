@@ -43,27 +43,42 @@ type segVal struct {
 	classes []string
 	palette segvis.Palette
 	seg     Segmentor
-	exec    *gctx.Exec
-	shapes  map[[2]int]bool // the input sizes exec has compiled
+	exec    *shapedExec // the logits at the input size
 }
 
-// segMaxShapes is the number of input sizes one validation executable compiles before it is
-// replaced: the test pipeline keeps each image's ratio, so a dataset has many sizes, and
+// maxValShapes is the number of input shapes one validation executable compiles before it is
+// replaced: the test pipelines keep each image's ratio, so a dataset has many sizes, and
 // each compiled graph holds its memory (GoMLX refuses a 33rd by default).
-const segMaxShapes = 8
+const maxValShapes = 8
 
-// newExec makes the executable of the logits at the input size. They are resized to the
-// original size on the CPU (segArgmax): at the original size the logits of one image can
-// take hundreds of MB (COCO's 640x480 x 200 classes).
-func (v *segVal) newExec(r *Runner) {
-	if v.exec != nil {
-		v.exec.Finalize()
+// shapedExec is a validation's executable, built anew once it has compiled maxValShapes
+// input shapes.
+type shapedExec struct {
+	build  func() *gctx.Exec
+	exec   *gctx.Exec
+	shapes map[[3]int]bool // the shapes exec has compiled
+}
+
+func newShapedExec(build func() *gctx.Exec) *shapedExec {
+	return &shapedExec{build: build, exec: build(), shapes: map[[3]int]bool{}}
+}
+
+// forShape returns the executable to run inputs of the given shape on.
+func (e *shapedExec) forShape(shape [3]int) *gctx.Exec {
+	if !e.shapes[shape] {
+		if len(e.shapes) >= maxValShapes {
+			e.exec.Finalize()
+			e.exec, e.shapes = e.build(), map[[3]int]bool{}
+		}
+		e.shapes[shape] = true
 	}
-	seg := v.seg
-	v.exec = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node {
-		return seg.Logits(images)
-	})
-	v.shapes = map[[2]int]bool{}
+	return e.exec
+}
+
+func (e *shapedExec) close() {
+	if e != nil {
+		e.exec.Finalize()
+	}
 }
 
 func (v *segVal) prepare(r *Runner, seg Segmentor, metric evaluators.SegMetric, loader *datasets.Loader) error {
@@ -77,7 +92,12 @@ func (v *segVal) prepare(r *Runner, seg Segmentor, metric evaluators.SegMetric, 
 		v.palette = src.Palette()
 	}
 	v.seg = seg
-	v.newExec(r)
+	// The logits at the input size; they are resized to the original size on the CPU
+	// (segArgmax): at the original size the logits of one image can take hundreds of MB
+	// (COCO's 640x480 x 200 classes).
+	v.exec = newShapedExec(func() *gctx.Exec {
+		return gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images *Node) *Node { return seg.Logits(images) })
+	})
 	return nil
 }
 
@@ -108,14 +128,8 @@ func (v *segVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 					b.Indices[i], b.MaskWidth, b.MaskHeight, ow, oh)
 			}
 		}
-		if size := [2]int{b.Height, b.Width}; !v.shapes[size] {
-			if len(v.shapes) >= segMaxShapes {
-				v.newExec(r)
-			}
-			v.shapes[size] = true
-		}
 		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
-		outs, err := v.exec.Exec(images)
+		outs, err := v.exec.forShape([3]int{b.Len(), b.Height, b.Width}).Exec(images)
 		if err != nil {
 			return nil, fmt.Errorf("validation: %w", err)
 		}
@@ -190,11 +204,7 @@ func logValResult(r *Runner, what string, metrics map[string]float64, table stri
 	r.Log.Info(what, fields...)
 }
 
-func (v *segVal) close() {
-	if v.exec != nil {
-		v.exec.Finalize()
-	}
-}
+func (v *segVal) close() { v.exec.close() }
 
 // segArgmax writes to out (height x width) the argmax over the classes of logits (h x w x
 // classes) resized bilinearly to height x width with PyTorch's align_corners=False (as
