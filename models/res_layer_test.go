@@ -11,7 +11,6 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
-	"github.com/goselfsup/goselfsup/engine"
 	"github.com/goselfsup/goselfsup/models"
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
@@ -38,26 +37,7 @@ func TestResLayerMatchesTorchvision(t *testing.T) {
 			if head.InChannels() != 1024 || head.OutChannels() != 2048 || head.PretrainedPrefix() != "backbone.layer4." {
 				t.Fatalf("channels %d -> %d, prefix %q", head.InChannels(), head.OutChannels(), head.PretrainedPrefix())
 			}
-			type param struct {
-				name string
-				v    *context.Variable
-			}
-			var params, buffers []param
-			for v := range ctx.IterVariables() {
-				name := nn.TorchName(v)
-				tt := v.MustValue()
-				if tt.Rank() == 4 {
-					if tt, err = engine.ToTorch(tt, "HWIO"); err != nil {
-						t.Fatal(err)
-					}
-				}
-				writeNPY(t, filepath.Join(dir, "state", name+".npy"), tt)
-				if v.Trainable {
-					params = append(params, param{name, v})
-				} else {
-					buffers = append(buffers, param{name, v})
-				}
-			}
+			params, buffers := writeTorchState(t, ctx, filepath.Join(dir, "state"), func(string) bool { return true })
 			hasNorm := false
 			for _, p := range params {
 				hasNorm = hasNorm || strings.HasPrefix(p.name, "norm.")
@@ -99,26 +79,7 @@ func TestResLayerMatchesTorchvision(t *testing.T) {
 					t.Errorf("%s differs by %.2g", c.what, d)
 				}
 			}
-			for i, p := range params {
-				g := outs[i+2]
-				if g.Rank() == 4 {
-					if g, err = engine.ToTorch(g, "HWIO"); err != nil {
-						t.Fatal(err)
-					}
-				}
-				d := relDiff(t, g, readNPY(t, filepath.Join(dir, "grads", p.name+".npy")))
-				worst = max(worst, d)
-				if d > 1e-9 {
-					t.Errorf("gradient of %s differs by %.2g", p.name, d)
-				}
-			}
-			for _, p := range buffers {
-				d := relDiff(t, p.v.MustValue(), readNPY(t, filepath.Join(dir, "after", p.name+".npy")))
-				worst = max(worst, d)
-				if d > 1e-9 {
-					t.Errorf("%s after the pass differs by %.2g", p.name, d)
-				}
-			}
+			worst = max(worst, checkTorchGrads(t, dir, params, buffers, outs[2:], 1e-9))
 			t.Logf("%d parameters, %d buffers: largest relative difference %.2g", len(params), len(buffers), worst)
 		})
 	}

@@ -239,29 +239,9 @@ func fcnParity(t *testing.T, python string, spec segSpec, size int) {
 	if err := os.WriteFile(filepath.Join(dir, "spec.json"), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	type param struct {
-		name string
-		v    *context.Variable
-	}
-	var params, buffers []param
-	for v := range ctx.IterVariables() {
-		name := nn.TorchName(v)
-		if !strings.HasPrefix(name, "backbone.") && !strings.Contains(name, "_head.") {
-			continue
-		}
-		tt := v.MustValue()
-		if tt.Rank() == 4 {
-			if tt, err = engine.ToTorch(tt, "HWIO"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		writeNPY(t, filepath.Join(dir, "state", name+".npy"), tt)
-		if v.Trainable {
-			params = append(params, param{name, v})
-		} else {
-			buffers = append(buffers, param{name, v})
-		}
-	}
+	params, buffers := writeTorchState(t, ctx, filepath.Join(dir, "state"), func(name string) bool {
+		return strings.HasPrefix(name, "backbone.") || strings.Contains(name, "_head.")
+	})
 	rng := rand.New(rand.NewPCG(7, 8))
 	const batch = 2
 	images := make([]uint8, batch*size*size*3)
@@ -307,26 +287,68 @@ func fcnParity(t *testing.T, python string, spec segSpec, size int) {
 	if math.Abs(got-want) > 1e-6*math.Abs(want) {
 		t.Errorf("loss %.15g, want %.15g", got, want)
 	}
-	worst := 0.0
+	worst := checkTorchGrads(t, dir, params, buffers, outs[1:], 1e-6)
+	t.Logf("loss %.10g; %d gradients and %d buffers, largest relative difference %.2g", got, len(params), len(buffers), worst)
+}
+
+// torchParam is a model variable with its PyTorch name.
+type torchParam struct {
+	name string
+	v    *context.Variable
+}
+
+// writeTorchState writes the variables of ctx whose PyTorch names keep accepts as dir/<name>.npy
+// in PyTorch's layouts (convolution kernels OIHW), for a reference to load, and returns them:
+// the trainable ones (params) and the others (buffers), in the context's order.
+func writeTorchState(t *testing.T, ctx *context.Context, dir string, keep func(name string) bool) (params, buffers []torchParam) {
+	t.Helper()
+	for v := range ctx.IterVariables() {
+		name := nn.TorchName(v)
+		if !keep(name) {
+			continue
+		}
+		tt := v.MustValue()
+		if tt.Rank() == 4 {
+			var err error
+			if tt, err = engine.ToTorch(tt, "HWIO"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writeNPY(t, filepath.Join(dir, name+".npy"), tt)
+		if v.Trainable {
+			params = append(params, torchParam{name, v})
+		} else {
+			buffers = append(buffers, torchParam{name, v})
+		}
+	}
+	return params, buffers
+}
+
+// checkTorchGrads compares grads (one per param, HWIO kernels) with the reference's
+// dir/grads/<name>.npy and the buffers' values now with its dir/after/<name>.npy, each to tol
+// relative, and returns the largest difference.
+func checkTorchGrads(t *testing.T, dir string, params, buffers []torchParam, grads []*tensors.Tensor, tol float64) (worst float64) {
+	t.Helper()
 	for i, p := range params {
-		g := outs[i+1]
+		g := grads[i]
 		if g.Rank() == 4 {
+			var err error
 			if g, err = engine.ToTorch(g, "HWIO"); err != nil {
 				t.Fatal(err)
 			}
 		}
 		d := relDiff(t, g, readNPY(t, filepath.Join(dir, "grads", p.name+".npy")))
 		worst = max(worst, d)
-		if d > 1e-6 {
+		if d > tol {
 			t.Errorf("gradient of %s differs by %.2g", p.name, d)
 		}
 	}
 	for _, p := range buffers {
 		d := relDiff(t, p.v.MustValue(), readNPY(t, filepath.Join(dir, "after", p.name+".npy")))
 		worst = max(worst, d)
-		if d > 1e-6 {
-			t.Errorf("%s after the step differs by %.2g", p.name, d)
+		if d > tol {
+			t.Errorf("%s after the pass differs by %.2g", p.name, d)
 		}
 	}
-	t.Logf("loss %.10g; %d gradients and %d buffers, largest relative difference %.2g", got, len(params), len(buffers), worst)
+	return worst
 }
