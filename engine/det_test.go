@@ -96,13 +96,6 @@ func detConfig(t *testing.T, root string, sets ...string) (*registry.Tree, *engi
 		return map[string]any{"type": "VOCDataset", "data_root": root, "ann_file": "VOC2007/ImageSets/Main/" + list + ".txt", "img_prefix": "VOC2007/",
 			"classes": []string{"bright", "red"}, "pipeline": pipeline}
 	}
-	tr := func(typ string, kv ...any) map[string]any {
-		m := map[string]any{"type": typ}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return m
-	}
 	return testConfig(t, map[string]any{
 		"backend":    "go",
 		"randomness": map[string]any{"seed": 1},

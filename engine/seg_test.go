@@ -18,6 +18,16 @@ import (
 // segFixture is the shared segmentation fixture: classes dark, bright and red.
 func segFixture(t *testing.T, n, w, h int) string { return segfixture.Write(t, n, w, h) }
 
+// tr is a config table of type typ with the keys and values kv (key, value, ...): a pipeline
+// transform.
+func tr(typ string, kv ...any) map[string]any {
+	m := map[string]any{"type": typ}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
 // segConfig is an FCN on a tiny dilated ResNet, trained on 16x16 crops padded to 20x20.
 func segConfig(t *testing.T, root string, sets ...string) (*registry.Tree, *engine.Config) {
 	t.Helper()
@@ -25,13 +35,6 @@ func segConfig(t *testing.T, root string, sets ...string) (*registry.Tree, *engi
 	dataset := func(pipeline []any) map[string]any {
 		return map[string]any{"type": "BaseSegDataset", "data_root": root, "img_dir": "img", "ann_dir": "ann",
 			"metainfo": map[string]any{"classes": []string{"dark", "bright", "red"}}, "pipeline": pipeline}
-	}
-	tr := func(typ string, kv ...any) map[string]any {
-		m := map[string]any{"type": typ}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i].(string)] = kv[i+1]
-		}
-		return m
 	}
 	return testConfig(t, map[string]any{
 		"backend":    "go",
