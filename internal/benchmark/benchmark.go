@@ -169,8 +169,6 @@ type stepSpec struct {
 func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("train-step", stderr)
 	model := fs.String("model", "cifar", "the network: cifar (the small CIFAR ResNet), resnet18 or resnet50 (at 224, batch 32, 65,536 negatives, ImageNet's 1,281,167-row bank)")
-	steps := fs.Int("steps", 5, "timed steps on each side")
-	warmup := fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)")
 	batch := fs.Int("batch", 0, "images per step and device (default: the model's, 64 or 32)")
 	size := fs.Int("size", 0, "image side (default: the model's, 32 or 224)")
 	negs := fs.Int("negs", 0, "negatives per image (default: the model's, 4096 or 65536)")
@@ -179,10 +177,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	devices := fs.Int("devices", 0, "devices the step runs on, each with -batch images (default: all the backend has)")
 	norm := fs.String("norm", "BN", "the backbone's batch norm: BN or SyncBN (statistics over all devices)")
 	amp := fs.Bool("amp", false, "bf16 mixed precision on both sides (goselfsup's AmpOptimWrapper, torch.autocast)")
-	refDevice := fs.String("reference-device", "cpu", "where PyTorch runs: cpu or cuda")
-	noRef := fs.Bool("no-reference", false, "time goselfsup only")
-	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of goselfsup's timed steps to this file")
+	sf := addStepFlags(fs)
 	if _, err := parseArgs(fs, args, stdout); err != nil {
 		return cmdline.ExitCode(err)
 	}
@@ -191,8 +186,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: -model %q: want cifar, resnet18 or resnet50\n", *model)
 		return exitUsage
 	}
-	if *refDevice != "cpu" && *refDevice != "cuda" {
-		fmt.Fprintf(stderr, "error: -reference-device %q: want cpu or cuda\n", *refDevice)
+	if !sf.check(stderr) {
 		return exitUsage
 	}
 	for _, f := range []struct {
@@ -205,7 +199,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	}
 	const base = 16
 	var python, script string
-	if !*noRef {
+	if !*sf.noRef {
 		var err error
 		if python, script, err = reference("benchmarks/npid_reference.py", "torch", "numpy"); err != nil {
 			report(stderr, err)
@@ -214,7 +208,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 	}
 
 	spec := stepSpec{backend: *bk, model: *model, batch: *batch, size: *size, negs: *negs, bank: *bankRows,
-		devices: *devices, amp: *amp, norm: *norm, steps: *steps, warmup: *warmup, cpuProfile: *cpuProfile}
+		devices: *devices, amp: *amp, norm: *norm, steps: *sf.steps, warmup: *sf.warmup, cpuProfile: *sf.cpuProfile}
 	ours, err := timeOurStep(spec, base, stderr)
 	if err != nil {
 		report(stderr, err)
@@ -226,17 +220,17 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		precision = "bf16 autocast"
 	}
 	fmt.Fprintf(stdout, "NPID train step: %s, %d device(s) x %d images, %dx%d, %d negatives, bank %d, %s; %d timed steps each\n\n",
-		m.describe, ours.devices, *batch, *size, *size, *negs, *bankRows, precision, *steps)
+		m.describe, ours.devices, *batch, *size, *size, *negs, *bankRows, precision, *sf.steps)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "implementation\ts/step\timages/s\tpeak RSS")
 	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.1f\t%s\n", *bk, ours.seconds, float64(global)/ours.seconds, gib(ours.peakRSS))
 
 	var ref refStep
-	if !*noRef {
+	if !*sf.noRef {
 		fmt.Fprintf(stderr, "running the PyTorch reference...\n")
 		refArgs := []string{script, "bench", "--model", *model, "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
 			"--negs", fmt.Sprint(*negs), "--bank", fmt.Sprint(*bankRows), "--base", fmt.Sprint(base), "--blocks", "2",
-			"--steps", fmt.Sprint(*steps), "--warmup", fmt.Sprint(*warmup), "--threads", fmt.Sprint(*threads), "--device", *refDevice}
+			"--steps", fmt.Sprint(*sf.steps), "--warmup", fmt.Sprint(*sf.warmup), "--threads", fmt.Sprint(*sf.threads), "--device", *sf.refDevice}
 		if *amp {
 			refArgs = append(refArgs, "--amp")
 		}
@@ -245,10 +239,7 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 			report(stderr, err)
 			return exitFailed
 		}
-		where := fmt.Sprintf("CPU, %d threads", ref.Threads)
-		if *refDevice == "cuda" {
-			where = ref.Device
-		}
+		where := sf.where(ref)
 		fmt.Fprintf(tw, "PyTorch %s eager (%s, 1 device x %d)\t%.3f\t%.1f\t%s\n", ref.Torch, where, *batch, ref.Seconds, float64(*batch)/ref.Seconds, gib(ref.PeakRSS))
 	}
 	tw.Flush()
@@ -257,12 +248,12 @@ func benchTrainStep(args []string, stdout, stderr io.Writer) int {
 		"devices": fmt.Sprint(ours.devices), "precision": precision, "negatives": fmt.Sprint(*negs),
 		"images_per_second": fmt.Sprintf("%.1f", float64(global)/ours.seconds), "peak_rss_ours": fmt.Sprint(ours.peakRSS)}
 	res := benchResult{Benchmark: "train-step", Ours: ours.seconds, Unit: "s/step", Details: details}
-	if !*noRef {
+	if !*sf.noRef {
 		// Images per second against images per second: our step may run on several devices.
 		ratio := (ours.seconds / float64(global)) / (ref.Seconds / float64(*batch))
 		fmt.Fprintf(stdout, "\nratio (our time per image / PyTorch's): %.2f\n", ratio)
 		res.Reference, res.Ratio = ref.Seconds, ratio
-		details["reference"] = "PyTorch " + ref.Torch + " eager on " + *refDevice
+		details["reference"] = "PyTorch " + ref.Torch + " eager on " + *sf.refDevice
 		details["threads"] = fmt.Sprint(ref.Threads)
 		details["peak_rss_reference"] = fmt.Sprint(ref.PeakRSS)
 	}
@@ -346,6 +337,45 @@ func timeOurStep(spec stepSpec, base int, stderr io.Writer) (stepTiming, error) 
 		}
 	}
 	return timeSteps(r, b, 0.03, spec.warmup, spec.steps, spec.cpuProfile, stderr)
+}
+
+// stepFlags are the flags that train-step and seg-step share.
+type stepFlags struct {
+	steps, warmup, threads *int
+	refDevice, cpuProfile  *string
+	noRef                  *bool
+}
+
+func addStepFlags(fs *flag.FlagSet) *stepFlags {
+	return &stepFlags{
+		steps:      fs.Int("steps", 5, "timed steps on each side"),
+		warmup:     fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)"),
+		refDevice:  fs.String("reference-device", "cpu", "where PyTorch runs: cpu or cuda"),
+		noRef:      fs.Bool("no-reference", false, "time goselfsup only"),
+		threads:    fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads"),
+		cpuProfile: fs.String("cpuprofile", "", "write a CPU profile (pprof) of goselfsup's timed steps to this file"),
+	}
+}
+
+// check reports a wrong value on stderr.
+func (f *stepFlags) check(stderr io.Writer) bool {
+	if *f.refDevice != "cpu" && *f.refDevice != "cuda" {
+		fmt.Fprintf(stderr, "error: -reference-device %q: want cpu or cuda\n", *f.refDevice)
+		return false
+	}
+	if *f.steps < 1 || *f.warmup < 0 {
+		fmt.Fprintf(stderr, "error: want -steps >= 1 and -warmup >= 0\n")
+		return false
+	}
+	return true
+}
+
+// where says where the reference ran, for the table.
+func (f *stepFlags) where(ref refStep) string {
+	if *f.refDevice == "cuda" {
+		return ref.Device
+	}
+	return fmt.Sprintf("CPU, %d threads", ref.Threads)
 }
 
 // newRunner builds the runner of a config table, as goselfsup train does, with its work_dir

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"runtime"
 	"text/tabwriter"
 
 	"github.com/goselfsup/goselfsup/datasets"
@@ -37,16 +36,11 @@ type segStepSpec struct {
 func benchSegStep(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("seg-step", stderr)
 	model := fs.String("model", "resnet18", "the network: resnet18 (FCN R18-D8, at 128, batch 4) or resnet50 (mmseg's FCN R50-D8, at 512, batch 4)")
-	steps := fs.Int("steps", 5, "timed steps on each side")
-	warmup := fs.Int("warmup", 1, "untimed steps first (the first compiles the graph)")
 	batch := fs.Int("batch", 0, "images per step (default: the model's, 4)")
 	size := fs.Int("size", 0, "image side (default: the model's, 128 or 512)")
 	classes := fs.Int("classes", 21, "classes of the heads (21: Pascal VOC's)")
 	bk := fs.String("backend", "go", "goselfsup's backend (go:kernels=off: the pure-Go backend without native kernels; xla:cuda or xla:/path/to/pjrt_plugin.so)")
-	refDevice := fs.String("reference-device", "cpu", "where PyTorch runs: cpu or cuda")
-	noRef := fs.Bool("no-reference", false, "time goselfsup only")
-	threads := fs.Int("threads", runtime.NumCPU(), "PyTorch's CPU threads")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of goselfsup's timed steps to this file")
+	sf := addStepFlags(fs)
 	if _, err := parseArgs(fs, args, stdout); err != nil {
 		return cmdline.ExitCode(err)
 	}
@@ -55,8 +49,7 @@ func benchSegStep(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: -model %q: want resnet18 or resnet50\n", *model)
 		return exitUsage
 	}
-	if *refDevice != "cpu" && *refDevice != "cuda" {
-		fmt.Fprintf(stderr, "error: -reference-device %q: want cpu or cuda\n", *refDevice)
+	if !sf.check(stderr) {
 		return exitUsage
 	}
 	if *batch == 0 {
@@ -65,12 +58,12 @@ func benchSegStep(args []string, stdout, stderr io.Writer) int {
 	if *size == 0 {
 		*size = m.size
 	}
-	if *batch < 1 || *size < 8 || *steps < 1 || *warmup < 0 || *classes < 1 || *classes > 255 {
-		fmt.Fprintf(stderr, "error: want -batch >= 1, -size >= 8, -steps >= 1, -warmup >= 0 and 1 <= -classes <= 255\n")
+	if *batch < 1 || *size < 8 || *classes < 1 || *classes > 255 {
+		fmt.Fprintf(stderr, "error: want -batch >= 1, -size >= 8 and 1 <= -classes <= 255\n")
 		return exitUsage
 	}
 	var python, script string
-	if !*noRef {
+	if !*sf.noRef {
 		var err error
 		if python, script, err = reference("benchmarks/seg_step_reference.py", "torch", "numpy"); err != nil {
 			report(stderr, err)
@@ -80,31 +73,28 @@ func benchSegStep(args []string, stdout, stderr io.Writer) int {
 
 	const ignore = 0.05
 	spec := segStepSpec{backend: *bk, model: *model, batch: *batch, size: *size, classes: *classes, ignore: ignore,
-		steps: *steps, warmup: *warmup, cpuProfile: *cpuProfile}
+		steps: *sf.steps, warmup: *sf.warmup, cpuProfile: *sf.cpuProfile}
 	ours, err := timeOurSegStep(spec, stderr)
 	if err != nil {
 		report(stderr, err)
 		return exitFailed
 	}
 	fmt.Fprintf(stdout, "FCN train step: %s, %d images of %dx%d, %d classes, %.0f%% of the pixels ignored (255), float32, SGD; %d timed steps each\n\n",
-		m.describe, *batch, *size, *size, *classes, 100*ignore, *steps)
+		m.describe, *batch, *size, *size, *classes, 100*ignore, *sf.steps)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "implementation\ts/step\timages/s\tpeak RSS")
 	fmt.Fprintf(tw, "goselfsup (%s backend)\t%.3f\t%.2f\t%s\n", *bk, ours.seconds, float64(*batch)/ours.seconds, gib(ours.peakRSS))
 	var ref refStep
-	if !*noRef {
+	if !*sf.noRef {
 		fmt.Fprintf(stderr, "running the PyTorch reference...\n")
 		refArgs := []string{script, "--model", *model, "--size", fmt.Sprint(*size), "--batch", fmt.Sprint(*batch),
-			"--classes", fmt.Sprint(*classes), "--ignore", fmt.Sprint(ignore), "--steps", fmt.Sprint(*steps),
-			"--warmup", fmt.Sprint(*warmup), "--threads", fmt.Sprint(*threads), "--device", *refDevice}
+			"--classes", fmt.Sprint(*classes), "--ignore", fmt.Sprint(ignore), "--steps", fmt.Sprint(*sf.steps),
+			"--warmup", fmt.Sprint(*sf.warmup), "--threads", fmt.Sprint(*sf.threads), "--device", *sf.refDevice}
 		if ref, err = runStepReference(python, refArgs); err != nil {
 			report(stderr, err)
 			return exitFailed
 		}
-		where := fmt.Sprintf("CPU, %d threads", ref.Threads)
-		if *refDevice == "cuda" {
-			where = ref.Device
-		}
+		where := sf.where(ref)
 		fmt.Fprintf(tw, "PyTorch %s eager (%s)\t%.3f\t%.2f\t%s\n", ref.Torch, where, ref.Seconds, float64(*batch)/ref.Seconds, gib(ref.PeakRSS))
 	}
 	tw.Flush()
@@ -113,11 +103,11 @@ func benchSegStep(args []string, stdout, stderr io.Writer) int {
 		"classes": fmt.Sprint(*classes), "images_per_second": fmt.Sprintf("%.2f", float64(*batch)/ours.seconds),
 		"peak_rss_ours": fmt.Sprint(ours.peakRSS)}
 	res := benchResult{Benchmark: "seg-step", Ours: ours.seconds, Unit: "s/step", Details: details}
-	if !*noRef {
+	if !*sf.noRef {
 		ratio := ours.seconds / ref.Seconds
 		fmt.Fprintf(stdout, "\nratio (our time per step / PyTorch's): %.2f\n", ratio)
 		res.Reference, res.Ratio = ref.Seconds, ratio
-		details["reference"] = "PyTorch " + ref.Torch + " eager on " + *refDevice
+		details["reference"] = "PyTorch " + ref.Torch + " eager on " + *sf.refDevice
 		details["threads"] = fmt.Sprint(ref.Threads)
 		details["peak_rss_reference"] = fmt.Sprint(ref.PeakRSS)
 	}
