@@ -15,7 +15,6 @@ package detbench
 
 import (
 	"github.com/goselfsup/goselfsup/plugins/finetune"
-	"github.com/goselfsup/goselfsup/plugins/protocol"
 	"github.com/goselfsup/goselfsup/plugins/sdk"
 )
 
@@ -30,11 +29,6 @@ const Type = "MMDetBenchmark"
 
 // Plugin is the plugin that cmd/goselfsup-plugin-det serves.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: Name, Version: Version, Components: []sdk.Component{{
-		Type:      Type,
-		Namespace: protocol.NamespaceBenchmarks,
-		Doc: "mmdet's detection benchmark: fine-tunes the config's detector from the checkpoint's backbone " +
-			"(and C4's res5) weights (random init without one) and reports the VOC AP50, mAP and per-class AP",
-		Run: finetune.Run,
-	}}}
+	return finetune.Plugin(Name, Version, Type, "mmdet's detection benchmark: fine-tunes the config's detector from the checkpoint's backbone "+
+		"(and C4's res5) weights (random init without one) and reports the VOC AP50, mAP and per-class AP")
 }

@@ -36,6 +36,14 @@ import (
 	_ "github.com/goselfsup/goselfsup/models/det"
 )
 
+// Plugin describes a first-party benchmark plugin: one component of the benchmarks
+// namespace, of type typ, that Run runs.
+func Plugin(name, version, typ, doc string) sdk.Plugin {
+	return sdk.Plugin{Name: name, Version: version, Components: []sdk.Component{{
+		Type: typ, Namespace: protocol.NamespaceBenchmarks, Doc: doc, Run: Run,
+	}}}
+}
+
 // Run runs the benchmark of r.Inputs["config"] from r.Checkpoint in r.WorkDir.
 func Run(ctx context.Context, r *sdk.Run) error {
 	path := r.Inputs[protocol.InputConfig]

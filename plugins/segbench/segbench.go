@@ -22,7 +22,6 @@ package segbench
 
 import (
 	"github.com/goselfsup/goselfsup/plugins/finetune"
-	"github.com/goselfsup/goselfsup/plugins/protocol"
 	"github.com/goselfsup/goselfsup/plugins/sdk"
 )
 
@@ -37,11 +36,6 @@ const Type = "MMSegBenchmark"
 
 // Plugin is the plugin that cmd/goselfsup-plugin-seg serves.
 func Plugin() sdk.Plugin {
-	return sdk.Plugin{Name: Name, Version: Version, Components: []sdk.Component{{
-		Type:      Type,
-		Namespace: protocol.NamespaceBenchmarks,
-		Doc: "mmseg's semantic segmentation benchmark: fine-tunes the config's segmentor from the checkpoint's backbone.* " +
-			"weights (random init without one) and reports mIoU, aAcc, mAcc and the per-class IoU and accuracy",
-		Run: finetune.Run,
-	}}}
+	return finetune.Plugin(Name, Version, Type, "mmseg's semantic segmentation benchmark: fine-tunes the config's segmentor from the checkpoint's backbone.* "+
+		"weights (random init without one) and reports mIoU, aAcc, mAcc and the per-class IoU and accuracy")
 }
