@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goselfsup/goselfsup/internal/cocofixture"
 	"github.com/goselfsup/goselfsup/internal/pyref"
 	"github.com/goselfsup/goselfsup/internal/shareddata"
 	"github.com/goselfsup/goselfsup/registry"
@@ -496,4 +497,68 @@ func runNumPy(t *testing.T, python, script string, in any) []uint8 {
 		got = append(got, uint8(v))
 	}
 	return got
+}
+
+// COCO128's val2017 as COCO instances (internal/cocofixture: one annotation a "thing"
+// segment of its panoptic PNGs, the mask a compressed RLE, the box its extent and the area
+// its pixel count): every image keeps its non-crowd annotations as boxes, and each decoded
+// mask has the annotation's area and fills its box's extent.
+func TestCocoDatasetOnCOCO128(t *testing.T) {
+	dir, err := shareddata.Dir("coco128-lightly")
+	if errors.Is(err, shareddata.ErrAbsent) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := cocofixture.FromCOCO128(dir, "val2017")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := filepath.Join(t.TempDir(), "instances_val2017.json")
+	if err := d.Write(ann); err != nil {
+		t.Fatal(err)
+	}
+	ds := buildDataset(t, "CocoDataset", map[string]any{"ann_file": ann, "img_prefix": filepath.Join(dir, "images", "val2017"),
+		"pipeline": []any{map[string]any{"type": "LoadImageFromFile"}, map[string]any{"type": "LoadAnnotations", "with_bbox": true, "with_mask": true}}})
+	src := cocoOf(t, ds)
+	if len(src.Classes()) != 80 || src.CatIDs()[79] != 90 || src.Classes()[0] != "person" {
+		t.Errorf("%d classes, last id %d", len(src.Classes()), src.CatIDs()[len(src.CatIDs())-1])
+	}
+	if w := src.Warnings(); len(w) != 0 {
+		t.Errorf("warnings on COCO128: %q", w)
+	}
+	byID := map[int64][]int{}
+	for k, a := range d.Annotations {
+		byID[a.ImageID] = append(byID[a.ImageID], k)
+	}
+	for i := range min(src.Len(), 12) {
+		s, err := ds.Get(i, rand.New(rand.NewPCG(1, uint64(i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept []int // the image's non-crowd annotations, in the file's order
+		for _, k := range byID[src.ImageID(i)] {
+			if d.Annotations[k].IsCrowd == 0 {
+				kept = append(kept, k)
+			}
+		}
+		if len(s.GT.Boxes) != len(kept) || s.GTMasks.N != len(kept) {
+			t.Fatalf("image %d: %d boxes, %d masks, want %d", src.ImageID(i), len(s.GT.Boxes), s.GTMasks.N, len(kept))
+		}
+		for j, k := range kept {
+			a, m := d.Annotations[k], s.GTMasks.At(j)
+			n, x0, y0, x1, y1 := 0, s.GTMasks.Width, s.GTMasks.Height, 0, 0
+			for p, v := range m {
+				if v != 0 {
+					x, y := p%s.GTMasks.Width, p/s.GTMasks.Width
+					n, x0, y0, x1, y1 = n+1, min(x0, x), min(y0, y), max(x1, x+1), max(y1, y+1)
+				}
+			}
+			b := s.GT.Boxes[j]
+			if float64(n) != a.Area || [4]float32{float32(x0), float32(y0), float32(x1), float32(y1)} != b {
+				t.Errorf("image %d annotation %d: mask of %d pixels in [%d %d %d %d], annotation area %v box %v", src.ImageID(i), a.ID, n, x0, y0, x1, y1, a.Area, b)
+			}
+		}
+	}
 }
