@@ -39,8 +39,10 @@ import (
 // odd number of coordinates (dropped as mmdet's process_polygons does; the annotation is
 // skipped when none remains), and an RLE whose size is not its image's. A file that cannot
 // be read or parsed, repeated image, annotation or category ids, and images without a
-// positive size are errors naming the file. mmdet's "ignore" key of annotations is not read
-// (COCO's files have none).
+// positive size are errors naming the file. A non-crowd annotation without a segmentation
+// (a box-only file) keeps its box; LoadAnnotations with with_mask then fails on its image
+// with a LoadError naming the annotation (skip_corrupt replaces the sample). mmdet's
+// "ignore" key of annotations is not read (COCO's files have none).
 type CocoDatasetConfig struct {
 	DataRoot      string          `toml:"data_root" doc:"the folder a relative ann_file and img_prefix are under; empty: the working directory"`
 	AnnFile       string          `toml:"ann_file" doc:"the COCO annotation file, such as annotations/instances_train2017.json" required:"true"`

@@ -94,7 +94,7 @@ func (t *loadAnnotations) Apply(s *Sample, _ *rand.Rand) error {
 		return errors.New("LoadAnnotations: with_mask, but the dataset gives no instance masks (use CocoDataset)")
 	}
 	if t.withBBox != nil && *t.withBBox {
-		return errors.New("LoadAnnotations: with_bbox, but the dataset gives no boxes (use VOCDataset)")
+		return errors.New("LoadAnnotations: with_bbox, but the dataset gives no boxes (use VOCDataset or CocoDataset)")
 	}
 	if t.withSeg != nil && !*t.withSeg {
 		return nil

@@ -73,7 +73,7 @@ type packDetInputs struct{ maxGT int }
 
 func (t *packDetInputs) Apply(s *Sample, _ *rand.Rand) error {
 	if s.Det == nil && s.GT == nil {
-		return errors.New("PackDetInputs: the dataset gives no boxes (use VOCDataset)")
+		return errors.New("PackDetInputs: the dataset gives no boxes (use VOCDataset or CocoDataset)")
 	}
 	s.MaxGT = t.maxGT
 	if s.GT != nil && len(s.GT.Boxes) > t.maxGT {
