@@ -92,6 +92,58 @@ func (s Segmentation) ToRLE(h, w int) (RLE, error) {
 	return Merge(rles, false), nil
 }
 
+// ToRLELenient is ToRLE as pycocotools' annToRLE takes whatever it is given, the way COCOeval
+// and mmdet's poly2mask reach it: a first polygon of four numbers makes every polygon a box
+// (FromBBox; an error if another has a different length), other polygons are rasterised on
+// their len/2 points (an odd last number dropped, fewer than 3 points giving what rleFrPoly
+// gives), and an RLE is used at its own size. Still errors: a polygon of fewer than two
+// numbers, a non-finite or huge coordinate, RLE counts that do not sum to its size, and an
+// empty segmentation (wrapping ErrNoSegmentation).
+func (s Segmentation) ToRLELenient(h, w int) (RLE, error) {
+	if s.RLE != nil {
+		if err := s.RLE.Validate(); err != nil {
+			return RLE{}, err
+		}
+		return *s.RLE, nil
+	}
+	if len(s.Polygons) == 0 {
+		return RLE{}, fmt.Errorf("coco: %w", ErrNoSegmentation)
+	}
+	if h < 0 || w < 0 {
+		return RLE{}, fmt.Errorf("coco: mask size %dx%d is negative", h, w)
+	}
+	rles := make([]RLE, len(s.Polygons))
+	boxes := len(s.Polygons[0]) == 4
+	for i, poly := range s.Polygons {
+		if boxes && len(poly) != 4 {
+			return RLE{}, fmt.Errorf("coco: %w: polygon %d has %d numbers, after a first one of 4 (read as a box)", ErrBadPolygon, i, len(poly))
+		}
+		if len(poly) < 2 {
+			return RLE{}, fmt.Errorf("coco: %w: polygon %d has %d numbers", ErrBadPolygon, i, len(poly))
+		}
+		if err := checkCoords(poly); err != nil {
+			return RLE{}, fmt.Errorf("polygon %d: %w", i, err)
+		}
+		if boxes {
+			rles[i] = FromBBox([4]float64(poly), h, w)
+		} else {
+			rles[i] = frPoly(poly[:len(poly)/2*2], h, w)
+		}
+	}
+	return Merge(rles, false), nil
+}
+
+// ImageAnnotations returns each image's annotations, by image id, in file order
+// (pycocotools' imgToAnns); the pointers are into d.Annotations.
+func (d *Dataset) ImageAnnotations() map[int64][]*Annotation {
+	m := make(map[int64][]*Annotation, len(d.Images))
+	for i := range d.Annotations {
+		a := &d.Annotations[i]
+		m[a.ImageID] = append(m[a.ImageID], a)
+	}
+	return m
+}
+
 type jsonRLE struct {
 	Counts json.RawMessage `json:"counts"`
 	Size   []int           `json:"size"`
@@ -184,11 +236,13 @@ func (a *Annotation) UnmarshalJSON(data []byte) error {
 		Segmentation json.RawMessage `json:"segmentation"`
 	}
 	if err := json.Unmarshal(data, &p); err != nil {
-		return fmt.Errorf("annotation %s: %w", annID(data), err)
+		// %v: the offsets of json's errors here are relative to the annotation, and Load
+		// would report them as the file's.
+		return fmt.Errorf("annotation %s: %v", annID(data), err)
 	}
 	*a = Annotation(p.plain)
 	if err := a.Segmentation.UnmarshalJSON(p.Segmentation); err != nil {
-		return fmt.Errorf("annotation %d: %w", a.ID, err)
+		return fmt.Errorf("annotation %d: %v", a.ID, err)
 	}
 	return nil
 }

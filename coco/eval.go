@@ -173,9 +173,11 @@ type evalImg struct {
 // (result i gets id i+1; whether results are boxes or masks is decided by the first one:
 // with a box, area = w*h and, without a mask, the box's polygon is the mask; without, area =
 // the mask's area and bbox its box unless given), evaluate and accumulate, then summarize into
-// Stats. It is an error if a result's image is not in gt, a result lacks what the first one
-// has, or a GT annotation's segmentation cannot be rasterised (segm). Unlike pycocotools,
-// empty results are no error: every category with GT then has precision and recall 0.
+// Stats. GT masks come from Segmentation.ToRLELenient, as annToRLE. As in pycocotools, GT
+// annotation ids should be unique and nonzero (a match is recorded by GT id, 0 meaning none).
+// It is an error if a result's image is not in gt, a result lacks what the first one has, or
+// (segm) a GT segmentation is empty or unreadable. Unlike pycocotools, empty results are no
+// error: every category with GT then has precision and recall 0.
 func Evaluate(gt *Dataset, results []Result, p Params) (*Eval, error) {
 	if p.IoUType != "bbox" && p.IoUType != "segm" {
 		return nil, fmt.Errorf("coco: iouType %q, want bbox or segm", p.IoUType)
@@ -227,7 +229,7 @@ func Evaluate(gt *Dataset, results []Result, p Params) (*Eval, error) {
 			if !ok {
 				return nil, fmt.Errorf("coco: GT annotation %d: image %d is not in images", a.ID, a.ImageID)
 			}
-			r, err := annToRLE(a.Segmentation, im.Height, im.Width)
+			r, err := a.Segmentation.ToRLELenient(im.Height, im.Width)
 			if err != nil {
 				return nil, fmt.Errorf("coco: GT annotation %d: %w", a.ID, err)
 			}
@@ -332,36 +334,6 @@ func Evaluate(gt *Dataset, results []Result, p Params) (*Eval, error) {
 	}
 	e.Stats = e.summarize()
 	return e, nil
-}
-
-// annToRLE is pycocotools' annToRLE as the evaluation reaches it through frPyObjects, bad
-// polygons included: a first polygon of four numbers makes every polygon a box; otherwise
-// each polygon is rasterised on its len/2 points (an odd last number dropped).
-func annToRLE(s Segmentation, h, w int) (RLE, error) {
-	if s.RLE != nil || len(s.Polygons) == 0 {
-		return s.ToRLE(h, w)
-	}
-	rles := make([]RLE, len(s.Polygons))
-	boxes := len(s.Polygons[0]) == 4
-	for i, poly := range s.Polygons {
-		if boxes {
-			if len(poly) != 4 {
-				return RLE{}, fmt.Errorf("polygon %d has %d numbers, after a first one of 4 (read as a box)", i, len(poly))
-			}
-			rles[i] = FromBBox([4]float64(poly), h, w)
-			continue
-		}
-		if len(poly) < 2 {
-			return RLE{}, fmt.Errorf("polygon %d has %d numbers", i, len(poly))
-		}
-		for j, v := range poly {
-			if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e8 {
-				return RLE{}, fmt.Errorf("polygon %d: coordinate %d is %v", i, j, v)
-			}
-		}
-		rles[i] = frPoly(poly[:len(poly)/2*2], h, w)
-	}
-	return Merge(rles, false), nil
 }
 
 // sortByScore returns d stably sorted by decreasing score (np.argsort(-score,

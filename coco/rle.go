@@ -49,17 +49,22 @@ func Encode(mask []uint8, h, w int) RLE {
 func (r RLE) Decode() []uint8 {
 	n := r.H * r.W
 	m := make([]uint8, n)
+	if n == 0 {
+		return m
+	}
 	p := 0 // position in column-major order
-	var v uint8
-	for _, c := range r.Counts {
-		for k := uint32(0); k < c && p < n; k++ {
-			if v == 1 {
-				x, y := p/r.H, p%r.H
+	for i, c := range r.Counts {
+		end := min(p+int(c), n)
+		if i%2 == 1 {
+			x, y := p/r.H, p%r.H
+			for ; p < end; p++ {
 				m[y*r.W+x] = 1
+				if y++; y == r.H {
+					y, x = 0, x+1
+				}
 			}
-			p++
 		}
-		v ^= 1
+		p = end
 	}
 	return m
 }
@@ -197,9 +202,10 @@ var ErrBadPolygon = errors.New("bad polygon")
 // FromPolygon rasterises the polygon x0, y0, x1, y1, ... in an h x w mask exactly as maskApi's
 // rleFrPoly does: the vertices are scaled by 5 and rounded, the boundary is traced densely
 // on that grid, and the pixels of a column are those whose centres lie between the points
-// where the boundary crosses it. A polygon with an odd number of coordinates or fewer than
-// three points is an error wrapping ErrBadPolygon (pycocotools would instead read four numbers
-// as a box and ignore an odd last one); callers decide whether to skip it.
+// where the boundary crosses it. A polygon with an odd number of coordinates, fewer than
+// three points, or a coordinate that is not finite or exceeds 1e6 in magnitude is an error
+// wrapping ErrBadPolygon (pycocotools would instead read four numbers as a box and drop an
+// odd last one: see Segmentation.ToRLELenient); callers decide whether to skip it.
 func FromPolygon(poly []float64, h, w int) (RLE, error) {
 	if len(poly)%2 != 0 {
 		return RLE{}, fmt.Errorf("coco: %w: %d coordinates, an odd number", ErrBadPolygon, len(poly))
@@ -207,15 +213,26 @@ func FromPolygon(poly []float64, h, w int) (RLE, error) {
 	if len(poly) < 6 {
 		return RLE{}, fmt.Errorf("coco: %w: %d points, fewer than 3", ErrBadPolygon, len(poly)/2)
 	}
-	for i, v := range poly {
-		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e8 {
-			return RLE{}, fmt.Errorf("coco: %w: coordinate %d is %v", ErrBadPolygon, i, v)
-		}
+	if err := checkCoords(poly); err != nil {
+		return RLE{}, err
 	}
 	if h < 0 || w < 0 {
 		return RLE{}, fmt.Errorf("coco: mask size %dx%d is negative", h, w)
 	}
 	return frPoly(poly, h, w), nil
+}
+
+// maxCoord bounds polygon coordinates: rleFrPoly traces the boundary point by point at 5
+// points a pixel, so a huge coordinate would allocate without bound.
+const maxCoord = 1e6
+
+func checkCoords(poly []float64) error {
+	for i, v := range poly {
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > maxCoord {
+			return fmt.Errorf("coco: %w: coordinate %d is %v (finite and at most %g in magnitude)", ErrBadPolygon, i, v, maxCoord)
+		}
+	}
+	return nil
 }
 
 // frPoly is maskApi's rleFrPoly; the coordinates are finite and not huge.
