@@ -16,15 +16,19 @@ type DetAnnotation struct {
 	Labels        []int32
 	IgnoredBoxes  [][4]float32
 	IgnoredLabels []int32
+	// Masks are the instance masks of Boxes (mmdet 2.x's ann_info masks), undecoded:
+	// LoadAnnotations with with_mask decodes them into Sample.GTMasks. nil when the dataset
+	// has none (VOCDataset). It is read-only, and Clone shares it.
+	Masks MaskDecoder
 }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy of the boxes and labels; the copy shares Masks.
 func (a *DetAnnotation) Clone() *DetAnnotation {
 	if a == nil {
 		return nil
 	}
 	return &DetAnnotation{Boxes: append([][4]float32(nil), a.Boxes...), Labels: append([]int32(nil), a.Labels...),
-		IgnoredBoxes: append([][4]float32(nil), a.IgnoredBoxes...), IgnoredLabels: append([]int32(nil), a.IgnoredLabels...)}
+		IgnoredBoxes: append([][4]float32(nil), a.IgnoredBoxes...), IgnoredLabels: append([]int32(nil), a.IgnoredLabels...), Masks: a.Masks}
 }
 
 // DetSource is a source of detection samples (VOCDataset, and a ConcatDataset of them): the
@@ -118,6 +122,12 @@ type DetBatch struct {
 	Labels []int32
 	// Counts are the numbers of valid boxes, [N].
 	Counts []int32
+	// Masks are the boxes' instance masks when the pipeline loads them (LoadAnnotations
+	// with_mask), nil otherwise: [N, MaxGT, Height, Width] 0/1 bitmaps on the batch's padded
+	// canvas (Batch.Height x Batch.Width), slot j of image i the mask of box j (the order
+	// of Boxes); 0 in the padding and in the unused slots. Its size is N x MaxGT x the
+	// canvas: keep max_gt near the largest number of boxes an image has.
+	Masks []uint8
 	// ScaleFactors are mmdet's scale_factor per image, [N, 2]: (w_scale, h_scale), the
 	// resized size over the decoded size (new_w / w, float32); predicted boxes divided by
 	// them are in the coordinates of the image as decoded, where the evaluation scores them.
@@ -140,6 +150,7 @@ func (d *DetBatch) Valid() []bool {
 func packDet(b *Batch, samples []Sample) error {
 	d := &DetBatch{}
 	withGT := samples[0].GT != nil
+	withMasks := samples[0].GTMasks != nil
 	if withGT {
 		d.MaxGT = samples[0].MaxGT
 		if d.MaxGT == 0 {
@@ -151,6 +162,9 @@ func packDet(b *Batch, samples []Sample) error {
 		for i := range d.Labels {
 			d.Labels[i] = -1
 		}
+		if withMasks {
+			d.Masks = make([]uint8, len(samples)*d.MaxGT*b.Height*b.Width)
+		}
 	}
 	for i, s := range samples {
 		if (s.GT != nil) != withGT {
@@ -161,6 +175,9 @@ func packDet(b *Batch, samples []Sample) error {
 			sw, sh = 1, 1
 		}
 		d.ScaleFactors = append(d.ScaleFactors, sw, sh)
+		if (s.GTMasks != nil) != withMasks {
+			return fmt.Errorf("sample %d has instance masks but sample %d has none", samples[0].Index, s.Index)
+		}
 		if !withGT {
 			continue
 		}
@@ -179,7 +196,31 @@ func packDet(b *Batch, samples []Sample) error {
 			copy(d.Boxes[(i*d.MaxGT+j)*4:], box[:])
 			d.Labels[i*d.MaxGT+j] = s.GT.Labels[j]
 		}
+		if withMasks {
+			if err := packMasks(d.Masks[i*d.MaxGT*b.Height*b.Width:], s, b.Width, b.Height); err != nil {
+				return err
+			}
+		}
 	}
 	b.Det = d
+	return nil
+}
+
+// packMasks copies a sample's instance masks into its MaxGT slots of a batch's w x h canvas,
+// dst, which is zero.
+func packMasks(dst []uint8, s Sample, w, h int) error {
+	m := s.GTMasks
+	if m.N != len(s.GT.Boxes) {
+		return fmt.Errorf("sample %d has %d instance masks for %d ground truth boxes", s.Index, m.N, len(s.GT.Boxes))
+	}
+	if m.Width != s.Image.Width || m.Height != s.Image.Height {
+		return fmt.Errorf("sample %d's instance masks are %dx%d but its image is %dx%d", s.Index, m.Width, m.Height, s.Image.Width, s.Image.Height)
+	}
+	for j := range m.N {
+		src, slot := m.At(j), dst[j*w*h:(j+1)*w*h]
+		for y := range m.Height {
+			copy(slot[y*w:y*w+m.Width], src[y*m.Width:(y+1)*m.Width])
+		}
+	}
 	return nil
 }

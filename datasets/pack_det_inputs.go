@@ -10,7 +10,8 @@ import (
 
 // PackDetInputsConfig is mmdet 3.x's PackDetInputs, and the end of an mmdet 2.x pipeline
 // (DefaultFormatBundle, then Collect): the loader packs the image, its ground truth boxes
-// into max_gt padded slots (Batch.Det), its img_shape, ori_shape and scale_factor.
+// into max_gt padded slots (Batch.Det), their instance masks when LoadAnnotations loaded
+// them (with_mask: DetBatch.Masks), its img_shape, ori_shape and scale_factor.
 type PackDetInputsConfig struct {
 	MaxGT    int      `toml:"max_gt" doc:"the box slots of each image in a batch (G_max); an image with more boxes is an error; goselfsup's own key"`
 	MetaKeys []string `toml:"meta_keys" doc:"the meta information to keep; no effect: the loader packs the image, its boxes, img_shape, ori_shape and scale_factor"`
@@ -19,7 +20,7 @@ type PackDetInputsConfig struct {
 // CollectConfig is mmdet 2.x's Collect, which ends its pipelines (after DefaultFormatBundle
 // or ImageToTensor): as PackDetInputs.
 type CollectConfig struct {
-	Keys     []string `toml:"keys" doc:"the results to pass on, such as [\"img\", \"gt_bboxes\", \"gt_labels\"]; no effect: the loader packs the image and, when LoadAnnotations loaded them, the boxes and labels"`
+	Keys     []string `toml:"keys" doc:"the results to pass on, such as [\"img\", \"gt_bboxes\", \"gt_labels\"]; no effect: the loader packs the image and, when LoadAnnotations loaded them, the boxes and labels, and the masks (gt_masks) with with_mask"`
 	MaxGT    int      `toml:"max_gt" doc:"the box slots of each image in a batch (G_max); an image with more boxes is an error; goselfsup's own key"`
 	MetaKeys []string `toml:"meta_keys" doc:"the meta information to keep; no effect: the loader packs img_shape, ori_shape and scale_factor"`
 }
@@ -72,7 +73,7 @@ type packDetInputs struct{ maxGT int }
 
 func (t *packDetInputs) Apply(s *Sample, _ *rand.Rand) error {
 	if s.Det == nil && s.GT == nil {
-		return errors.New("PackDetInputs: the dataset gives no boxes (use VOCDataset)")
+		return errors.New("PackDetInputs: the dataset gives no boxes (use VOCDataset or CocoDataset)")
 	}
 	s.MaxGT = t.maxGT
 	if s.GT != nil && len(s.GT.Boxes) > t.maxGT {

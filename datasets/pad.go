@@ -8,14 +8,16 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// PadVal is mmcv's Pad pad_val: one number (the image's) or { img = ..., seg = ... }.
+// PadVal is mmcv's Pad pad_val: one number (the image's) or { img = ..., seg = ...,
+// masks = ... } (mmdet 2.x's keys; the instance masks' padding is 0 unless masks sets it).
 type PadVal struct {
-	Img int
-	Seg *int
+	Img   int
+	Seg   *int
+	Masks int
 }
 
 // TOMLType says what a PadVal takes, for print_config --describe.
-func (PadVal) TOMLType() string { return "int or { img = int, seg = int }" }
+func (PadVal) TOMLType() string { return "int or { img = int, seg = int, masks = int }" }
 
 func (p *PadVal) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
@@ -34,8 +36,10 @@ func (p *PadVal) UnmarshalTOML(v any) error {
 			case "seg":
 				s := int(n)
 				p.Seg = &s
+			case "masks":
+				p.Masks = int(n)
 			default:
-				return fmt.Errorf("pad_val has no key %q: it takes img and seg", k)
+				return fmt.Errorf("pad_val has no key %q: it takes img, seg and masks", k)
 			}
 		}
 		return nil
@@ -44,7 +48,8 @@ func (p *PadVal) UnmarshalTOML(v any) error {
 }
 
 // PadConfig is mmcv's Pad: the image padded at the bottom and right to size ([w, h]) or to a
-// multiple of size_divisor, and the segmentation map with it. mmseg 1.x pads in its
+// multiple of size_divisor, and the segmentation map and the instance masks with it (mmdet
+// 2.x pads masks with pad_val's masks, 0 by default). mmseg 1.x pads in its
 // SegDataPreProcessor, after normalising, so its padding is 0 after normalisation; a Pad
 // transform pads the uint8 image before it, so the sample keeps the size before padding
 // (Sample.PadHeight/PadWidth, Batch.ImgShapes) for the model's preprocessing to zero the
@@ -78,19 +83,19 @@ func (c *PadConfig) Validate() error {
 	if c.PadVal.Seg != nil {
 		seg = *c.PadVal.Seg
 	}
-	if c.PadVal.Img < 0 || c.PadVal.Img > 255 || seg < 0 || seg > 255 {
+	if c.PadVal.Img < 0 || c.PadVal.Img > 255 || seg < 0 || seg > 255 || c.PadVal.Masks < 0 || c.PadVal.Masks > 255 {
 		errs = append(errs, registry.FieldErrorf("pad_val", "must be in [0, 255]"))
 	}
 	return errors.Join(append(errs, oneOf("padding_mode", c.PaddingMode, "constant"))...)
 }
 
 type pad struct {
-	w, h, div   int
-	val, segVal uint8
+	w, h, div            int
+	val, segVal, maskVal uint8
 }
 
 func (c *PadConfig) Build(*registry.Env) (any, error) {
-	t := &pad{div: c.SizeDivisor, val: uint8(c.PadVal.Img), segVal: uint8(c.SegPadVal)}
+	t := &pad{div: c.SizeDivisor, val: uint8(c.PadVal.Img), segVal: uint8(c.SegPadVal), maskVal: uint8(c.PadVal.Masks)}
 	if c.PadVal.Seg != nil {
 		t.segVal = uint8(*c.PadVal.Seg)
 	}
@@ -112,6 +117,9 @@ func (t *pad) Apply(s *Sample, _ *rand.Rand) error {
 	if m := s.Mask; m != nil && (m.Width != iw || m.Height != ih) {
 		return fmt.Errorf("Pad: the segmentation map is %dx%d but the image is %dx%d", m.Width, m.Height, iw, ih)
 	}
+	if err := checkMasks(s, "Pad"); err != nil {
+		return err
+	}
 	if s.PadHeight == 0 {
 		s.PadHeight, s.PadWidth = ih, iw
 	}
@@ -128,6 +136,9 @@ func (t *pad) Apply(s *Sample, _ *rand.Rand) error {
 	s.setImage(out)
 	if s.Mask != nil {
 		s.Mask = s.Mask.Pad(w, h, t.segVal)
+	}
+	if s.GTMasks != nil {
+		s.GTMasks = s.GTMasks.Pad(w, h, t.maskVal)
 	}
 	return nil
 }

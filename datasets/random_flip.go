@@ -7,8 +7,8 @@ import (
 	"github.com/goselfsup/goselfsup/registry"
 )
 
-// RandomFlipConfig flips the image with probability prob, and its segmentation map and
-// its boxes with it. Boxes flip as mmdet 2.x's bbox_flip in the image's w x h: horizontal
+// RandomFlipConfig flips the image with probability prob, and its segmentation map, its
+// boxes and its instance masks with it. Boxes flip as mmdet 2.x's bbox_flip in the image's w x h: horizontal
 // x1' = w - x2, x2' = w - x1 (no -1), vertical likewise with y and h. mmdet 2.x names the
 // probability flip_ratio.
 type RandomFlipConfig struct {
@@ -50,6 +50,9 @@ func (t *randomFlip) Apply(s *Sample, rng *rand.Rand) error {
 	if s.GT != nil && s.PadWidth != 0 {
 		return errors.New("RandomFlip after Pad: boxes flip in the image without its padding, so flip before Pad")
 	}
+	if err := checkMasks(s, "RandomFlip"); err != nil {
+		return err
+	}
 	if rng.Float64() >= t.prob {
 		return nil
 	}
@@ -63,6 +66,9 @@ func (t *randomFlip) Apply(s *Sample, rng *rand.Rand) error {
 	}
 	if v {
 		s.Image.flipVInPlace()
+	}
+	if s.GTMasks != nil { // mmdet 2.x's RandomFlip flips the mask_fields: BitmapMasks.flip
+		s.GTMasks.Flip(h, v)
 	}
 	if m := s.Mask; m != nil { // mmcv's RandomFlip flips gt_seg_map too
 		if h {

@@ -178,8 +178,12 @@ func rescaleSize(w, h, sw, sh int) (int, int) {
 // A detection sample's boxes are scaled as mmdet 2.x's Resize._resize_bboxes: times
 // scale_factor (new_w / w and new_h / h, as float32) and, with clip, clipped to [0, new_w] x
 // [0, new_h]; the sample's ScaleW and ScaleH are multiplied by the factor (mmdet keeps the
-// last resize's factor: the same for pipelines with one resize).
+// last resize's factor: the same for pipelines with one resize). Its instance masks are
+// resized to the same size with OpenCV's nearest rule, as mmdet 2.x's BitmapMasks.rescale.
 func resizeSample(s *Sample, w, h int, keepRatio bool, interp Interpolation, cv, clip bool) error {
+	if err := checkMasks(s, "Resize"); err != nil {
+		return err
+	}
 	if keepRatio {
 		w, h = rescaleSize(s.Image.Width, s.Image.Height, w, h)
 	}
@@ -210,6 +214,9 @@ func resizeSample(s *Sample, w, h int, keepRatio bool, interp Interpolation, cv,
 	}
 	if s.Mask != nil {
 		s.Mask = s.Mask.ResizeNearest(w, h)
+	}
+	if s.GTMasks != nil { // mmdet 2.x: BitmapMasks.rescale / resize, nearest on cv2, whatever the image's filter
+		s.GTMasks = s.GTMasks.ResizeNearest(w, h)
 	}
 	return nil
 }

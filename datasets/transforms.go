@@ -43,6 +43,10 @@ type Sample struct {
 	// LoadAnnotations (with_bbox) copies Det here, and Resize, RandomResize and RandomFlip
 	// move the boxes with the image. nil until then, and for other datasets.
 	GT *DetAnnotation
+	// GTMasks are the instance masks of GT.Boxes, in their order, at the current image's
+	// size (mmdet's gt_masks): LoadAnnotations (with_mask) decodes them, and Resize,
+	// RandomResize, RandomFlip and Pad move them with the image. nil without with_mask.
+	GTMasks *InstanceMasks
 	// ScaleW and ScaleH are mmdet's scale_factor: the resized image's width and height over
 	// the decoded ones (new_w / w as float32), set by Resize and RandomResize on detection
 	// samples; 0 when no resize ran (a factor of 1).
