@@ -13,6 +13,7 @@ import (
 	gctx "github.com/gomlx/gomlx/pkg/ml/context"
 	"go.uber.org/zap"
 
+	"github.com/goselfsup/goselfsup/coco"
 	"github.com/goselfsup/goselfsup/datasets"
 	"github.com/goselfsup/goselfsup/detvis"
 	"github.com/goselfsup/goselfsup/evaluators"
@@ -24,6 +25,23 @@ import (
 // coordinates, scores [B, K], labels [B, K] int32 (0 to classes - 1) and valid [B, K] bool.
 type Detector interface {
 	Detect(images, imgShapes *Node) (boxes, scores, labels, valid *Node)
+}
+
+// MaskDetector is a Detector with a mask branch (Mask R-CNN): DetectMasks is Detect with
+// each detection's mask, masks [B, K, S, S], the probabilities of its box's S x S grid for
+// its class; PasteMask pastes one of them (prob, S x S row-major) into an image of h x w
+// pixels at box (x1, y1, x2, y2 in that image's pixels) and binarises it, as the model's
+// test_cfg says (mmdet's get_seg_masks), returning h x w values of 0 or 1.
+type MaskDetector interface {
+	Detector
+	DetectMasks(images, imgShapes *Node) (boxes, scores, labels, valid, masks *Node)
+	PasteMask(prob []float32, box [4]float32, h, w int) []uint8
+}
+
+// ResultsWriter is a DetAccumulator that writes its results in a standard format
+// (CocoMetric: COCO results files), under a path prefix; it returns the files written.
+type ResultsWriter interface {
+	WriteResults(prefix string) ([]string, error)
 }
 
 // detVal is the val loop of a detector scored by an evaluators.DetMetric, as mmdet's
@@ -39,7 +57,8 @@ type detVal struct {
 	metric  evaluators.DetMetric
 	classes []string
 	det     Detector
-	exec    *shapedExec // the detections
+	masks   MaskDetector // det, when it has a mask branch
+	exec    *shapedExec  // the detections (and masks)
 }
 
 // detOverlays is the number of validation images drawn with their detections.
@@ -67,12 +86,22 @@ func (v *detVal) prepare(r *Runner, det Detector, metric evaluators.DetMetric, l
 		return fmt.Errorf("val_dataloader: a detection metric needs a detection dataset (VOCDataset), got %T", loader.Dataset.Source)
 	}
 	v.loader, v.src, v.metric, v.det = loader, src, metric, det
+	v.masks, _ = det.(MaskDetector)
 	v.classes = src.Classes()
-	if _, err := metric.NewDetAccumulator(v.classes); err != nil {
+	if _, err := metric.NewDetAccumulator(src); err != nil {
 		return fmt.Errorf("val_evaluator: %w", err)
+	}
+	if w, ok := src.(interface{ Warnings() []string }); ok {
+		for _, msg := range w.Warnings() {
+			r.Log.Warn("val_dataloader: " + msg)
+		}
 	}
 	v.exec = newShapedExec(func() *gctx.Exec {
 		return gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, imgShapes *Node) []*Node {
+			if v.masks != nil {
+				b, s, l, ok, m := v.masks.DetectMasks(images, imgShapes)
+				return []*Node{b, s, l, ok, m}
+			}
 			b, s, l, ok := det.Detect(images, imgShapes)
 			return []*Node{b, s, l, ok}
 		})
@@ -86,7 +115,7 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 			err = fmt.Errorf("validation: %v", p)
 		}
 	}()
-	acc, err := v.metric.NewDetAccumulator(v.classes)
+	acc, err := v.metric.NewDetAccumulator(v.src)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +138,7 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 		if err != nil {
 			return nil, err
 		}
-		if b.ImgShapes == nil || b.Det == nil || len(b.Det.ScaleFactors) != 2*b.Len() {
+		if b.ImgShapes == nil || b.OriShapes == nil || b.Det == nil || len(b.Det.ScaleFactors) != 2*b.Len() {
 			return nil, fmt.Errorf("validation: val_dataloader's pipeline gives no image sizes and scale factors (Resize, Pad and PackDetInputs)")
 		}
 		images := tensors.FromFlatDataAndDimensions(b.Images, b.Len(), b.Height, b.Width, 3)
@@ -120,31 +149,52 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 		}
 		boxes, scores := tensors.MustCopyFlatData[float32](outs[0]), tensors.MustCopyFlatData[float32](outs[1])
 		labels, valid := tensors.MustCopyFlatData[int32](outs[2]), tensors.MustCopyFlatData[bool](outs[3])
+		var probs []float32
+		if v.masks != nil {
+			if probs, err = float32s(outs[4]); err != nil {
+				return nil, fmt.Errorf("validation: the masks: %w", err)
+			}
+		}
 		for _, o := range outs {
 			o.FinalizeAll()
 		}
 		k := len(scores) / b.Len()
 		px := b.Height * b.Width * 3
 		for i := range b.Len() {
+			idx := int(b.Indices[i])
 			ws, hs := b.Det.ScaleFactors[2*i], b.Det.ScaleFactors[2*i+1]
 			var d evaluators.Detections
 			var shown [][4]float32
 			var shownLabels []int32
+			var shownMasks [][]uint8
+			oh, ow := int(b.OriShapes[2*i]), int(b.OriShapes[2*i+1])
+			if v.masks != nil {
+				d.Masks = []coco.RLE{}
+			}
 			for j := range k {
 				s := i*k + j
 				if !valid[s] {
 					continue
 				}
-				bx := boxes[4*s : 4*s+4]
-				d.Boxes = append(d.Boxes, [4]float32{bx[0] / ws, bx[1] / hs, bx[2] / ws, bx[3] / hs})
+				bx := [4]float32(boxes[4*s : 4*s+4])
+				box := [4]float32{bx[0] / ws, bx[1] / hs, bx[2] / ws, bx[3] / hs}
+				d.Boxes = append(d.Boxes, box)
 				d.Scores = append(d.Scores, scores[s])
 				d.Labels = append(d.Labels, labels[s])
-				if scores[s] >= detShowScore {
-					shown = append(shown, [4]float32(bx))
+				var prob []float32
+				if v.masks != nil {
+					size := len(probs) / len(scores)
+					prob = probs[s*size : (s+1)*size]
+					d.Masks = append(d.Masks, coco.Encode(v.masks.PasteMask(prob, box, oh, ow), oh, ow))
+				}
+				if scores[s] >= detShowScore && saved < detOverlays {
+					shown = append(shown, bx)
 					shownLabels = append(shownLabels, labels[s])
+					if v.masks != nil {
+						shownMasks = append(shownMasks, v.masks.PasteMask(prob, bx, b.Height, b.Width))
+					}
 				}
 			}
-			idx := int(b.Indices[i])
 			ann, err := v.src.DetAnnotation(idx)
 			if err != nil {
 				return nil, fmt.Errorf("validation: %w", err)
@@ -164,12 +214,12 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 					return nil, err
 				}
 				path := filepath.Join(visDir, fmt.Sprintf("%06d.png", idx))
-				if err := detvis.WriteBoxes(path, b.Images[i*px:(i+1)*px], b.Height, b.Width, shown, shownLabels, palette); err != nil {
+				if err := detvis.WriteInstances(path, b.Images[i*px:(i+1)*px], b.Height, b.Width, shown, shownLabels, shownMasks, palette); err != nil {
 					return nil, fmt.Errorf("validation: %w", err)
 				}
 				saved++
 			}
-			gt := evaluators.GroundTruth{Boxes: ann.Boxes, Labels: ann.Labels, IgnoredBoxes: ann.IgnoredBoxes, IgnoredLabels: ann.IgnoredLabels}
+			gt := evaluators.GroundTruth{Index: idx, Boxes: ann.Boxes, Labels: ann.Labels, IgnoredBoxes: ann.IgnoredBoxes, IgnoredLabels: ann.IgnoredLabels}
 			if err := acc.Add(d, gt); err != nil {
 				return nil, fmt.Errorf("validation, sample %d: %w", b.Indices[i], err)
 			}
@@ -185,6 +235,13 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 	metrics, table := acc.Result()
 	logValResult(r, what, metrics, table)
 	r.Log.Info("detections", zap.String("file", resultsPath), zap.String("drawn", visDir), zap.Int("images", saved))
+	if w, ok := acc.(ResultsWriter); ok {
+		files, err := w.WriteResults(filepath.Join(filepath.Dir(resultsPath), stage))
+		if err != nil {
+			return nil, fmt.Errorf("validation: %w", err)
+		}
+		r.Log.Info("results", zap.Strings("files", files))
+	}
 	r.LogScalars(metrics)
 	return metrics, nil
 }

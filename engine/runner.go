@@ -553,13 +553,18 @@ func (r *Runner) compile() {
 		}
 	}
 	if m, ok := r.Model.(BoxModel); ok && m.UsesBoxes() {
+		withMasks := usesInstanceMasks(r.Model)
 		r.detStep = gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, in []*Node) *Node {
-			images, idx, imgShapes, boxes, labels, valid, lr, device := in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]
+			images, idx, imgShapes, boxes, labels, valid := in[0], in[1], in[2], in[3], in[4], in[5]
+			b := models.Batch{Images: images, Indices: idx, ImgShapes: imgShapes, GTBoxes: boxes, GTLabels: labels, GTValid: valid}
+			if withMasks {
+				b.GTMasks, in = in[6], append(in[:6:6], in[7:]...)
+			}
+			lr, device := in[6], in[7]
 			nn.SetDevice(ctx, images.Graph(), device)
 			if r.Autocast != dtypes.InvalidDType {
 				nn.SetAutocast(ctx, images.Graph(), r.Autocast)
 			}
-			b := models.Batch{Images: images, Indices: idx, ImgShapes: imgShapes, GTBoxes: boxes, GTLabels: labels, GTValid: valid}
 			return Step(ctx, r.Model, r.Optim, b, lr)
 		})
 		if r.Devices > 1 {
@@ -748,6 +753,18 @@ type BoxModel interface {
 	UsesBoxes() bool
 }
 
+// InstanceMaskModel is a BoxModel that also trains on instance masks (Mask R-CNN): its
+// train step gets the GT boxes' masks (models.Batch.GTMasks, from a pipeline that loads
+// them: LoadAnnotations with_mask and Collect of gt_masks).
+type InstanceMaskModel interface {
+	UsesInstanceMasks() bool
+}
+
+func usesInstanceMasks(m Algorithm) bool {
+	im, ok := m.(InstanceMaskModel)
+	return ok && im.UsesInstanceMasks()
+}
+
 // TrainStep runs one training step with learning rate lr on a batch for each device (as
 // many as r.Devices) and returns the loss, the mean over the devices. The arguments of a
 // step on several devices are each device's in turn (device-major), as the SPMD program
@@ -778,7 +795,14 @@ func (r *Runner) TrainStep(batches []*datasets.Batch, lr float64) (loss float64,
 			db := b.Det
 			args = append(args, images, idx, tensors.FromFlatDataAndDimensions(b.ImgShapes, b.Len(), 2),
 				tensors.FromFlatDataAndDimensions(db.Boxes, b.Len(), db.MaxGT, 4), tensors.FromFlatDataAndDimensions(db.Labels, b.Len(), db.MaxGT),
-				tensors.FromFlatDataAndDimensions(db.Valid(), b.Len(), db.MaxGT), lr, int32(d))
+				tensors.FromFlatDataAndDimensions(db.Valid(), b.Len(), db.MaxGT))
+			if usesInstanceMasks(r.Model) {
+				if len(db.Masks) != b.Len()*db.MaxGT*b.Height*b.Width {
+					return 0, fmt.Errorf("train step: %s trains on instance masks and the train pipeline gives none (LoadAnnotations with_mask and Collect of gt_masks)", r.Cfg.Model.Type)
+				}
+				args = append(args, tensors.FromFlatDataAndDimensions(db.Masks, b.Len(), db.MaxGT, b.Height, b.Width))
+			}
+			args = append(args, lr, int32(d))
 			continue
 		}
 		if r.segStep == nil {

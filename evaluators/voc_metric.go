@@ -119,9 +119,9 @@ func (c *VOCMetricConfig) New(classes []string) (*VOCMetric, error) {
 	return &VOCMetric{VOCMetricConfig: *c, Classes: slices.Clone(classes)}, nil
 }
 
-// NewDetAccumulator is New, as a DetMetric.
-func (c *VOCMetricConfig) NewDetAccumulator(classes []string) (DetAccumulator, error) {
-	return c.New(classes)
+// NewDetAccumulator is New with the dataset's classes, as a DetMetric.
+func (c *VOCMetricConfig) NewDetAccumulator(ds DetDataset) (DetAccumulator, error) {
+	return c.New(ds.Classes())
 }
 
 // VOCMetric accumulates the detections and ground truth of the images added so far.
@@ -140,8 +140,9 @@ func (m *VOCMetric) Add(det Detections, gt GroundTruth) error {
 	if err := checkImage(det, gt, len(m.Classes)); err != nil {
 		return fmt.Errorf("VOCMetric: image %d: %w", len(m.dets), err)
 	}
-	m.dets = append(m.dets, Detections{slices.Clone(det.Boxes), slices.Clone(det.Scores), slices.Clone(det.Labels)})
-	m.gts = append(m.gts, GroundTruth{slices.Clone(gt.Boxes), slices.Clone(gt.Labels), slices.Clone(gt.IgnoredBoxes), slices.Clone(gt.IgnoredLabels)})
+	m.dets = append(m.dets, Detections{Boxes: slices.Clone(det.Boxes), Scores: slices.Clone(det.Scores), Labels: slices.Clone(det.Labels)})
+	m.gts = append(m.gts, GroundTruth{Index: gt.Index, Boxes: slices.Clone(gt.Boxes), Labels: slices.Clone(gt.Labels),
+		IgnoredBoxes: slices.Clone(gt.IgnoredBoxes), IgnoredLabels: slices.Clone(gt.IgnoredLabels)})
 	return nil
 }
 

@@ -206,7 +206,7 @@ func TestVOCMetricAgreesWithNumPy(t *testing.T) {
 		thrs := []float64{0.5, 0.7, 0.75}
 		m := newVOCMetric(t, map[string]any{"eval_mode": tc.mode, "use_legacy_coordinate": tc.legacy, "iou_thrs": thrs}, classes)
 		for _, im := range images {
-			if err := m.Add(Detections{im.DetBoxes, im.DetScores, im.DetLabels}, GroundTruth{im.GTBoxes, im.GTLabels, im.IgnBoxes, im.IgnLabels}); err != nil {
+			if err := m.Add(Detections{Boxes: im.DetBoxes, Scores: im.DetScores, Labels: im.DetLabels}, GroundTruth{Boxes: im.GTBoxes, Labels: im.GTLabels, IgnoredBoxes: im.IgnBoxes, IgnoredLabels: im.IgnLabels}); err != nil {
 				t.Fatal(err)
 			}
 		}

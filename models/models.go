@@ -62,6 +62,9 @@ type Batch struct {
 	// image: float32 [B, G, 4] (x1, y1, x2, y2 in the resized image), int32 [B, G] (the
 	// class), bool [B, G] (the slot holds a box).
 	GTBoxes, GTLabels, GTValid *Node
+	// GTMasks are the GT boxes' instance masks, uint8 [B, G, H, W] (1 inside, on the
+	// batch's padded canvas), for detectors with a mask branch; nil otherwise.
+	GTMasks *Node
 }
 
 // DecodeHead is a segmentation head (mmseg's decode and auxiliary heads).
