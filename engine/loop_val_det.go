@@ -91,11 +91,6 @@ func (v *detVal) prepare(r *Runner, det Detector, metric evaluators.DetMetric, l
 	if _, err := metric.NewDetAccumulator(src); err != nil {
 		return fmt.Errorf("val_evaluator: %w", err)
 	}
-	if w, ok := src.(interface{ Warnings() []string }); ok {
-		for _, msg := range w.Warnings() {
-			r.Log.Warn("val_dataloader: " + msg)
-		}
-	}
 	v.exec = newShapedExec(func() *gctx.Exec {
 		return gctx.MustNewExec(r.Backend, r.Ctx, func(ctx *gctx.Context, images, imgShapes *Node) []*Node {
 			if v.masks != nil {

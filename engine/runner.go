@@ -427,11 +427,21 @@ func (r *Runner) sameNormalization(l *datasets.Loader, what string) error {
 }
 
 // buildLoader builds a dataloader's dataset and sampler.
+// What the dataset skipped or changed in its annotations (CocoDataset's Warnings) is logged.
 func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error) {
-	return newLoader(r.env, d, train, uint64(r.Seed), func(path string, err error) {
+	l, err := newLoader(r.env, d, train, uint64(r.Seed), func(path string, err error) {
 		r.skipped.Add(1)
 		r.Log.Warn("replaced an unreadable image (skip_corrupt)", zap.String("path", path), zap.Error(err))
 	})
+	if err != nil {
+		return nil, err
+	}
+	if w, ok := l.Dataset.Source.(interface{ Warnings() []string }); ok {
+		for _, msg := range w.Warnings() {
+			r.Log.Warn("dataset: " + msg)
+		}
+	}
+	return l, nil
 }
 
 // newLoader builds a dataloader's dataset and sampler. A training loader shuffles unless its
