@@ -117,8 +117,12 @@ def evaluate(gt, results, iou_type, max_dets):
         if box_mode:
             d["bbox"] = r["bbox"]
             d["area"] = r["bbox"][2] * r["bbox"][3]
-            if segm:
+            if segm and "segmentation" in r:
                 d["mask"] = rle_bitmap(r["segmentation"])
+            elif segm:  # the box's corners as a polygon
+                x, y, w, h = r["bbox"]
+                im = images[r["image_id"]]
+                d["mask"] = poly_bitmap([x, y, x, y + h, x + w, y + h, x + w, y], im["height"], im["width"]).astype(bool)
         else:
             d["mask"] = rle_bitmap(r["segmentation"])
             d["area"] = int(d["mask"].sum())

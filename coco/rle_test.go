@@ -221,6 +221,20 @@ func TestMasksAgainstReference(t *testing.T) {
 		}
 		req.Polys = append(req.Polys, refPoly{h, w, p})
 	}
+	// Image-sized polygons, like COCO's: a star-shaped ring of 20 to 60 vertices with two
+	// decimals, partly outside the image.
+	for range 12 {
+		h, w := 300+rng.IntN(340), 300+rng.IntN(340)
+		n := 20 + rng.IntN(41)
+		cx, cy := rng.Float64()*float64(w), rng.Float64()*float64(h)
+		p := make([]float64, 0, 2*n)
+		for j := range n {
+			a := 2 * math.Pi * float64(j) / float64(n)
+			rad := 20 + rng.Float64()*150
+			p = append(p, math.Round((cx+rad*math.Cos(a))*100)/100, math.Round((cy+rad*math.Sin(a))*100)/100)
+		}
+		req.Polys = append(req.Polys, refPoly{h, w, p})
+	}
 	// IoU groups of masks of one size.
 	for s := range sizes {
 		var idx []int
