@@ -3,12 +3,18 @@ package det_test
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/goselfsup/goselfsup/engine"
+	"github.com/goselfsup/goselfsup/internal/pyref"
 	"github.com/goselfsup/goselfsup/models/det"
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
@@ -128,4 +134,132 @@ func TestRPNProposalsLevelsMatchMMDet(t *testing.T) {
 			t.Logf("nms_pre %d, max_per_img %d, image %d: %d proposals", cfg.NmsPre, cfg.MaxPerImg, i, k)
 		}
 	}
+}
+
+// The multi-level RPN loss (LossLevels over three FPN levels) against the independent
+// transcription of mmdet 2.x's (benchmarks/rpn_loss_reference.py, PyTorch, float64), given
+// the levels' scores and deltas concatenated in level order with their anchors: the picks
+// obey mmdet's rules on the concatenated anchors (allowed_border 0 here, so that each level's
+// valid flags are checked too), both losses and their gradients w.r.t. every level's
+// outputs match to 1e-9.
+func TestRPNLossLevelsMatchMMDet(t *testing.T) {
+	python, err := pyref.Python("torch", "numpy")
+	if err != nil {
+		t.Skip(err)
+	}
+	scope := nn.NewScope(context.New(), 1).WithDType(dtypes.Float64)
+	spec := rpnFPN(8, 8)
+	spec["anchor_generator"].(map[string]any)["strides"] = []int{8, 16, 32}
+	head, err := registry.Build[*det.RPNHead](registry.With(nil, scope), registry.NewSpec(registry.Heads, "RPNHead", spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assigner, err := registry.Build[*det.MaxIoUAssigner](nil, registry.NewSpec(det.BBoxAssigners, "MaxIoUAssigner",
+		map[string]any{"pos_iou_thr": 0.7, "neg_iou_thr": 0.3, "min_pos_iou": 0.3, "match_low_quality": true, "ignore_iof_thr": -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sampler, err := registry.Build[*det.RandomSampler](nil, registry.NewSpec(det.BBoxSamplers, "RandomSampler",
+		map[string]any{"num": 256, "pos_fraction": 0.5, "neg_pos_ub": -1, "add_gt_as_proposals": false}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &det.RPNTrain{Assigner: assigner, Sampler: sampler, AllowedBorder: 0}
+	const b, g = 2, 4
+	sizes := [][2]int{{32, 40}, {16, 20}, {8, 10}} // a 256 x 320 canvas
+	a := head.Anchors.NumBaseAnchors()
+	rng := rand.New(rand.NewPCG(51, 52))
+	var args []any
+	var clsAll, regAll, anchorsAll [][]float64 // per image for cls/reg: level-concatenated
+	clsAll, regAll = make([][]float64, b), make([][]float64, b)
+	n := 0
+	for l, s := range sizes {
+		m := s[0] * s[1] * a
+		c, r := randomFlat(rng, b*m, 1, dtypes.Float64), randomFlat(rng, b*m*4, 1, dtypes.Float64)
+		for i := range b {
+			clsAll[i] = append(clsAll[i], c[i*m:(i+1)*m]...)
+			regAll[i] = append(regAll[i], r[i*4*m:(i+1)*4*m]...)
+		}
+		args = append(args, tensorFlat(dtypes.Float64, c, b, s[0], s[1], a), tensorFlat(dtypes.Float64, r, b, s[0], s[1], 4*a))
+		at, err := head.Anchors.Anchors(l, s[0], s[1], dtypes.Float64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		anchorsAll = append(anchorsAll, flat64(t, at))
+		n += m
+	}
+	gt := make([]float64, b*g*4)
+	gtValid := []bool{true, true, true, false, true, false, false, false}
+	for i := range b * g {
+		w, h := 20+rng.Float64()*200, 20+rng.Float64()*180
+		x, y := rng.Float64()*(300-w), rng.Float64()*(250-h)
+		copy(gt[4*i:], []float64{x, y, x + w, y + h})
+	}
+	keys := make([]int64, b*n)
+	for i := range keys {
+		keys[i] = rng.Int64N(1 << det.KeyBits)
+	}
+	imgShape := tensors.FromFlatDataAndDimensions([]float64{250, 300, 256, 280}, b, 2)
+	gtT, gtValidT := tensors.FromFlatDataAndDimensions(gt, b, g, 4), tensors.FromFlatDataAndDimensions(gtValid, b, g)
+	args = append(args, gtT, gtValidT, imgShape, tensors.FromFlatDataAndDimensions(keys, b, n))
+	outs := MustExecOnceN(pureGo(t), func(in []*Node) []*Node {
+		var cls, reg []*Node
+		for l := range sizes {
+			cls, reg = append(cls, in[2*l]), append(reg, in[2*l+1])
+		}
+		k := 2 * len(sizes)
+		lc, lb, tg := head.LossLevels(cls, reg, in[k], in[k+1], in[k+2], nil, in[k+3], cfg)
+		grads := Gradient(Add(lc, lb), append(append([]*Node{}, cls...), reg...)...)
+		var gc, gr []*Node
+		for l := range sizes {
+			gc = append(gc, Reshape(grads[l], b, -1))
+			gr = append(gr, Reshape(grads[len(sizes)+l], b, -1, 4))
+		}
+		return []*Node{lc, lb, Concatenate(gc, 1), Concatenate(gr, 1), tg.Sample.Indices, tg.Sample.Valid, tg.Sample.Positive, tg.GTInds}
+	}, args...)
+
+	var cf, rf, af []float64
+	for i := range b {
+		cf, rf = append(cf, clsAll[i]...), append(rf, regAll[i]...)
+	}
+	for _, x := range anchorsAll {
+		af = append(af, x...)
+	}
+	dir := t.TempDir()
+	for name, tt := range map[string]*tensors.Tensor{"cls": tensors.FromFlatDataAndDimensions(cf, b, n), "reg": tensors.FromFlatDataAndDimensions(rf, b, n, 4),
+		"anchors": tensors.FromFlatDataAndDimensions(af, n, 4), "gt": gtT, "gt_valid": gtValidT,
+		"img_shape": imgShape, "indices": outs[4], "valid": outs[5], "positive": outs[6], "gt_inds": outs[7]} {
+		if err := engine.SaveNPY(filepath.Join(dir, name+".npy"), tt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command(python, filepath.Join("..", "..", "benchmarks", "rpn_loss_reference.py"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("rpn_loss_reference.py: %v\n%s", err, out)
+	}
+	if v, _ := os.ReadFile(filepath.Join(dir, "violations.txt")); len(v) > 0 {
+		t.Errorf("the picks break mmdet's rules:\n%s", v)
+	}
+	positives := 0
+	for i, v := range outs[5].Value().([][]bool) {
+		for k, ok := range v {
+			if ok && outs[6].Value().([][]bool)[i][k] {
+				positives++
+			}
+		}
+	}
+	if positives == 0 {
+		t.Fatal("no positives")
+	}
+	want := tensors.MustCopyFlatData[float64](mustLoad(t, filepath.Join(dir, "losses.npy")))
+	for i, name := range []string{"loss_cls", "loss_bbox"} {
+		if got := outs[i].Value().(float64); math.Abs(got-want[i]) > 1e-9*math.Abs(want[i]) {
+			t.Errorf("%s = %.12g, want %.12g", name, got, want[i])
+		}
+	}
+	for i, name := range []string{"gcls", "greg"} {
+		if d := relDiff64(outs[2+i], mustLoad(t, filepath.Join(dir, name+".npy"))); d > 1e-9 {
+			t.Errorf("%s differs by %.2g", name, d)
+		}
+	}
+	t.Logf("loss_cls %.6f, loss_bbox %.6f; %d positives over %d anchors", outs[0].Value(), outs[1].Value(), positives, n)
 }
