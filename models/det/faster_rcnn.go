@@ -28,6 +28,7 @@ type RCNNTrainConfig struct {
 	Assigner  registry.Spec `toml:"assigner" registry:"bbox_assigners" doc:"the proposals' assigner (MaxIoUAssigner)"`
 	Sampler   registry.Spec `toml:"sampler" registry:"bbox_samplers" doc:"the proposals' sampler (RandomSampler, add_gt_as_proposals)"`
 	PosWeight float64       `toml:"pos_weight" doc:"the positives' weight: -1 (1) is the only value supported"`
+	MaskSize  int           `toml:"mask_size" doc:"Mask R-CNN: the side of the mask targets (28); unused by the box branch"`
 	Debug     bool          `toml:"debug" doc:"mmdet's debug flag (ignored)"`
 }
 

@@ -1,8 +1,10 @@
 package det_test
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -139,5 +141,122 @@ func TestFasterRCNNFPNTrainsAndPredicts(t *testing.T) {
 			}
 		}
 		t.Logf("image %d: %d detections", i, n)
+	}
+}
+
+// maskRCNNFPNBoxTOML is the box branch of mmselfsup's Mask R-CNN R50-FPN benchmark model
+// (reference section 2.1) with mmdet 2.x's train_cfg and test_cfg (section 2.2), written as
+// goselfsup's TOML.
+const maskRCNNFPNBoxTOML = `
+type = "FasterRCNN"
+[data_preprocessor]
+mean = [123.675, 116.28, 103.53]
+std = [58.395, 57.12, 57.375]
+bgr_to_rgb = true
+[backbone]
+type = "ResNet"
+depth = 50
+num_stages = 4
+out_indices = [1, 2, 3, 4]
+frozen_stages = -1
+norm_cfg = { type = "SyncBN", requires_grad = true }
+norm_eval = false
+[neck]
+type = "FPN"
+in_channels = [256, 512, 1024, 2048]
+out_channels = 256
+num_outs = 5
+norm_cfg = { type = "SyncBN", requires_grad = true }
+[rpn_head]
+type = "RPNHead"
+in_channels = 256
+feat_channels = 256
+anchor_generator = { type = "AnchorGenerator", scales = [8], ratios = [0.5, 1.0, 2.0], strides = [4, 8, 16, 32, 64] }
+bbox_coder = { type = "DeltaXYWHBBoxCoder", target_means = [0.0, 0.0, 0.0, 0.0], target_stds = [1.0, 1.0, 1.0, 1.0] }
+loss_cls = { type = "CrossEntropyLoss", use_sigmoid = true, loss_weight = 1.0 }
+loss_bbox = { type = "L1Loss", loss_weight = 1.0 }
+[roi_head]
+type = "StandardRoIHead"
+[roi_head.bbox_roi_extractor]
+type = "SingleRoIExtractor"
+roi_layer = { type = "RoIAlign", output_size = 7, sampling_ratio = 0, max_grid = 4 }
+out_channels = 256
+featmap_strides = [4, 8, 16, 32]
+[roi_head.bbox_head]
+type = "Shared4Conv1FCBBoxHead"
+in_channels = 256
+conv_out_channels = 256
+fc_out_channels = 1024
+roi_feat_size = 7
+num_classes = 80
+norm_cfg = { type = "SyncBN", requires_grad = true }
+bbox_coder = { type = "DeltaXYWHBBoxCoder", target_means = [0.0, 0.0, 0.0, 0.0], target_stds = [0.1, 0.1, 0.2, 0.2] }
+reg_class_agnostic = false
+loss_cls = { type = "CrossEntropyLoss", use_sigmoid = false, loss_weight = 1.0 }
+loss_bbox = { type = "L1Loss", loss_weight = 1.0 }
+[train_cfg.rpn]
+assigner = { type = "MaxIoUAssigner", pos_iou_thr = 0.7, neg_iou_thr = 0.3, min_pos_iou = 0.3, match_low_quality = true, ignore_iof_thr = -1 }
+sampler = { type = "RandomSampler", num = 256, pos_fraction = 0.5, neg_pos_ub = -1, add_gt_as_proposals = false }
+allowed_border = -1
+pos_weight = -1
+debug = false
+[train_cfg.rpn_proposal]
+nms_pre = 2000
+max_per_img = 1000
+nms = { type = "nms", iou_threshold = 0.7 }
+min_bbox_size = 0
+[train_cfg.rcnn]
+assigner = { type = "MaxIoUAssigner", pos_iou_thr = 0.5, neg_iou_thr = 0.5, min_pos_iou = 0.5, match_low_quality = true, ignore_iof_thr = -1 }
+sampler = { type = "RandomSampler", num = 512, pos_fraction = 0.25, neg_pos_ub = -1, add_gt_as_proposals = true }
+mask_size = 28
+pos_weight = -1
+debug = false
+[test_cfg.rpn]
+nms_pre = 1000
+max_per_img = 1000
+nms = { type = "nms", iou_threshold = 0.7 }
+min_bbox_size = 0
+[test_cfg.rcnn]
+score_thr = 0.05
+nms = { type = "nms", iou_threshold = 0.5 }
+max_per_img = 100
+mask_thr_binary = 0.5
+`
+
+// The R50-FPN benchmark's model, train_cfg and test_cfg (reference sections 2.1 and 2.2)
+// decode and validate from TOML, with nms_pre per level, allowed_border -1 and the RCNN
+// sampler's values where the detector reads them. (Decoding only: the R50 is not built.)
+func TestFasterRCNNFPNConfigDecodes(t *testing.T) {
+	var table map[string]any
+	if _, err := toml.Decode(maskRCNNFPNBoxTOML, &table); err != nil {
+		t.Fatal(err)
+	}
+	typ := table["type"].(string)
+	delete(table, "type")
+	cfg, err := registry.Default.Decode(registry.NewSpec(registry.Algorithms, typ, table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.(*det.FasterRCNNConfig)
+	if c.TrainCfg.RPNProposal.NmsPre != 2000 || c.TrainCfg.RPNProposal.MaxPerImg != 1000 || c.TestCfg.RPN.NmsPre != 1000 ||
+		c.TrainCfg.RPN.AllowedBorder != -1 || c.TestCfg.RCNN.MaxPerImg != 100 || c.TrainCfg.RCNN.MaskSize != 28 || c.Neck.Type != "FPN" {
+		t.Errorf("decoded %+v", c)
+	}
+	// The nested components are validated: add_extra_convs = true (RetinaNet's extra
+	// convolutions) is refused, as is a misspelt key.
+	for _, bad := range []struct{ from, to string }{
+		{"num_outs = 5\n", "num_outs = 5\nadd_extra_convs = true\n"},
+		{"mask_size = 28", "mask_sizes = 28"},
+	} {
+		var table map[string]any
+		if _, err := toml.Decode(strings.Replace(maskRCNNFPNBoxTOML, bad.from, bad.to, 1), &table); err != nil {
+			t.Fatal(err)
+		}
+		delete(table, "type")
+		if _, err := registry.Default.Decode(registry.NewSpec(registry.Algorithms, "FasterRCNN", table)); err == nil {
+			t.Errorf("%q: no error", bad.to)
+		} else {
+			t.Logf("%q: %v", bad.to, err)
+		}
 	}
 }

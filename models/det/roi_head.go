@@ -145,6 +145,9 @@ type TestConfig struct {
 	ScoreThr  float64   `toml:"score_thr" doc:"detections must score above this"`
 	Nms       NMSConfig `toml:"nms" doc:"the per-class NMS of the detections"`
 	MaxPerImg int       `toml:"max_per_img" doc:"the detections kept per image"`
+	// MaskThrBinary is Mask R-CNN's threshold of the pasted mask probabilities; the box
+	// branch does not read it.
+	MaskThrBinary float64 `toml:"mask_thr_binary" doc:"Mask R-CNN: masks are the pasted probabilities at or above this (0.5); unused by the box branch"`
 }
 
 // Validate checks the settings.
