@@ -133,6 +133,12 @@ func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
 	}
 	out := m.Backbone.OutChannels()
 	if m.Neck != nil {
+		if in := m.Neck.InChannels(); len(in) != len(out) || fmt.Sprint(in) != fmt.Sprint(out) {
+			return nil, registry.FieldErrorf("neck", "in_channels %v, but the backbone's outputs have %v channels", in, out)
+		}
+		if m.RoI.Shared == nil && m.RoI.Extractor.OutChannels() != m.Neck.OutChannels() {
+			return nil, registry.FieldErrorf("roi_head", "bbox_roi_extractor.out_channels %d, but the neck gives %d channels", m.RoI.Extractor.OutChannels(), m.Neck.OutChannels())
+		}
 		if m.Neck.OutChannels() != m.RPN.cfg.InChannels {
 			return nil, registry.FieldErrorf("rpn_head", "in_channels %d, but the neck gives %d channels", m.RPN.cfg.InChannels, m.Neck.OutChannels())
 		}

@@ -260,3 +260,28 @@ func TestFasterRCNNFPNConfigDecodes(t *testing.T) {
 		}
 	}
 }
+
+// Mismatched parts are build errors, not panics: the neck's in_channels against the
+// backbone's outputs (a stem output included), the anchor strides against the neck's
+// outputs, the extractor's channels against the neck's.
+func TestFasterRCNNFPNBuildErrors(t *testing.T) {
+	for name, edit := range map[string]func(cfg map[string]any){
+		"backbone with the stem": func(cfg map[string]any) { cfg["backbone"].(map[string]any)["out_indices"] = []int{0, 1, 2, 3, 4} },
+		"four anchor strides": func(cfg map[string]any) {
+			cfg["rpn_head"].(map[string]any)["anchor_generator"].(map[string]any)["strides"] = []int{4, 8, 16, 32}
+		},
+		"extractor channels": func(cfg map[string]any) {
+			cfg["roi_head"].(map[string]any)["bbox_roi_extractor"].(map[string]any)["out_channels"] = 8
+			cfg["roi_head"].(map[string]any)["bbox_head"].(map[string]any)["in_channels"] = 8
+		},
+	} {
+		cfg := tinyFasterRCNNFPN()
+		edit(cfg)
+		_, err := registry.Build[*det.FasterRCNN](registry.With(nil, nn.NewScope(context.New(), 1)), registry.NewSpec(registry.Algorithms, "FasterRCNN", cfg))
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}

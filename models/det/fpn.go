@@ -22,6 +22,8 @@ import (
 type MultiLevelNeck interface {
 	// Forward maps the backbone's outputs [B, H_i, W_i, C_i] to feature maps [B, H_l, W_l, C].
 	Forward(feats []*Node, train bool) []*Node
+	// InChannels is the channels of each input it takes, one per backbone output.
+	InChannels() []int
 	// OutChannels is the channels of every output.
 	OutChannels() int
 	// NumOuts is the number of outputs.
@@ -174,6 +176,9 @@ func (c *FPNConfig) Build(env *registry.Env) (any, error) {
 	return f, nil
 }
 
+// InChannels is in_channels.
+func (f *FPN) InChannels() []int { return f.cfg.InChannels }
+
 // OutChannels is out_channels.
 func (f *FPN) OutChannels() int { return f.cfg.OutChannels }
 
@@ -226,8 +231,8 @@ func NearestResize(x *Node, outH, outW int) *Node {
 		return Reshape(y, b, outH, outW, c)
 	}
 	g := x.Graph()
-	rows := ConstTensor(g, nearestMatrix(h, outH, x.DType())) // [outH, H]
-	cols := ConstTensor(g, nearestMatrix(w, outW, x.DType())) // [outW, W]
+	rows := ConvertDType(ConstTensor(g, nearestMatrix(h, outH, x.DType())), x.DType()) // [outH, H]
+	cols := ConvertDType(ConstTensor(g, nearestMatrix(w, outW, x.DType())), x.DType()) // [outW, W]
 	y := Einsum("oh,bhwc->bowc", rows, x)
 	return Einsum("pw,bowc->bopc", cols, y)
 }

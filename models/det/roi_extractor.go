@@ -75,18 +75,22 @@ func NewRoIExtractor(cfg RoIExtractorConfig) (*RoIExtractor, error) {
 // NumLevels is the number of feature maps the RoIs are pooled from (featmap_strides).
 func (e *RoIExtractor) NumLevels() int { return len(e.cfg.FeatmapStrides) }
 
+// OutChannels is out_channels, the feature maps' channels.
+func (e *RoIExtractor) OutChannels() int { return e.cfg.OutChannels }
+
 // OutputSize is the side of each RoI's features (roi_layer.output_size).
 func (e *RoIExtractor) OutputSize() int { return e.cfg.RoILayer.OutputSize }
 
 // MapRoILevels is mmdet 2.x's SingleRoIExtractor.map_roi_levels: the level of each RoI
 // rois [..., 4] (x1, y1, x2, y2), scale = sqrt((x2 - x1) * (y2 - y1)), level =
 // floor(log2(scale / finestScale + 1e-6)) clamped to [0, numLevels - 1], as Int32 [...].
-// log2 is computed as ln(x) / ln(2) in the boxes' dtype.
+// log2 is computed as ln(x) / ln(2) in the boxes' dtype. A box with x2 < x1 or y2 < y1 and a
+// negative area (mmdet: NaN, then an undefined level) takes level 0.
 func MapRoILevels(rois *Node, numLevels int, finestScale float64) *Node {
 	g := rois.Graph()
 	dt := rois.DType()
 	x1, y1, x2, y2 := cornerCoords(StopGradient(rois))
-	scale := Sqrt(Mul(Sub(x2, x1), Sub(y2, y1)))
+	scale := Sqrt(Max(Mul(Sub(x2, x1), Sub(y2, y1)), ScalarZero(g, dt)))
 	l := Floor(DivScalar(Log(AddScalar(DivScalar(scale, finestScale), 1e-6)), math.Ln2))
 	l = Max(Min(l, Scalar(g, dt, numLevels-1)), ScalarZero(g, dt))
 	return ConvertDType(l, dtypes.Int32)
