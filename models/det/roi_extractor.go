@@ -110,6 +110,13 @@ func MapRoILevels(rois *Node, numLevels int, finestScale float64) *Node {
 // levels stacked and padded to the finest's size with a per-RoI scale and clamp, would cost
 // one RoIAlign but needs a RoIAlign with per-RoI map bounds and 4/3 of P2's memory for the
 // stack; it is left for when the 4x shows in profiles.
+//
+// Exactness of sampling_ratio 0 with max_grid G: a RoI is exact when its sides at its level
+// are at most G * S feature pixels. With FPN's mapping a square RoI at level l has a side
+// below 112 * 2^l image pixels, 28 * 2^l / 2^l = 28 feature pixels at stride 4 * 2^l, so G = 4
+// (S = 7) is exact for every RoI with aspect ratio up to 1 (and the coarsest level's RoIs up
+// to 28 * 32 = 896 pixels a side); elongated RoIs (more than 28 pixels on one axis) are
+// sampled on the clamped grid (see RoIAlign).
 func (e *RoIExtractor) Extract(feats []*Node, rois *Node) *Node {
 	nl := e.NumLevels()
 	if len(feats) < nl {
