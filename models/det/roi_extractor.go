@@ -111,12 +111,12 @@ func MapRoILevels(rois *Node, numLevels int, finestScale float64) *Node {
 // one RoIAlign but needs a RoIAlign with per-RoI map bounds and 4/3 of P2's memory for the
 // stack; it is left for when the 4x shows in profiles.
 //
-// Exactness of sampling_ratio 0 with max_grid G: a RoI is exact when its sides at its level
-// are at most G * S feature pixels. With FPN's mapping a square RoI at level l has a side
-// below 112 * 2^l image pixels, 28 * 2^l / 2^l = 28 feature pixels at stride 4 * 2^l, so G = 4
-// (S = 7) is exact for every RoI with aspect ratio up to 1 (and the coarsest level's RoIs up
-// to 28 * 32 = 896 pixels a side); elongated RoIs (more than 28 pixels on one axis) are
-// sampled on the clamped grid (see RoIAlign).
+// Exactness of sampling_ratio 0 with max_grid G: a RoI is exact when both its sides at its
+// level are at most G * S feature pixels. With FPN's mapping a square RoI at level l < 3 has
+// a side below 112 * 2^l image pixels, under 28 feature pixels at stride 4 * 2^l, so G = 4 (S
+// = 7) is exact for every square RoI up to 896 pixels (28 at stride 32); an elongated RoI
+// whose longer side exceeds 28 feature pixels at its level is sampled on the clamped grid (see
+// RoIAlign).
 func (e *RoIExtractor) Extract(feats []*Node, rois *Node) *Node {
 	nl := e.NumLevels()
 	if len(feats) < nl {
