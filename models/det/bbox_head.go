@@ -96,9 +96,12 @@ func (h *BBoxHead) regClasses() int {
 // counted).
 func (h *BBoxHead) NumClasses() int { return h.cfg.NumClasses }
 
+// InChannels is in_channels.
+func (h *BBoxHead) InChannels() int { return h.cfg.InChannels }
+
 // Forward returns the class scores [R, num_classes + 1] and the deltas [R, 4 * classes]
-// of the RoI features x [R, S, S, C].
-func (h *BBoxHead) Forward(x *Node) (cls, reg *Node) {
+// of the RoI features x [R, S, S, C] (train is unused: the head has no BN).
+func (h *BBoxHead) Forward(x *Node, train bool) (cls, reg *Node) {
 	pooled := ReduceMean(x, 1, 2)
 	return h.fcCls.Forward(pooled), h.fcReg.Forward(pooled)
 }

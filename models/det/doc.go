@@ -1,5 +1,6 @@
 // Package det is the downstream detection benchmark's model side: mmdet 2.x's Faster R-CNN
-// (FasterRCNN, the C4 detector of mmselfsup's VOC benchmark) and its parts, written so that
+// (FasterRCNN: the C4 detector of mmselfsup's VOC benchmark, and with an FPN neck the box
+// branch of the COCO Mask R-CNN R50-FPN benchmark) and its parts, written so that
 // XLA compiles each graph once: every tensor has a static shape, and what is data-dependent in
 // mmdet (how many boxes survive a filter, how many anchors or RoIs are sampled, how many
 // samples a RoIAlign bin takes) is expressed with fixed maximum sizes and validity masks
@@ -30,12 +31,21 @@
 //     adaptive per-bin grid is data-dependent: it uses maxGrid x maxGrid masked sample slots,
 //     exact whenever ceil(roi_size / out) <= maxGrid, and clamps the grid to maxGrid beyond
 //     (the roi_layer's max_grid key).
-//   - RPNHead (heads): its loss over the sampled anchors and its proposals (the nms_pre best
-//     gathered into slots, decoded, NMS, max_per_img slots).
-//   - StandardRoIHead (heads) with a shared head (shared_heads: models' ResLayer and
-//     ResLayerExtraNorm) and BBoxHead (heads): the RoIs sampled from the proposals and the GT
-//     boxes, their loss; at test time the class-wise NMS of the detections into max_per_img
-//     slots (BBoxHead.GetBBoxes).
+//   - FPN (necks, a MultiLevelNeck): mmdet's FPN with add_extra_convs = false; no bound. The
+//     top-down nearest upsampling repeats pixels for integer factors and uses 0/1 matrices
+//     otherwise (NearestResize), exact either way.
+//   - RPNHead (heads) on one map or every pyramid level (shared weights): its loss over the
+//     sampled anchors of all levels concatenated (LossLevels) and its proposals (the nms_pre
+//     best of each level gathered into slots, decoded, NMS within each level via BatchedNMS
+//     with the level ids, max_per_img slots over all levels: ProposalsLevels).
+//   - RoIExtractor (mmdet's SingleRoIExtractor, bbox_roi_extractor): RoIAlign on one map, or
+//     on the level MapRoILevels gives each RoI (finest_scale 56), computed on every level
+//     and selected per RoI (NumLevels RoIAligns: the static-shape price; see Extract).
+//   - StandardRoIHead (heads) with an optional shared head (shared_heads: models' ResLayer and
+//     ResLayerExtraNorm; none for FPN) and a BoxHead (heads): BBoxHead (C4) or
+//     ConvFCBBoxHead (Shared4Conv1FCBBoxHead, Shared2FCBBoxHead; the flatten in PyTorch's
+//     NCHW order); the RoIs sampled from the proposals and the GT boxes, their loss; at test
+//     time the class-wise NMS of the detections into max_per_img slots (GetBBoxes).
 //
 // Where results can differ from mmdet's dynamic implementation: the sampler's random draws;
 // RoIs larger than max_grid x output_size feature pixels (sampled on a clamped grid); more GT
@@ -45,5 +55,7 @@
 // canvases differ. Padded outputs carry their validity masks, and every consumer in the
 // package honours them. Parity with torchvision and with transcriptions of mmdet's
 // formulas, in float64 and float32, forward and backward, is tested against the references in
-// benchmarks/ (det_ops, det_anchor, rpn_loss, rpn_proposals, bbox_head, bbox_postprocess).
+// benchmarks/ (det_ops, det_anchor, rpn_loss, rpn_proposals, bbox_head, bbox_postprocess,
+// and fpn for the FPN, the level mapping and multi-level RoIAlign, the multi-level proposals
+// and the ConvFC box heads).
 package det

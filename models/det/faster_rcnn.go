@@ -28,6 +28,7 @@ type RCNNTrainConfig struct {
 	Assigner  registry.Spec `toml:"assigner" registry:"bbox_assigners" doc:"the proposals' assigner (MaxIoUAssigner)"`
 	Sampler   registry.Spec `toml:"sampler" registry:"bbox_samplers" doc:"the proposals' sampler (RandomSampler, add_gt_as_proposals)"`
 	PosWeight float64       `toml:"pos_weight" doc:"the positives' weight: -1 (1) is the only value supported"`
+	MaskSize  int           `toml:"mask_size" doc:"Mask R-CNN: the side of the mask targets (28); unused by the box branch"`
 	Debug     bool          `toml:"debug" doc:"mmdet's debug flag (ignored)"`
 }
 
@@ -44,12 +45,13 @@ type TwoStageTestConfig struct {
 	RCNN TestConfig        `toml:"rcnn" doc:"the detections"`
 }
 
-// FasterRCNNConfig is mmdet 2.x's FasterRCNN (TwoStageDetector) without a neck: the C4
+// FasterRCNNConfig is mmdet 2.x's FasterRCNN (TwoStageDetector): without a neck the C4
 // detector of mmselfsup's VOC benchmark (ResNet to res4, RPN, RoIAlign, res5 with an extra
-// BN, the box head).
+// BN, the box head); with an FPN neck the R50-FPN detector (the backbone's outputs through
+// the FPN, the RPN on every level, RoIAlign on each RoI's level, Shared4Conv1FCBBoxHead).
 type FasterRCNNConfig struct {
-	Backbone         registry.Spec           `toml:"backbone" registry:"backbones" doc:"the backbone; its last output is the feature map (ResNet with num_stages = 3: res4)" required:"true"`
-	Neck             registry.Spec           `toml:"neck" registry:"necks" doc:"not supported (the C4 detector has none)"`
+	Backbone         registry.Spec           `toml:"backbone" registry:"backbones" doc:"the backbone; without a neck its last output is the feature map (ResNet with num_stages = 3: res4), with one all its outputs go through the neck" required:"true"`
+	Neck             registry.Spec           `toml:"neck" registry:"necks" doc:"a multi-level neck (FPN); none for C4"`
 	RPNHead          registry.Spec           `toml:"rpn_head" registry:"heads" doc:"the region proposal head (RPNHead)" required:"true"`
 	RoIHead          registry.Spec           `toml:"roi_head" registry:"heads" doc:"the RoI head (StandardRoIHead with a shared head)" required:"true"`
 	TrainCfg         TwoStageTrainConfig     `toml:"train_cfg" doc:"mmdet's train_cfg: rpn, rpn_proposal, rcnn"`
@@ -59,7 +61,7 @@ type FasterRCNNConfig struct {
 }
 
 func init() {
-	registry.Add(registry.Algorithms, "FasterRCNN", "mmdet 2.x's Faster R-CNN without a neck (the C4 detector): backbone, RPN, RoI head",
+	registry.Add(registry.Algorithms, "FasterRCNN", "mmdet 2.x's Faster R-CNN: backbone, optional FPN neck, RPN, RoI head (C4 or FPN)",
 		func() *FasterRCNNConfig {
 			return &FasterRCNNConfig{TrainCfg: TwoStageTrainConfig{RPN: RPNTrainConfig{PosWeight: -1}, RCNN: RCNNTrainConfig{PosWeight: -1}}}
 		})
@@ -77,9 +79,6 @@ func (c *FasterRCNNConfig) Validate() error {
 			errs = append(errs, registry.FieldErrorf(f.key, "is required"))
 		}
 	}
-	if !c.Neck.IsZero() {
-		errs = append(errs, registry.FieldErrorf("neck", "necks are not supported in FasterRCNN (C4)"))
-	}
 	if c.TrainCfg.RPN.PosWeight > 0 || c.TrainCfg.RCNN.PosWeight > 0 {
 		errs = append(errs, registry.FieldErrorf("train_cfg", "pos_weight must be -1 (a weight of 1), got rpn %v, rcnn %v", c.TrainCfg.RPN.PosWeight, c.TrainCfg.RCNN.PosWeight))
 	}
@@ -95,11 +94,12 @@ func (c *FasterRCNNConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// FasterRCNN is a built FasterRCNN; its variables are mmdet's: backbone.*, rpn_head.*,
-// roi_head.shared_head.* and roi_head.bbox_head.*.
+// FasterRCNN is a built FasterRCNN; its variables are mmdet's: backbone.*, neck.*,
+// rpn_head.*, roi_head.shared_head.* and roi_head.bbox_head.*.
 type FasterRCNN struct {
 	cfg          *FasterRCNNConfig
 	Backbone     models.Backbone
+	Neck         MultiLevelNeck // nil without a neck (C4)
 	RPN          *RPNHead
 	RoI          *StandardRoIHead
 	Preprocessor models.Preprocessor
@@ -120,6 +120,11 @@ func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
 	if m.Backbone, err = registry.Build[models.Backbone](sub("backbone"), c.Backbone); err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}
+	if !c.Neck.IsZero() {
+		if m.Neck, err = registry.Build[MultiLevelNeck](sub("neck"), c.Neck); err != nil {
+			return nil, fmt.Errorf("neck: %w", err)
+		}
+	}
 	if m.RPN, err = registry.Build[*RPNHead](sub("rpn_head"), c.RPNHead); err != nil {
 		return nil, fmt.Errorf("rpn_head: %w", err)
 	}
@@ -127,8 +132,29 @@ func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
 		return nil, fmt.Errorf("roi_head: %w", err)
 	}
 	out := m.Backbone.OutChannels()
-	if len(out) == 0 || out[len(out)-1] != m.RPN.cfg.InChannels {
-		return nil, registry.FieldErrorf("rpn_head", "in_channels %d, but the backbone's last output has %v channels", m.RPN.cfg.InChannels, out)
+	if m.Neck != nil {
+		if in := m.Neck.InChannels(); len(in) != len(out) || fmt.Sprint(in) != fmt.Sprint(out) {
+			return nil, registry.FieldErrorf("neck", "in_channels %v, but the backbone's outputs have %v channels", in, out)
+		}
+		if m.RoI.Shared == nil && m.RoI.Extractor.OutChannels() != m.Neck.OutChannels() {
+			return nil, registry.FieldErrorf("roi_head", "bbox_roi_extractor.out_channels %d, but the neck gives %d channels", m.RoI.Extractor.OutChannels(), m.Neck.OutChannels())
+		}
+		if m.Neck.OutChannels() != m.RPN.cfg.InChannels {
+			return nil, registry.FieldErrorf("rpn_head", "in_channels %d, but the neck gives %d channels", m.RPN.cfg.InChannels, m.Neck.OutChannels())
+		}
+		if m.Neck.NumOuts() != m.RPN.Anchors.NumLevels() {
+			return nil, registry.FieldErrorf("rpn_head", "the anchor generator has %d strides, but the neck gives %d maps", m.RPN.Anchors.NumLevels(), m.Neck.NumOuts())
+		}
+		if m.Neck.NumOuts() < m.RoI.Extractor.NumLevels() {
+			return nil, registry.FieldErrorf("roi_head", "bbox_roi_extractor has %d featmap_strides, but the neck gives %d maps", m.RoI.Extractor.NumLevels(), m.Neck.NumOuts())
+		}
+	} else {
+		if len(out) == 0 || out[len(out)-1] != m.RPN.cfg.InChannels {
+			return nil, registry.FieldErrorf("rpn_head", "in_channels %d, but the backbone's last output has %v channels", m.RPN.cfg.InChannels, out)
+		}
+		if m.RPN.Anchors.NumLevels() != 1 || m.RoI.Extractor.NumLevels() != 1 {
+			return nil, registry.FieldErrorf("rpn_head", "without a neck the detector has one feature map, but the anchor generator has %d strides and bbox_roi_extractor %d", m.RPN.Anchors.NumLevels(), m.RoI.Extractor.NumLevels())
+		}
 	}
 	m.rpnTrain = &RPNTrain{AllowedBorder: c.TrainCfg.RPN.AllowedBorder}
 	m.rcnnTrain = &RCNNTrain{}
@@ -154,24 +180,19 @@ func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
 // Scope is the detector's variable scope.
 func (m *FasterRCNN) Scope() *nn.Scope { return m.scope }
 
-// feature normalises the images (zeroing the padding outside imgShapes, as mmdet pads after
-// normalising) and returns the backbone's last output.
-func (m *FasterRCNN) feature(images, imgShapes *Node, train bool) *Node {
+// features normalises the images (zeroing the padding outside imgShapes, as mmdet pads after
+// normalising) and returns the feature maps: the neck's outputs, or without a neck the
+// backbone's last output.
+func (m *FasterRCNN) features(images, imgShapes *Node, train bool) []*Node {
 	x := m.Preprocessor.Apply(images)
 	if imgShapes != nil {
 		x = models.ZeroPadding(x, imgShapes)
 	}
 	feats := m.Backbone.Forward(x, train)
-	return feats[len(feats)-1]
-}
-
-// anchors is the feature map's anchors, a constant.
-func (m *FasterRCNN) anchors(feat *Node) *Node {
-	t, err := m.RPN.Anchors.Anchors(0, feat.Shape().Dim(1), feat.Shape().Dim(2), feat.DType())
-	if err != nil {
-		panic(err) // the level exists and the map is not empty
+	if m.Neck != nil {
+		return m.Neck.Forward(feats, train)
 	}
-	return ConstTensor(feat.Graph(), t)
+	return feats[len(feats)-1:]
 }
 
 // Losses are a training step's losses, as mmdet logs them.
@@ -191,18 +212,20 @@ func (m *FasterRCNN) Losses(ctx *context.Context, b models.Batch) Losses {
 	if b.GTBoxes == nil || b.GTLabels == nil || b.GTValid == nil || b.ImgShapes == nil {
 		panic("FasterRCNN: the batch has no boxes or image sizes")
 	}
-	feat := m.feature(b.Images, b.ImgShapes, true)
-	g := feat.Graph()
-	cls, reg := m.RPN.Forward(feat)
-	anchors := m.anchors(feat)
-	bs := cls.Shape().Dim(0)
-	n := anchors.Shape().Dim(0)
+	feats := m.features(b.Images, b.ImgShapes, true)
+	g := feats[0].Graph()
+	cls, reg := m.RPN.ForwardLevels(feats)
+	bs := cls[0].Shape().Dim(0)
+	n := 0
+	for _, c := range cls {
+		n += c.Shape().Dim(1) * c.Shape().Dim(2) * c.Shape().Dim(3)
+	}
 	keys := ctx.RandomIntN(g, int64(1)<<KeyBits, shapes.Make(dtypes.Int64, bs, n))
 	var l Losses
-	l.RPNCls, l.RPNBBox, _ = m.RPN.Loss(cls, reg, anchors, b.GTBoxes, b.GTValid, b.ImgShapes, nil, keys, m.rpnTrain)
-	props, _, valid := m.RPN.Proposals(cls, reg, anchors, b.ImgShapes, &m.cfg.TrainCfg.RPNProposal)
+	l.RPNCls, l.RPNBBox, _ = m.RPN.LossLevels(cls, reg, b.GTBoxes, b.GTValid, b.ImgShapes, nil, keys, m.rpnTrain)
+	props, _, valid := m.RPN.ProposalsLevels(cls, reg, b.ImgShapes, &m.cfg.TrainCfg.RPNProposal)
 	keys = ctx.RandomIntN(g, int64(1)<<KeyBits, shapes.Make(dtypes.Int64, bs, b.GTBoxes.Shape().Dim(1)+props.Shape().Dim(1)))
-	l.Cls, l.BBox, l.Acc = m.RoI.Loss(feat, props, valid, b.GTBoxes, b.GTLabels, b.GTValid, keys, m.rcnnTrain)
+	l.Cls, l.BBox, l.Acc = m.RoI.Loss(feats, props, valid, b.GTBoxes, b.GTLabels, b.GTValid, keys, m.rcnnTrain)
 	return l
 }
 
@@ -215,15 +238,15 @@ func (m *FasterRCNN) Loss(ctx *context.Context, b models.Batch) *Node {
 // (test_cfg.rcnn) of uint8 images of sizes imgShapes [B, 2], in the resized images'
 // coordinates.
 func (m *FasterRCNN) Predict(images, imgShapes *Node) Detections {
-	feat := m.feature(images, imgShapes, false)
-	cls, reg := m.RPN.Forward(feat)
-	props, _, valid := m.RPN.Proposals(cls, reg, m.anchors(feat), imgShapes, &m.cfg.TestCfg.RPN)
-	return m.RoI.Predict(feat, props, valid, imgShapes, &m.cfg.TestCfg.RCNN)
+	feats := m.features(images, imgShapes, false)
+	cls, reg := m.RPN.ForwardLevels(feats)
+	props, _, valid := m.RPN.ProposalsLevels(cls, reg, imgShapes, &m.cfg.TestCfg.RPN)
+	return m.RoI.Predict(feats, props, valid, imgShapes, &m.cfg.TestCfg.RCNN)
 }
 
-// Features returns the features for evaluation: the feature map, globally pooled.
+// Features returns the features for evaluation: the (first) feature map, globally pooled.
 func (m *FasterRCNN) Features(images *Node) *Node {
-	return nn.GlobalAvgPool(m.feature(images, nil, false))
+	return nn.GlobalAvgPool(m.features(images, nil, false)[0])
 }
 
 // UsesBoxes reports that the detector trains on boxes: the runner passes the batches' ground

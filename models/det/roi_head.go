@@ -6,7 +6,6 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/core/shapes"
 
 	"github.com/goselfsup/goselfsup/models/nn"
 	"github.com/goselfsup/goselfsup/registry"
@@ -20,56 +19,44 @@ type SharedHead interface {
 	OutChannels() int
 }
 
-// RoILayerConfig is mmcv's roi_layer table: RoIAlign (aligned, mmcv's default).
-type RoILayerConfig struct {
-	Type          string `toml:"type" doc:"RoIAlign (the only kind supported)"`
-	OutputSize    int    `toml:"output_size" doc:"the side of each RoI's features"`
-	SamplingRatio int    `toml:"sampling_ratio" doc:"samples per bin and axis; 0: the adaptive ceil(roi / output_size)"`
-	Aligned       *bool  `toml:"aligned" doc:"shift the sampling grid by half a pixel (mmcv's default true)"`
-	// MaxGrid bounds the adaptive grid of sampling_ratio = 0: exact for RoIs up to
-	// max_grid * output_size feature pixels a side (RoIAlign). goselfsup's own key.
-	MaxGrid int `toml:"max_grid" doc:"sampling_ratio 0: the adaptive grid is exact up to this many samples per bin and axis, clamped beyond; goselfsup's own key"`
+// BoxHead is a RoI head's box branch (a component of registry.Heads): BBoxHead (the C4
+// head) or a ConvFCBBoxHead (Shared4Conv1FCBBoxHead, Shared2FCBBoxHead).
+type BoxHead interface {
+	// Forward returns the class scores [R, num_classes + 1] and the deltas [R, 4 * classes]
+	// of the RoI features x [R, S, S, C]; train selects batch statistics in its BNs.
+	Forward(x *Node, train bool) (cls, reg *Node)
+	// Loss is mmdet 2.x's BBoxHead.loss (see BBoxHead.Loss).
+	Loss(cls, reg *Node, t RoITargets) (lossCls, lossBBox, acc *Node)
+	// GetBBoxes is mmdet 2.x's get_bboxes and multiclass_nms (see BBoxHead.GetBBoxes).
+	GetBBoxes(cls, reg, rois, roiValid, imgShape *Node, cfg *TestConfig) Detections
+	// NumClasses is the number of object classes, the background not counted.
+	NumClasses() int
+	// InChannels is the channels of the RoI features it takes.
+	InChannels() int
 }
 
-// RoIExtractorConfig is mmdet's SingleRoIExtractor on one feature map (C4).
-type RoIExtractorConfig struct {
-	Type           string         `toml:"type" doc:"SingleRoIExtractor"`
-	RoILayer       RoILayerConfig `toml:"roi_layer" doc:"the RoI pooling"`
-	OutChannels    int            `toml:"out_channels" doc:"the feature map's channels"`
-	FeatmapStrides []int          `toml:"featmap_strides" doc:"the feature map's stride (one map)"`
-}
-
-// StandardRoIHeadConfig is mmdet 2.x's StandardRoIHead with a shared head, as the C4
-// detectors use it: RoIAlign on the feature map, the shared head (res5), the box head.
+// StandardRoIHeadConfig is mmdet 2.x's StandardRoIHead's box branch: RoIAlign on the
+// feature map (C4) or the pyramid level of each RoI (FPN), an optional shared head (res5
+// for the C4 detectors, none for FPN), the box head.
 type StandardRoIHeadConfig struct {
 	BBoxRoIExtractor RoIExtractorConfig `toml:"bbox_roi_extractor" doc:"the RoI features (SingleRoIExtractor with RoIAlign)"`
-	SharedHead       registry.Spec      `toml:"shared_head" registry:"shared_heads" doc:"the layers every RoI goes through (ResLayerExtraNorm: res5 and a BN)"`
-	BBoxHead         registry.Spec      `toml:"bbox_head" registry:"heads" doc:"the box head (BBoxHead)"`
+	SharedHead       registry.Spec      `toml:"shared_head" registry:"shared_heads" doc:"the layers every RoI goes through (ResLayerExtraNorm: res5 and a BN, C4); none for FPN"`
+	BBoxHead         registry.Spec      `toml:"bbox_head" registry:"heads" doc:"the box head (BBoxHead, Shared4Conv1FCBBoxHead, Shared2FCBBoxHead)"`
 }
 
 func init() {
-	registry.Add(registry.Heads, "StandardRoIHead", "mmdet 2.x's RoI head: RoIAlign, a shared head (res5 for C4) and a box head",
+	registry.Add(registry.Heads, "StandardRoIHead", "mmdet 2.x's RoI head: RoIAlign (one map or FPN levels), an optional shared head (res5 for C4) and a box head",
 		func() *StandardRoIHeadConfig {
 			t := true
 			return &StandardRoIHeadConfig{BBoxRoIExtractor: RoIExtractorConfig{Type: "SingleRoIExtractor",
-				RoILayer: RoILayerConfig{Type: "RoIAlign", OutputSize: 14, Aligned: &t, MaxGrid: 4}, FeatmapStrides: []int{16}}}
+				RoILayer: RoILayerConfig{Type: "RoIAlign", OutputSize: 14, Aligned: &t, MaxGrid: 4}, FeatmapStrides: []int{16}, FinestScale: 56}}
 		})
 }
 
 func (c *StandardRoIHeadConfig) Validate() error {
 	var errs []error
-	e := c.BBoxRoIExtractor
-	if e.Type != "SingleRoIExtractor" {
-		errs = append(errs, registry.FieldErrorf("bbox_roi_extractor", "type must be SingleRoIExtractor, got %q", e.Type))
-	}
-	if e.RoILayer.Type != "RoIAlign" || e.RoILayer.OutputSize < 1 || e.RoILayer.SamplingRatio < 0 || e.RoILayer.MaxGrid < 1 {
-		errs = append(errs, registry.FieldErrorf("bbox_roi_extractor", "roi_layer must be a RoIAlign with output_size >= 1, sampling_ratio >= 0 and max_grid >= 1, got %+v", e.RoILayer))
-	}
-	if len(e.FeatmapStrides) != 1 || e.FeatmapStrides[0] < 1 {
-		errs = append(errs, registry.FieldErrorf("bbox_roi_extractor", "featmap_strides must hold one stride (the C4 feature map), got %v", e.FeatmapStrides))
-	}
-	if c.SharedHead.IsZero() {
-		errs = append(errs, registry.FieldErrorf("shared_head", "is required (the C4 RoI head)"))
+	if err := c.BBoxRoIExtractor.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("bbox_roi_extractor: %w", err))
 	}
 	if c.BBoxHead.IsZero() {
 		errs = append(errs, registry.FieldErrorf("bbox_head", "is required"))
@@ -77,12 +64,13 @@ func (c *StandardRoIHeadConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// StandardRoIHead is a built StandardRoIHead; its variables are mmdet's: shared_head.* and
-// bbox_head.*.
+// StandardRoIHead is a built StandardRoIHead; its variables are mmdet's: shared_head.* (if
+// any) and bbox_head.*.
 type StandardRoIHead struct {
-	cfg    *StandardRoIHeadConfig
-	Shared SharedHead
-	Box    *BBoxHead
+	cfg       *StandardRoIHeadConfig
+	Extractor *RoIExtractor
+	Shared    SharedHead // nil without a shared head
+	Box       BoxHead
 }
 
 // Build builds the head in the scope of the registry.Env.
@@ -92,14 +80,22 @@ func (c *StandardRoIHeadConfig) Build(env *registry.Env) (any, error) {
 		return nil, err
 	}
 	h := &StandardRoIHead{cfg: c}
-	if h.Shared, err = registry.Build[SharedHead](registry.With(env, s.In("shared_head")), c.SharedHead); err != nil {
-		return nil, fmt.Errorf("shared_head: %w", err)
+	if h.Extractor, err = NewRoIExtractor(c.BBoxRoIExtractor); err != nil {
+		return nil, fmt.Errorf("bbox_roi_extractor: %w", err)
 	}
-	if h.Box, err = registry.Build[*BBoxHead](registry.With(env, s.In("bbox_head")), c.BBoxHead); err != nil {
+	if !c.SharedHead.IsZero() {
+		if h.Shared, err = registry.Build[SharedHead](registry.With(env, s.In("shared_head")), c.SharedHead); err != nil {
+			return nil, fmt.Errorf("shared_head: %w", err)
+		}
+	}
+	if h.Box, err = registry.Build[BoxHead](registry.With(env, s.In("bbox_head")), c.BBoxHead); err != nil {
 		return nil, fmt.Errorf("bbox_head: %w", err)
 	}
-	if h.Shared.OutChannels() != h.Box.cfg.InChannels {
-		return nil, registry.FieldErrorf("bbox_head", "in_channels %d, but the shared head gives %d", h.Box.cfg.InChannels, h.Shared.OutChannels())
+	if h.Shared != nil && h.Shared.OutChannels() != h.Box.InChannels() {
+		return nil, registry.FieldErrorf("bbox_head", "in_channels %d, but the shared head gives %d", h.Box.InChannels(), h.Shared.OutChannels())
+	}
+	if h.Shared == nil && c.BBoxRoIExtractor.OutChannels != h.Box.InChannels() {
+		return nil, registry.FieldErrorf("bbox_head", "in_channels %d, but bbox_roi_extractor.out_channels is %d", h.Box.InChannels(), c.BBoxRoIExtractor.OutChannels)
 	}
 	return h, nil
 }
@@ -110,17 +106,13 @@ type RCNNTrain struct {
 	Sampler  *RandomSampler
 }
 
-// features pools the RoIs [B, K, 4] of each image from feat [B, H, W, C] and runs them
-// through the shared head: [B*K, S', S', C'].
-func (h *StandardRoIHead) features(feat, rois *Node, train bool) *Node {
-	b, k := rois.Shape().Dim(0), rois.Shape().Dim(1)
-	g := feat.Graph()
-	dt := feat.DType()
-	batch := ConvertDType(Iota(g, shapes.Make(dtypes.Int32, b, k, 1), 0), dt)
-	r5 := Reshape(Concatenate([]*Node{batch, ConvertDType(rois, dt)}, -1), b*k, 5)
-	l := h.cfg.BBoxRoIExtractor.RoILayer
-	aligned := l.Aligned == nil || *l.Aligned
-	pooled := RoIAlign(feat, r5, l.OutputSize, l.OutputSize, 1/float64(h.cfg.BBoxRoIExtractor.FeatmapStrides[0]), l.SamplingRatio, aligned, l.MaxGrid)
+// features pools the RoIs [B, K, 4] of each image from feats (one map [B, H, W, C], or the
+// pyramid's levels) and runs them through the shared head, if any: [B*K, S', S', C'].
+func (h *StandardRoIHead) features(feats []*Node, rois *Node, train bool) *Node {
+	pooled := h.Extractor.Extract(feats, rois)
+	if h.Shared == nil {
+		return pooled
+	}
 	return h.Shared.Forward(pooled, train)
 }
 
@@ -129,8 +121,8 @@ func (h *StandardRoIHead) features(feat, rois *Node, train bool) *Node {
 // [B, G], gtValid [B, G]), the GT boxes prepended (add_gt_as_proposals) and Num RoIs sampled
 // with keys [B, G + P] (SampleKeys); their features are pooled and run through the shared and
 // box heads, and BBoxHead.Loss scores them against the batch's targets.
-func (h *StandardRoIHead) Loss(feat, proposals, proposalValid, gtBoxes, gtLabels, gtValid, keys *Node, cfg *RCNNTrain) (lossCls, lossBBox, acc *Node) {
-	dt := feat.DType()
+func (h *StandardRoIHead) Loss(feats []*Node, proposals, proposalValid, gtBoxes, gtLabels, gtValid, keys *Node, cfg *RCNNTrain) (lossCls, lossBBox, acc *Node) {
+	dt := feats[0].DType()
 	props := ConvertDType(StopGradient(proposals), dt)
 	gt := ConvertDType(gtBoxes, dt)
 	assign := cfg.Assigner.Assign(BoxIoU(props, gt), proposalValid, gtValid, gtLabels)
@@ -138,13 +130,13 @@ func (h *StandardRoIHead) Loss(feat, proposals, proposalValid, gtBoxes, gtLabels
 	s := cfg.Sampler.SampleWithKeys(keys, assign.GTInds)
 	b, num := s.Indices.Shape().Dim(0), s.Indices.Shape().Dim(1)
 	rois := GatherRows(boxes, s.Indices) // [B, num, 4]
-	g := feat.Graph()
+	g := feats[0].Graph()
 	nc := h.Box.NumClasses()
 	labels := Where(s.Positive, GatherRows(assign.Labels, s.Indices), Scalar(g, dtypes.Int32, nc))
 	gtInds := Max(GatherRows(assign.GTInds, s.Indices), ScalarZero(g, dtypes.Int32))
 	t := RoITargets{RoIs: Reshape(rois, b*num, 4), Valid: Reshape(s.Valid, b*num), Labels: Reshape(labels, b*num),
 		GTBoxes: Reshape(GatherRows(gt, gtInds), b*num, 4)}
-	cls, reg := h.Box.Forward(h.features(feat, rois, true))
+	cls, reg := h.Box.Forward(h.features(feats, rois, true), true)
 	return h.Box.Loss(cls, reg, t)
 }
 
@@ -153,6 +145,9 @@ type TestConfig struct {
 	ScoreThr  float64   `toml:"score_thr" doc:"detections must score above this"`
 	Nms       NMSConfig `toml:"nms" doc:"the per-class NMS of the detections"`
 	MaxPerImg int       `toml:"max_per_img" doc:"the detections kept per image"`
+	// MaskThrBinary is Mask R-CNN's threshold of the pasted mask probabilities; the box
+	// branch does not read it.
+	MaskThrBinary float64 `toml:"mask_thr_binary" doc:"Mask R-CNN: masks are the pasted probabilities at or above this (0.5); unused by the box branch"`
 }
 
 // Validate checks the settings.
@@ -178,8 +173,8 @@ type Detections struct {
 // Predict is mmdet 2.x's StandardRoIHead.simple_test of the box branch: the proposals' [B,
 // P, 4] (proposalValid [B, P]) features through the shared and box heads, then the box
 // head's GetBBoxes with imgShape [B, 2] (h, w) and cfg.
-func (h *StandardRoIHead) Predict(feat, proposals, proposalValid, imgShape *Node, cfg *TestConfig) Detections {
-	props := ConvertDType(proposals, feat.DType())
-	cls, reg := h.Box.Forward(h.features(feat, props, false))
+func (h *StandardRoIHead) Predict(feats []*Node, proposals, proposalValid, imgShape *Node, cfg *TestConfig) Detections {
+	props := ConvertDType(proposals, feats[0].DType())
+	cls, reg := h.Box.Forward(h.features(feats, props, false), false)
 	return h.Box.GetBBoxes(cls, reg, props, proposalValid, imgShape, cfg)
 }

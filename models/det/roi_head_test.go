@@ -94,7 +94,7 @@ func TestStandardRoIHeadLoss(t *testing.T) {
 		params = append(params, v)
 	}
 	outs := context.MustExecOnceN(pureGo(t), ctx, func(ctx *context.Context, in []*Node) []*Node {
-		lc, lb, acc := head.Loss(in[0], in[1], in[2], in[3], in[4], in[5], in[6], &det.RCNNTrain{Assigner: assigner, Sampler: sampler})
+		lc, lb, acc := head.Loss([]*Node{in[0]}, in[1], in[2], in[3], in[4], in[5], in[6], &det.RCNNTrain{Assigner: assigner, Sampler: sampler})
 		nodes := []*Node{in[0]}
 		for _, v := range params {
 			nodes = append(nodes, v.ValueGraph(in[0].Graph()))

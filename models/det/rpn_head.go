@@ -19,7 +19,8 @@ type LossConfig struct {
 	LossWeight float64 `toml:"loss_weight" doc:"the loss's weight"`
 }
 
-// RPNHeadConfig is mmdet 2.x's RPNHead on one feature map (the C4 detectors' res4): a 3x3
+// RPNHeadConfig is mmdet 2.x's RPNHead on one feature map (the C4 detectors' res4) or on
+// each level of a pyramid with shared weights (FPN, one anchor stride per level): a 3x3
 // convolution and ReLU, then 1x1 convolutions to A objectness logits (sigmoid) and 4A
 // deltas per location, A the anchor generator's anchors per location.
 type RPNHeadConfig struct {
@@ -32,7 +33,7 @@ type RPNHeadConfig struct {
 }
 
 func init() {
-	registry.Add(registry.Heads, "RPNHead", "mmdet 2.x's region proposal head on one feature map (the C4 detectors')",
+	registry.Add(registry.Heads, "RPNHead", "mmdet 2.x's region proposal head on one feature map (C4) or on every pyramid level (FPN)",
 		func() *RPNHeadConfig {
 			return &RPNHeadConfig{FeatChannels: 256,
 				LossCls:  LossConfig{Type: "CrossEntropyLoss", UseSigmoid: true, LossWeight: 1},
@@ -82,9 +83,6 @@ func (c *RPNHeadConfig) Build(env *registry.Env) (any, error) {
 	if h.Anchors, err = registry.Build[*AnchorGenerator](env, c.AnchorGenerator); err != nil {
 		return nil, fmt.Errorf("anchor_generator: %w", err)
 	}
-	if h.Anchors.NumLevels() != 1 {
-		return nil, registry.FieldErrorf("anchor_generator", "RPNHead runs on one feature map; its anchor generator has %d strides", h.Anchors.NumLevels())
-	}
 	if h.Coder, err = registry.Build[*DeltaXYWHBBoxCoder](env, c.BBoxCoder); err != nil {
 		return nil, fmt.Errorf("bbox_coder: %w", err)
 	}
@@ -102,6 +100,51 @@ func (c *RPNHeadConfig) Build(env *registry.Env) (any, error) {
 func (h *RPNHead) Forward(x *Node) (cls, reg *Node) {
 	y := nn.ReLU(h.conv.Forward(x))
 	return h.clsConv.Forward(y), h.regConv.Forward(y)
+}
+
+// ForwardLevels is Forward on each feature map of feats (the pyramid's levels, one per
+// anchor stride), with the same weights.
+func (h *RPNHead) ForwardLevels(feats []*Node) (cls, reg []*Node) {
+	for _, x := range feats {
+		c, r := h.Forward(x)
+		cls, reg = append(cls, c), append(reg, r)
+	}
+	return cls, reg
+}
+
+// LevelAnchors are the anchors of the levels of cls (each [B, H_l, W_l, A]), concatenated
+// in level order as mmdet concatenates them: [sum H_l*W_l*A, 4] in dt, a constant.
+func (h *RPNHead) LevelAnchors(cls []*Node) *Node {
+	if len(cls) != h.Anchors.NumLevels() {
+		panicf("RPNHead: %d feature maps, but the anchor generator has %d strides", len(cls), h.Anchors.NumLevels())
+	}
+	var parts []*Node
+	for l, c := range cls {
+		t, err := h.Anchors.Anchors(l, c.Shape().Dim(1), c.Shape().Dim(2), c.DType())
+		if err != nil {
+			panic(err) // the level exists and the map is not empty
+		}
+		parts = append(parts, ConstTensor(c.Graph(), t))
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return Concatenate(parts, 0)
+}
+
+// flattenLevels concatenates the levels' cls [B, H, W, A] into [B, N] and reg [B, H, W,
+// 4A] into [B, N, 4], in the anchors' order.
+func flattenLevels(cls, reg []*Node) (c, r *Node) {
+	var cs, rs []*Node
+	for i := range cls {
+		b := cls[i].Shape().Dim(0)
+		cs = append(cs, Reshape(cls[i], b, -1))
+		rs = append(rs, Reshape(reg[i], b, -1, 4))
+	}
+	if len(cs) == 1 {
+		return cs[0], rs[0]
+	}
+	return Concatenate(cs, 1), Concatenate(rs, 1)
 }
 
 // RPNTrain is the RPN's part of a detector's train_cfg (mmdet's train_cfg.rpn), built.
@@ -140,11 +183,42 @@ func (h *RPNHead) Loss(cls, reg, anchors, gtBoxes, gtValid, imgShape, padShape, 
 	if cls.Rank() != 4 {
 		panicf("RPNHead.Loss: cls must be [B, H, W, A], got %s", cls.Shape())
 	}
-	b, fh, fw, a := cls.Shape().Dim(0), cls.Shape().Dim(1), cls.Shape().Dim(2), cls.Shape().Dim(3)
-	n := fh * fw * a
-	dt := cls.DType()
-	anchors = ConvertDType(anchors, dt)
+	fh, fw := cls.Shape().Dim(1), cls.Shape().Dim(2)
+	anchors = ConvertDType(anchors, cls.DType())
 	valid := h.Anchors.ValidFlags(anchors, 0, fh, fw, padShape, imgShape, cfg.AllowedBorder) // [B, N]
+	c, r := flattenLevels([]*Node{cls}, []*Node{reg})
+	return h.loss(c, r, anchors, valid, gtBoxes, gtValid, keys, cfg)
+}
+
+// LossLevels is Loss over several levels (FPN), as mmdet 2.x's AnchorHead.loss: the levels'
+// cls [B, H_l, W_l, A] and reg [B, H_l, W_l, 4A] (ForwardLevels), their anchors
+// (LevelAnchors) and valid flags concatenated in level order, then one assignment and one
+// sample per image over all of them, keys [B, sum H_l*W_l*A]; the losses as Loss's (mmdet's
+// per-level losses share one avg_factor, so their sum is the loss of the concatenation).
+func (h *RPNHead) LossLevels(cls, reg []*Node, gtBoxes, gtValid, imgShape, padShape, keys *Node, cfg *RPNTrain) (lossCls, lossBBox *Node, t RPNTargets) {
+	if len(cls) == 1 {
+		return h.Loss(cls[0], reg[0], h.LevelAnchors(cls), gtBoxes, gtValid, imgShape, padShape, keys, cfg)
+	}
+	dt := cls[0].DType()
+	var anchors, valid []*Node
+	for l, c := range cls {
+		t, err := h.Anchors.Anchors(l, c.Shape().Dim(1), c.Shape().Dim(2), dt)
+		if err != nil {
+			panic(err)
+		}
+		a := ConstTensor(c.Graph(), t)
+		anchors = append(anchors, a)
+		valid = append(valid, h.Anchors.ValidFlags(a, l, c.Shape().Dim(1), c.Shape().Dim(2), padShape, imgShape, cfg.AllowedBorder))
+	}
+	c, r := flattenLevels(cls, reg)
+	return h.loss(c, r, Concatenate(anchors, 0), Concatenate(valid, 1), gtBoxes, gtValid, keys, cfg)
+}
+
+// loss is Loss on the flattened scores cls [B, N], deltas reg [B, N, 4], anchors [N, 4] and
+// their valid flags [B, N].
+func (h *RPNHead) loss(cls, reg, anchors, valid, gtBoxes, gtValid, keys *Node, cfg *RPNTrain) (lossCls, lossBBox *Node, t RPNTargets) {
+	b, n := cls.Shape().Dim(0), cls.Shape().Dim(1)
+	dt := cls.DType()
 	anchorsB := BroadcastToDims(Reshape(anchors, 1, n, 4), b, n, 4)
 	gt := ConvertDType(gtBoxes, dt)
 	iou := BoxIoU(anchorsB, gt) // [B, N, G]
@@ -156,14 +230,14 @@ func (h *RPNHead) Loss(cls, reg, anchors, gtBoxes, gtValid, imgShape, padShape, 
 	pos := ConvertDType(s.Positive, dt)
 	avg := AddScalar(ReduceAllSum(weight), float32Eps)
 
-	logits := GatherRows(Reshape(cls, b, n), s.Indices) // [B, num]
+	logits := GatherRows(cls, s.Indices) // [B, num]
 	// binary_cross_entropy_with_logits: max(x, 0) - x t + log(1 + exp(-|x|)).
 	bce := Add(Sub(Max(logits, ZerosLike(logits)), Mul(logits, pos)), Log1P(Exp(Neg(Abs(logits)))))
 	lossCls = MulScalar(Div(ReduceAllSum(Mul(bce, weight)), avg), h.cfg.LossCls.LossWeight)
 
 	gtInds := Max(GatherRows(assign.GTInds, s.Indices), ScalarZero(g, dtypes.Int32)) // [B, num]
 	target := StopGradient(h.Coder.Encode(GatherRows(anchorsB, s.Indices), GatherRows(gt, gtInds)))
-	pred := GatherRows(Reshape(reg, b, n, 4), s.Indices) // [B, num, 4]
+	pred := GatherRows(reg, s.Indices) // [B, num, 4]
 	l1 := Mul(Abs(Sub(pred, target)), Reshape(pos, b, s.Indices.Shape().Dim(1), 1))
 	lossBBox = MulScalar(Div(ReduceAllSum(l1), avg), h.cfg.LossBBox.LossWeight)
 	return lossCls, lossBBox, RPNTargets{Sample: s, GTInds: Where(s.Positive, gtInds, ZerosLike(gtInds))}
@@ -232,5 +306,55 @@ func (h *RPNHead) Proposals(cls, reg, anchors, imgShape *Node, cfg *RPNProposalC
 		cand = LogicalAnd(cand, big)
 	}
 	keep, keepValid := NMS(props, s, cand, cfg.Nms.IoUThreshold, cfg.MaxPerImg)
+	return StopGradient(GatherRows(props, keep)), GatherRows(s, keep), keepValid
+}
+
+// ProposalsLevels is mmdet 2.x's RPNHead._get_bboxes_single over several levels (FPN), per
+// image with static shapes: for each level l of cls [B, H_l, W_l, A] and reg [B, H_l, W_l,
+// 4A], the sigmoid scores and their nms_pre best (TopK; all when the level has fewer) with
+// their anchors and deltas; then, over all levels together, the deltas decoded on their
+// anchors and clipped to imgShape [B, 2] (h, w), the proposals not wider and higher than
+// min_bbox_size dropped, NMS within each level (batched_nms with the level ids), and the
+// first max_per_img kept, in descending score order over all levels (mmdet's batched_nms
+// keep, sorted by score, cut to max_per_img). Outputs as Proposals. One level is Proposals.
+func (h *RPNHead) ProposalsLevels(cls, reg []*Node, imgShape *Node, cfg *RPNProposalConfig) (boxes, scores, valid *Node) {
+	if len(cls) != len(reg) || len(cls) == 0 {
+		panicf("RPNHead.ProposalsLevels: %d score maps and %d delta maps", len(cls), len(reg))
+	}
+	if len(cls) == 1 {
+		return h.Proposals(cls[0], reg[0], h.LevelAnchors(cls), imgShape, cfg)
+	}
+	g := cls[0].Graph()
+	dt := cls[0].DType()
+	anchorsAll := h.LevelAnchors(cls)
+	var ss, as, ds, oks, ids []*Node
+	off := 0
+	for l := range cls {
+		b, fh, fw, a := cls[l].Shape().Dim(0), cls[l].Shape().Dim(1), cls[l].Shape().Dim(2), cls[l].Shape().Dim(3)
+		n := fh * fw * a
+		s := Sigmoid(StopGradient(Reshape(cls[l], b, n)))
+		anchors := Slice(anchorsAll, AxisRange(off, off+n), AxisRange())
+		off += n
+		anchorsB := BroadcastToDims(Reshape(ConvertDType(anchors, dt), 1, n, 4), b, n, 4)
+		deltas := StopGradient(Reshape(reg[l], b, n, 4))
+		ok := boolConst(g, true, b, n)
+		if cfg.NmsPre > 0 && cfg.NmsPre < n {
+			idx, okK := TopK(s, nil, cfg.NmsPre)
+			s, anchorsB, deltas, ok = GatherRows(s, idx), GatherRows(anchorsB, idx), GatherRows(deltas, idx), okK
+		}
+		k := s.Shape().Dim(1)
+		ss, as, ds, oks = append(ss, s), append(as, anchorsB), append(ds, deltas), append(oks, ok)
+		ids = append(ids, Scalar(g, dtypes.Int32, l))
+		ids[len(ids)-1] = BroadcastToDims(ids[len(ids)-1], b, k)
+	}
+	s, anchorsB, deltas, cand, levels := Concatenate(ss, 1), Concatenate(as, 1), Concatenate(ds, 1), Concatenate(oks, 1), Concatenate(ids, 1)
+	props := h.Coder.Decode(anchorsB, deltas, ConvertDType(imgShape, dt))
+	if cfg.MinBBoxSize >= 0 {
+		x1, y1, x2, y2 := cornerCoords(props)
+		big := LogicalAnd(GreaterThan(Sub(x2, x1), Scalar(g, dt, cfg.MinBBoxSize)),
+			GreaterThan(Sub(y2, y1), Scalar(g, dt, cfg.MinBBoxSize)))
+		cand = LogicalAnd(cand, big)
+	}
+	keep, keepValid := BatchedNMS(props, s, levels, cand, cfg.Nms.IoUThreshold, cfg.MaxPerImg)
 	return StopGradient(GatherRows(props, keep)), GatherRows(s, keep), keepValid
 }
