@@ -6,6 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/goselfsup/goselfsup/models"
 	"github.com/goselfsup/goselfsup/models/nn"
@@ -115,6 +116,7 @@ type FCNMaskHead struct {
 	bns        []*nn.BatchNorm2d // nil entries without a norm
 	upsample   *nn.Conv2d        // Weight [k, k, Cout, Cin], Bias [Cout]
 	convLogits *nn.Conv2d
+	ctx        *context.Context // for the graph's autocast region (the deconvolution's matmul)
 }
 
 // Build builds the head in the scope of the registry.Env.
@@ -123,7 +125,7 @@ func (c *FCNMaskHeadConfig) Build(env *registry.Env) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &FCNMaskHead{cfg: c}
+	h := &FCNMaskHead{cfg: c, ctx: s.Context()}
 	in := c.InChannels
 	for i := range c.NumConvs {
 		cs := s.In("convs").In(fmt.Sprint(i))
@@ -177,7 +179,8 @@ func (h *FCNMaskHead) Forward(x *Node, train bool) *Node {
 // deconv is the ConvTranspose2d(Cin, Cout, k, stride k) of x [N, H, W, Cin]: as kernel and
 // stride are equal the output patches do not overlap, so out[n, h*k+i, w*k+j, o] = b[o] +
 // sum_c x[n, h, w, c] * W[c, o, i, j]: one matmul [N*H*W, Cin] x [Cin, k*k*Cout] and an
-// interleaving of the (i, j) taps into the rows and columns.
+// interleaving of the (i, j) taps into the rows and columns. In an autocast region (see
+// nn.SetAutocast) the matmul runs in the region's dtype, as nn.Conv2d's convolution.
 func (h *FCNMaskHead) deconv(x *Node) *Node {
 	g := x.Graph()
 	d := x.Shape().Dimensions
@@ -185,11 +188,21 @@ func (h *FCNMaskHead) deconv(x *Node) *Node {
 	k := h.cfg.UpsampleCfg.ScaleFactor
 	v := h.upsample.Weight.ValueGraph(g) // [k, k, Cout, Cin]
 	cout := v.Shape().Dim(2)
-	if v.DType() != x.DType() {
-		v = ConvertDType(v, x.DType())
+	in, dt := x, x.DType()
+	if ad := nn.AutocastDType(h.ctx, g); dt == dtypes.Float32 && ad != dtypes.InvalidDType {
+		dt = ad
+	}
+	if in.DType() != dt {
+		in = ConvertDType(in, dt)
+	}
+	if v.DType() != dt {
+		v = ConvertDType(v, dt)
 	}
 	wm := Reshape(TransposeAllDims(v, 3, 0, 1, 2), cin, k*k*cout) // [Cin, (i, j, o)]
-	y := Dot(Reshape(x, n*hh*ww, cin), wm)                        // [N*H*W, k*k*Cout]
+	y := Dot(Reshape(in, n*hh*ww, cin), wm)                       // [N*H*W, k*k*Cout]
+	if y.DType() != x.DType() {
+		y = ConvertDType(y, x.DType())
+	}
 	y = Reshape(y, n, hh, ww, k, k, cout)
 	y = Reshape(TransposeAllDims(y, 0, 1, 3, 2, 4, 5), n, hh*k, ww*k, cout) // [N, H, i, W, j, o]
 	b := h.upsample.Bias.ValueGraph(g)

@@ -249,9 +249,8 @@ func TestFCNMaskHeadUpsampleLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := tensors.MustCopyFlatData[float32](ours), tensors.MustCopyFlatData[float32](pt)
-	// (c, o, i, j) = (1, 2, 0, 1): PyTorch offset ((1*4+2)*2+0)*2+1 = 25; ours (0, 1, 2, 1):
-	// ((0*2+1)*4+2)*4+1 = 25 too by coincidence, so take (c, o, i, j) = (3, 0, 1, 0):
-	// PyTorch ((3*4+0)*2+1)*2+0 = 50, ours (i, j, o, c) = (1, 0, 0, 3): ((1*2+0)*4+0)*4+3 = 35.
+	// (c, o, i, j) = (3, 0, 1, 0): PyTorch's offset in [4, 4, 2, 2] is ((3*4+0)*2+1)*2+0 = 50;
+	// ours, (i, j, o, c) = (1, 0, 0, 3) in [2, 2, 4, 4], is ((1*2+0)*4+0)*4+3 = 35.
 	if a[35] != b[50] {
 		t.Errorf("ours[1,0,0,3] = %v, PyTorch's [3,0,1,0] = %v", a[35], b[50])
 	}
@@ -270,5 +269,88 @@ func TestFCNMaskHeadValidate(t *testing.T) {
 		if err == nil {
 			t.Errorf("%v: no error", bad)
 		}
+	}
+}
+
+// mmdet's initialisation at the benchmark's size (256 channels, 80 classes, SyncBN): the
+// convolutions kaiming normal fan_out relu (std sqrt(2 / (256 * 9)), mmcv ConvModule, no bias
+// before a norm), the deconvolution sqrt(2 / (Cin * 4)) (PyTorch's fan_out of a
+// ConvTranspose2d weight [Cin, Cout, 2, 2] is Cin * 4), conv_logits sqrt(2 / 80), biases 0,
+// norm weights 1. The sample standard deviations must be within 2% (over 20k+ values each).
+func TestFCNMaskHeadInit(t *testing.T) {
+	ctx := context.New()
+	if _, err := registry.Build[*det.FCNMaskHead](registry.With(nil, nn.NewScope(ctx, 3)), registry.NewSpec(registry.Heads, "FCNMaskHead",
+		map[string]any{"num_classes": 80, "norm_cfg": map[string]any{"type": "SyncBN"}})); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		"convs.0.conv.weight": math.Sqrt(2.0 / (256 * 9)), "convs.3.conv.weight": math.Sqrt(2.0 / (256 * 9)),
+		"upsample.weight": math.Sqrt(2.0 / (256 * 4)), "conv_logits.weight": math.Sqrt(2.0 / 80),
+		"upsample.bias": 0, "conv_logits.bias": 0, "convs.2.bn.bias": 0,
+	}
+	seen := map[string]bool{}
+	for v := range ctx.IterVariables() {
+		name := nn.TorchName(v)
+		seen[name] = true
+		if name == "convs.0.conv.bias" {
+			t.Errorf("%s: a convolution before a norm has no bias", name)
+		}
+		if name == "convs.1.bn.weight" {
+			for _, x := range asFloat64(t, v.MustValue()) {
+				if x != 1 {
+					t.Fatalf("%s: %v, want 1", name, x)
+				}
+			}
+		}
+		std, ok := want[name]
+		if !ok {
+			continue
+		}
+		vals := asFloat64(t, v.MustValue())
+		var ss float64
+		for _, x := range vals {
+			ss += x * x
+		}
+		got := math.Sqrt(ss / float64(len(vals)))
+		if math.Abs(got-std) > 0.02*std || (std == 0 && got != 0) {
+			t.Errorf("%s: std %.5g, want %.5g", name, got, std)
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("no variable %s", name)
+		}
+	}
+}
+
+// In a bfloat16 autocast region the deconvolution's matmul runs in bfloat16 like the
+// convolutions, and the logits stay float32 and close to the float32 ones.
+func TestFCNMaskHeadAutocast(t *testing.T) {
+	ctx := context.New()
+	head, err := registry.Build[*det.FCNMaskHead](registry.With(nil, nn.NewScope(ctx, 4)), registry.NewSpec(registry.Heads, "FCNMaskHead",
+		map[string]any{"num_convs": 2, "in_channels": 16, "conv_out_channels": 16, "num_classes": 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	xv := make([]float32, 2*14*14*16)
+	for i := range xv {
+		xv[i] = float32(rng.NormFloat64())
+	}
+	x := tensors.FromFlatDataAndDimensions(xv, 2, 14, 14, 16)
+	run := func(amp bool) *tensors.Tensor {
+		return context.MustExecOnce(pureGo(t), ctx, func(ctx *context.Context, x *Node) *Node {
+			if amp {
+				nn.SetAutocast(ctx, x.Graph(), dtypes.BFloat16)
+			}
+			return head.Forward(x, false)
+		}, x)
+	}
+	full, amp := run(false), run(true)
+	if amp.DType() != dtypes.Float32 {
+		t.Fatalf("autocast logits are %s", amp.DType())
+	}
+	if d := maxRelDiff(t, amp, full); d > 0.05 || d == 0 {
+		t.Errorf("autocast logits differ from float32 by %.2g, want (0, 0.05]", d)
 	}
 }
