@@ -34,7 +34,8 @@ import (
 // maskSize) samples per bin and axis, data-dependent; the graph has maxGrid x maxGrid
 // sample slots per bin, so targets are exact for RoI sides up to maxGrid * maskSize image
 // pixels (224 for maxGrid 8 and 28) and sampled on a maxGrid grid per axis beyond (still a
-// fine average of the bitmap over the bin, nearly always the same binary target). The cost
+// fine average of the bitmap over the bin, nearly always the same binary target: in the
+// test, maxGrid 1 on RoIs up to 3x the bound changed 6 of 20,384 targets). The cost
 // is a Gather of N * maskSize^2 * maxGrid^2 * 4 scalars (N = 128, maxGrid 8: 103M), so pick
 // maxGrid for the memory at hand; maxGrid = ceil(max(H, W) / maskSize) is exact for every
 // RoI of the canvas. The bitmaps also take B * G * H * W floats once converted (16 images

@@ -124,4 +124,41 @@ func TestMaskTargetsMatchTorchvision(t *testing.T) {
 		t.Fatalf("degenerate test: %d ones of %d", ones, len(ref))
 	}
 	t.Logf("%d RoIs: %d of %d targets are 1; %d values within 1e-5 of 0.5 (not compared); %d mismatches", n, ones, len(ref), ties, mismatches)
+
+	// maxGrid 1: exact for the RoIs whose clipped sides are at most 1 * 28 pixels (the
+	// adaptive grid is then 1 or 0); the larger ones are sampled once per bin, so only
+	// counted.
+	got1 := tensors.MustCopyFlatData[float32](MustExecOnce(pureGo(t), func(rois, img, gt, masks, shape *Node) *Node {
+		return det.MaskTargets(rois, img, gt, masks, shape, ms, 1)
+	}, roisT, imgT, gtT, masksT, shapeT))
+	var small, large, largeDiff int
+	for k := range n {
+		h, w := float64(sizes[img[k]][0]), float64(sizes[img[k]][1])
+		c := func(v float32, hi float64) float64 { return math.Min(math.Max(float64(v), 0), hi) }
+		bw := c(rois[4*k+2], w) - c(rois[4*k], w)
+		bh := c(rois[4*k+3], h) - c(rois[4*k+1], h)
+		exact := bw <= ms && bh <= ms
+		if exact {
+			small++
+		} else {
+			large++
+		}
+		for p := range ms * ms {
+			i := k*ms*ms + p
+			want := float32(0)
+			if ref[i] >= 0.5 {
+				want = 1
+			}
+			if got1[i] == want || math.Abs(float64(ref[i])-0.5) <= 1e-5 {
+				continue
+			}
+			if exact {
+				t.Errorf("maxGrid 1, RoI %d (%.1f x %.1f, within the bound) pixel %d: %v, want %v", k, bw, bh, p, got1[i], want)
+			} else {
+				largeDiff++
+			}
+		}
+	}
+	t.Logf("maxGrid 1: %d RoIs within the bound (exact), %d beyond it with %d of %d targets different",
+		small, large, largeDiff, large*ms*ms)
 }
