@@ -35,7 +35,7 @@ type Detector interface {
 type MaskDetector interface {
 	Detector
 	DetectMasks(images, imgShapes *Node) (boxes, scores, labels, valid, masks *Node)
-	PasteMask(prob []float32, box [4]float32, h, w int) []uint8
+	PasteMask(prob []float32, box [4]float32, h, w int) ([]uint8, error)
 }
 
 // ResultsWriter is a DetAccumulator that writes its results in a standard format
@@ -180,13 +180,21 @@ func (v *detVal) run(ctx context.Context, r *Runner) (metrics map[string]float64
 				if v.masks != nil {
 					size := len(probs) / len(scores)
 					prob = probs[s*size : (s+1)*size]
-					d.Masks = append(d.Masks, coco.Encode(v.masks.PasteMask(prob, box, oh, ow), oh, ow))
+					m, err := v.masks.PasteMask(prob, box, oh, ow)
+					if err != nil {
+						return nil, fmt.Errorf("validation, sample %d: %w", idx, err)
+					}
+					d.Masks = append(d.Masks, coco.Encode(m, oh, ow))
 				}
 				if scores[s] >= detShowScore && saved < detOverlays {
 					shown = append(shown, bx)
 					shownLabels = append(shownLabels, labels[s])
 					if v.masks != nil {
-						shownMasks = append(shownMasks, v.masks.PasteMask(prob, bx, b.Height, b.Width))
+						m, err := v.masks.PasteMask(prob, bx, b.Height, b.Width)
+						if err != nil {
+							return nil, fmt.Errorf("validation, sample %d: %w", idx, err)
+						}
+						shownMasks = append(shownMasks, m)
 					}
 				}
 			}

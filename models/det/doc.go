@@ -1,6 +1,7 @@
-// Package det is the downstream detection benchmark's model side: mmdet 2.x's Faster R-CNN
+// Package det is the downstream detection benchmarks' model side: mmdet 2.x's Faster R-CNN
 // (FasterRCNN: the C4 detector of mmselfsup's VOC benchmark, and with an FPN neck the box
-// branch of the COCO Mask R-CNN R50-FPN benchmark) and its parts, written so that
+// branch of the COCO benchmark) and Mask R-CNN (MaskRCNN: the R50-FPN detector of the COCO
+// benchmark, with its mask branch) and their parts, written so that
 // XLA compiles each graph once: every tensor has a static shape, and what is data-dependent in
 // mmdet (how many boxes survive a filter, how many anchors or RoIs are sampled, how many
 // samples a RoIAlign bin takes) is expressed with fixed maximum sizes and validity masks
@@ -46,6 +47,14 @@
 //     ConvFCBBoxHead (Shared4Conv1FCBBoxHead, Shared2FCBBoxHead; the flatten in PyTorch's
 //     NCHW order); the RoIs sampled from the proposals and the GT boxes, their loss; at test
 //     time the class-wise NMS of the detections into max_per_img slots (GetBBoxes).
+//   - The mask branch of StandardRoIHead (mask_roi_extractor, mask_head): FCNMaskHead
+//     (heads); its training RoIs are the first NumExpectedPos sampled slots of each image,
+//     where the sampler puts its positives, weighted by whether they hold one; MaskTargets
+//     cuts the targets from the GT bitmaps [B, G, H, W] with RoIAlign on an adaptive grid of
+//     at most train_cfg.rcnn.mask_max_grid samples per bin and axis (exact for RoIs up to
+//     mask_max_grid x mask_size pixels a side). At test time the mask head runs on the
+//     max_per_img detection slots; PasteMask (host-side, pure Go) pastes a mask into the
+//     image as mmdet's _do_paste_mask on the GPU.
 //
 // Where results can differ from mmdet's dynamic implementation: the sampler's random draws;
 // RoIs larger than max_grid x output_size feature pixels (sampled on a clamped grid); more GT
@@ -56,6 +65,7 @@
 // package honours them. Parity with torchvision and with transcriptions of mmdet's
 // formulas, in float64 and float32, forward and backward, is tested against the references in
 // benchmarks/ (det_ops, det_anchor, rpn_loss, rpn_proposals, bbox_head, bbox_postprocess,
-// and fpn for the FPN, the level mapping and multi-level RoIAlign, the multi-level proposals
-// and the ConvFC box heads).
+// fpn for the FPN, the level mapping and multi-level RoIAlign, the multi-level proposals
+// and the ConvFC box heads, and mask_head for the mask head, its loss, the mask targets and
+// the pasting).
 package det

@@ -29,7 +29,10 @@ type RCNNTrainConfig struct {
 	Sampler   registry.Spec `toml:"sampler" registry:"bbox_samplers" doc:"the proposals' sampler (RandomSampler, add_gt_as_proposals)"`
 	PosWeight float64       `toml:"pos_weight" doc:"the positives' weight: -1 (1) is the only value supported"`
 	MaskSize  int           `toml:"mask_size" doc:"Mask R-CNN: the side of the mask targets (28); unused by the box branch"`
-	Debug     bool          `toml:"debug" doc:"mmdet's debug flag (ignored)"`
+	// MaskMaxGrid bounds the adaptive sampling grid of the mask targets' RoIAlign
+	// (MaskTargets): exact for RoIs up to mask_max_grid x mask_size image pixels a side.
+	MaskMaxGrid int  `toml:"mask_max_grid" doc:"Mask R-CNN: the mask targets' RoIAlign samples an adaptive grid of at most this many points per bin and axis (exact for RoIs up to mask_max_grid x mask_size pixels a side); goselfsup's own key"`
+	Debug       bool `toml:"debug" doc:"mmdet's debug flag (ignored)"`
 }
 
 // TwoStageTrainConfig is mmdet 2.x's train_cfg of a two-stage detector.
@@ -108,8 +111,19 @@ type FasterRCNN struct {
 	scope        *nn.Scope
 }
 
-// Build builds the detector.
+// Build builds the detector; a RoI head with a mask branch is MaskRCNN's.
 func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
+	m, err := c.build(env)
+	if err != nil {
+		return nil, err
+	}
+	if m.RoI.Mask != nil {
+		return nil, registry.FieldErrorf("roi_head.mask_head", "FasterRCNN has no mask branch: a detector with a mask head is a MaskRCNN")
+	}
+	return m, nil
+}
+
+func (c *FasterRCNNConfig) build(env *registry.Env) (*FasterRCNN, error) {
 	s, err := registry.Need[*nn.Scope](env)
 	if err != nil {
 		return nil, err
@@ -157,7 +171,18 @@ func (c *FasterRCNNConfig) Build(env *registry.Env) (any, error) {
 		}
 	}
 	m.rpnTrain = &RPNTrain{AllowedBorder: c.TrainCfg.RPN.AllowedBorder}
-	m.rcnnTrain = &RCNNTrain{}
+	m.rcnnTrain = &RCNNTrain{MaskSize: c.TrainCfg.RCNN.MaskSize, MaskMaxGrid: c.TrainCfg.RCNN.MaskMaxGrid}
+	if m.RoI.Mask != nil {
+		if c.TrainCfg.RCNN.MaskSize != m.RoI.Mask.MaskSize() {
+			return nil, registry.FieldErrorf("train_cfg.rcnn.mask_size", "is %d, but the mask head's masks are %d pixels a side", c.TrainCfg.RCNN.MaskSize, m.RoI.Mask.MaskSize())
+		}
+		if c.TrainCfg.RCNN.MaskMaxGrid < 1 {
+			return nil, registry.FieldErrorf("train_cfg.rcnn.mask_max_grid", "must be at least 1 for a mask branch, got %d", c.TrainCfg.RCNN.MaskMaxGrid)
+		}
+		if t := c.TestCfg.RCNN.MaskThrBinary; !(t >= 0 && t <= 1) {
+			return nil, registry.FieldErrorf("test_cfg.rcnn.mask_thr_binary", "must be in [0, 1], got %g", t)
+		}
+	}
 	for _, b := range []struct {
 		key  string
 		spec registry.Spec
@@ -195,14 +220,21 @@ func (m *FasterRCNN) features(images, imgShapes *Node, train bool) []*Node {
 	return feats[len(feats)-1:]
 }
 
-// Losses are a training step's losses, as mmdet logs them.
+// Losses are a training step's losses, as mmdet logs them; Mask is nil without a mask
+// branch.
 type Losses struct {
-	RPNCls, RPNBBox, Cls, BBox, Acc *Node
+	RPNCls, RPNBBox, Cls, BBox, Acc, Mask *Node
 }
 
 // Total is the sum that trains the detector (mmdet's parse_losses: every loss_*; acc is
 // only logged).
-func (l Losses) Total() *Node { return Add(Add(l.RPNCls, l.RPNBBox), Add(l.Cls, l.BBox)) }
+func (l Losses) Total() *Node {
+	t := Add(Add(l.RPNCls, l.RPNBBox), Add(l.Cls, l.BBox))
+	if l.Mask != nil {
+		t = Add(t, l.Mask)
+	}
+	return t
+}
 
 // Losses is mmdet 2.x's TwoStageDetector.forward_train: the RPN's losses, the proposals of
 // train_cfg.rpn_proposal, and the RoI head's losses on them, for uint8 images with their
@@ -225,7 +257,11 @@ func (m *FasterRCNN) Losses(ctx *context.Context, b models.Batch) Losses {
 	l.RPNCls, l.RPNBBox, _ = m.RPN.LossLevels(cls, reg, b.GTBoxes, b.GTValid, b.ImgShapes, nil, keys, m.rpnTrain)
 	props, _, valid := m.RPN.ProposalsLevels(cls, reg, b.ImgShapes, &m.cfg.TrainCfg.RPNProposal)
 	keys = ctx.RandomIntN(g, int64(1)<<KeyBits, shapes.Make(dtypes.Int64, bs, b.GTBoxes.Shape().Dim(1)+props.Shape().Dim(1)))
-	l.Cls, l.BBox, l.Acc = m.RoI.Loss(feats, props, valid, b.GTBoxes, b.GTLabels, b.GTValid, keys, m.rcnnTrain)
+	if m.RoI.Mask != nil && b.GTMasks == nil {
+		panic("MaskRCNN: the batch has no instance masks")
+	}
+	r := m.RoI.Losses(feats, props, valid, RoIGroundTruth{Boxes: b.GTBoxes, Labels: b.GTLabels, Valid: b.GTValid, Masks: b.GTMasks}, keys, m.rcnnTrain)
+	l.Cls, l.BBox, l.Acc, l.Mask = r.Cls, r.BBox, r.Acc, r.Mask
 	return l
 }
 

@@ -156,6 +156,9 @@ func (h *FCNMaskHead) outClasses() int {
 // NumClasses is the number of object classes.
 func (h *FCNMaskHead) NumClasses() int { return h.cfg.NumClasses }
 
+// InChannels is the channels of the RoI features it takes.
+func (h *FCNMaskHead) InChannels() int { return h.cfg.InChannels }
+
 // MaskSize is the side of the predicted masks: roi_feat_size times the upsampling factor
 // (28 for mmdet's 14 and 2).
 func (h *FCNMaskHead) MaskSize() int { return h.cfg.RoIFeatSize * h.cfg.UpsampleCfg.ScaleFactor }
