@@ -228,7 +228,7 @@ func (h *StandardRoIHead) Losses(feats []*Node, proposals, proposalValid *Node, 
 	pred := h.Mask.Forward(h.MaskExtractor.Extract(feats, first(rois)), true)
 	img := Reshape(Iota(g, shapes.Make(dtypes.Int32, b, npos), 0), b*npos)
 	d := gt.Masks.Shape().Dimensions
-	canvas := BroadcastToDims(Const(g, []int32{int32(d[2]), int32(d[3])}), b, 2)
+	canvas := BroadcastToDims(Const(g, [][]int32{{int32(d[2]), int32(d[3])}}), b, 2)
 	targets := MaskTargets(mrois, img, Reshape(first(gtInds), b*npos), gt.Masks, canvas, cfg.MaskSize, cfg.MaskMaxGrid)
 	l.Mask = h.Mask.Loss(pred, targets, Reshape(first(labels), b*npos), Reshape(first(s.Positive), b*npos))
 	return l
