@@ -43,6 +43,16 @@ func RoIAlign(feat, rois *Node, outH, outW int, spatialScale float64, samplingRa
 	if feat.Rank() != 4 || rois.Rank() != 2 || rois.Shape().Dim(1) != 5 {
 		panic("det.RoIAlign: want feat [B, H, W, C] and rois [R, 5]")
 	}
+	return roiAlignLevels([]*Node{feat}, []float64{spatialScale}, rois, nil, outH, outW, samplingRatio, aligned, maxGrid)
+}
+
+// roiAlignLevels is RoIAlign with each RoI pooled from its own map: feats [B, H_l, W_l, C]
+// (one per level, the same B and C), scales the levels' spatial scales, level [R] Int32 the
+// level of each RoI (nil with one map). The maps are flattened into one table and every
+// RoI's samples gathered from its level's part, with its level's scale and size: one
+// gather for all RoIs, whatever the number of levels, and the same arithmetic as one
+// RoIAlign per level.
+func roiAlignLevels(feats []*Node, scales []float64, rois, level *Node, outH, outW int, samplingRatio int, aligned bool, maxGrid int) *Node {
 	if outH < 1 || outW < 1 {
 		panic("det.RoIAlign: output size must be positive")
 	}
@@ -53,12 +63,39 @@ func RoIAlign(feat, rois *Node, outH, outW int, spatialScale float64, samplingRa
 	if grid < 1 {
 		panic("det.RoIAlign: maxGrid must be >= 1 when samplingRatio is 0")
 	}
-	g := feat.Graph()
-	dt := feat.DType()
-	dims := feat.Shape().Dimensions
-	nb, h, w := dims[0], dims[1], dims[2]
+	g := rois.Graph()
+	dt := feats[0].DType()
+	nb, c := feats[0].Shape().Dim(0), feats[0].Shape().Dim(3)
 	r := rois.Shape().Dim(0)
 	rs := ConvertDType(StopGradient(rois), dt)
+
+	// The levels' sizes, scales and offsets in the table, per RoI.
+	var tables []*Node
+	var hs, ws, bases []int32
+	var sc []float64
+	base := 0
+	for l, f := range feats {
+		d := f.Shape().Dimensions
+		if f.Rank() != 4 || d[0] != nb || d[3] != c {
+			panicf("det.RoIAlign: map %d is %s, want [%d, H, W, %d]", l, f.Shape(), nb, c)
+		}
+		tables = append(tables, Reshape(f, d[0]*d[1]*d[2], c))
+		hs, ws, bases, sc = append(hs, int32(d[1])), append(ws, int32(d[2])), append(bases, int32(base)), append(sc, scales[l])
+		base += d[0] * d[1] * d[2]
+	}
+	table := tables[0]
+	if len(tables) > 1 {
+		table = Concatenate(tables, 0)
+	}
+	perRoI := func(v *Node) *Node { // v [L] -> [R], each RoI's level's value
+		if level == nil {
+			return BroadcastToDims(Reshape(v, 1), r)
+		}
+		return Gather(v, Reshape(level, r, 1))
+	}
+	levelH, levelW := perRoI(Const(g, hs)), perRoI(Const(g, ws))
+	levelBase := perRoI(Const(g, bases))
+	scale := perRoI(ConvertDType(Const(g, sc), dt))
 
 	batch := ConvertDType(lastElem(rs, 0), dtypes.Int32)
 	batch = Max(Min(batch, Scalar(g, dtypes.Int32, nb-1)), ScalarZero(g, dtypes.Int32))
@@ -66,31 +103,32 @@ func RoIAlign(feat, rois *Node, outH, outW int, spatialScale float64, samplingRa
 	if aligned {
 		offset = 0.5
 	}
-	start := func(i int) *Node { return Sub(MulScalar(lastElem(rs, i), spatialScale), Scalar(g, dt, offset)) }
+	start := func(i int) *Node { return Sub(Mul(lastElem(rs, i), scale), Scalar(g, dt, offset)) }
 	x0, y0, x1, y1 := start(1), start(2), start(3), start(4)
 	sizeW, sizeH := Sub(x1, x0), Sub(y1, y0)
 	if !aligned {
 		sizeW, sizeH = MaxScalar(sizeW, 1.0), MaxScalar(sizeH, 1.0)
 	}
 
-	ys, wy, ny := axisSamples(y0, sizeH, outH, h, samplingRatio, grid) // [R, outH, G, 2], ny [R]
-	xs, wx, nx := axisSamples(x0, sizeW, outW, w, samplingRatio, grid) // [R, outW, G, 2]
+	ys, wy, ny := axisSamples(y0, sizeH, outH, levelH, samplingRatio, grid) // [R, outH, G, 2], ny [R]
+	xs, wx, nx := axisSamples(x0, sizeW, outW, levelW, samplingRatio, grid) // [R, outW, G, 2]
 
-	// Gather indices [R, outH, outW, G, G, 2, 2, 3] = (batch, y, x) and weights wy * wx.
+	// Row indices [R, outH, outW, G, G, 2, 2] into the table, base + (batch * H + y) * W +
+	// x, and weights wy * wx.
 	full := []int{r, outH, outW, grid, grid, 2, 2}
-	yi := BroadcastToDims(Reshape(ys, r, outH, 1, grid, 1, 2, 1), full...)
-	xi := BroadcastToDims(Reshape(xs, r, 1, outW, 1, grid, 1, 2), full...)
-	bi := BroadcastToDims(Reshape(batch, r, 1, 1, 1, 1, 1, 1), full...)
-	idx := Stack([]*Node{bi, yi, xi}, -1)
+	rowStart := Add(levelBase, Mul(Mul(batch, levelH), levelW)) // [R]
+	yi := Mul(Reshape(ys, r, outH, 1, grid, 1, 2, 1), Reshape(levelW, r, 1, 1, 1, 1, 1, 1))
+	xi := Reshape(xs, r, 1, outW, 1, grid, 1, 2)
+	idx := BroadcastToDims(Add(Add(yi, xi), Reshape(rowStart, r, 1, 1, 1, 1, 1, 1)), full...)
 	// The sampling geometry depends on the rois only; stopping its gradient here keeps the
 	// backward pass from entering it (GoMLX's autodiff would otherwise reach Ceil, which has
 	// no gradient, when the rois come from variables, as a detector's proposals do).
 	weight := StopGradient(Mul(Reshape(wy, r, outH, 1, grid, 1, 2, 1), Reshape(wx, r, 1, outW, 1, grid, 1, 2)))
 
 	s := grid * grid * 4
-	vals := Gather(feat, Reshape(idx, r, outH, outW, s, 3))              // [R, outH, outW, S, C]
-	sum := ReduceSum(Mul(vals, Reshape(weight, r, outH, outW, s, 1)), 3) // [R, outH, outW, C]
-	count := StopGradient(MaxScalar(Mul(ny, nx), 1.0))                   // [R]
+	vals := Reshape(Gather(table, Reshape(idx, r*outH*outW*s, 1)), r, outH, outW, s, c) // [R, outH, outW, S, C]
+	sum := ReduceSum(Mul(vals, Reshape(weight, r, outH, outW, s, 1)), 3)                // [R, outH, outW, C]
+	count := StopGradient(MaxScalar(Mul(ny, nx), 1.0))                                  // [R]
 	return Div(sum, Reshape(count, r, 1, 1, 1))
 }
 
@@ -98,7 +136,7 @@ func RoIAlign(feat, rois *Node, outH, outW int, spatialScale float64, samplingRa
 // ROI's samples: indices [R, out, G, 2] int32 (low, high), weights [R, out, G, 2] (zero for
 // masked or out-of-range samples) and the number of samples per bin along the axis [R] (in the
 // dtype of start).
-func axisSamples(start, size *Node, out, n, samplingRatio, grid int) (idx, weight, count *Node) {
+func axisSamples(start, size *Node, out int, n *Node, samplingRatio, grid int) (idx, weight, count *Node) {
 	g := start.Graph()
 	dt := start.DType()
 	r := start.Shape().Dim(0)
@@ -117,16 +155,17 @@ func axisSamples(start, size *Node, out, n, samplingRatio, grid int) (idx, weigh
 	// torchvision: start + p * bin + (i + .5) * bin / grid, left to right.
 	y := Add(Add(st, Mul(p, bn)), Div(Mul(i, bn), MaxScalar(cn, 1.0))) // [R, out, G]
 	inGrid := LessThan(AddScalar(i, -0.5), cn)                         // [R, 1, G]: slot i is one of the grid samples
-	inRange := LogicalNot(LogicalOr(LessThan(y, Scalar(g, dt, -1.0)), GreaterThan(y, Scalar(g, dt, float64(n)))))
+	nr := Reshape(n, r, 1, 1)
+	inRange := LogicalNot(LogicalOr(LessThan(y, Scalar(g, dt, -1.0)), GreaterThan(y, ConvertDType(nr, dt))))
 	use := LogicalAnd(inRange, BroadcastToDims(inGrid, r, out, grid))
 
 	zero := ScalarZero(g, dt)
 	y = Where(LessOrEqual(y, zero), ZerosLike(y), y)
 	y = Where(use, y, ZerosLike(y)) // keeps masked samples' indices in range
 	low := ConvertDType(y, dtypes.Int32)
-	last := Scalar(g, dtypes.Int32, n-1)
+	last := BroadcastToDims(AddScalar(nr, -1), low.Shape().Dimensions...)
 	edge := GreaterOrEqual(low, last)
-	low = Where(edge, BroadcastToDims(last, low.Shape().Dimensions...), low)
+	low = Where(edge, last, low)
 	high := Where(edge, low, AddScalar(low, 1))
 	y = Where(edge, ConvertDType(low, dt), y)
 	ly := Sub(y, ConvertDType(low, dt))
