@@ -34,7 +34,8 @@ import (
 // filter leaves 117,266 images either way).
 //
 // Bad annotations, which mmdet would skip silently or fail on later, are skipped with a
-// warning (Warnings on the source): an annotation whose image id is not among the images,
+// warning (Warnings on the source): a box outside its image or degenerate (the skips above,
+// named), an annotation whose image id is not among the images,
 // one whose category is not among the categories, polygons with fewer than 3 points or an
 // odd number of coordinates (dropped as mmdet's process_polygons does; the annotation is
 // skipped when none remains), and an RLE whose size is not its image's. A file that cannot
@@ -264,9 +265,11 @@ func (s *cocoSource) parse(file string, img coco.Image, anns []int, label map[in
 		interW := math.Max(0, math.Min(x1+w, W)-math.Max(x1, 0))
 		interH := math.Max(0, math.Min(y1+h, H)-math.Max(y1, 0))
 		if interW*interH == 0 {
+			s.warn("%s: annotation %d: its box %v does not overlap its image %d (%dx%d), skipped (as mmdet 2.x)", file, a.ID, a.BBox, img.ID, img.Width, img.Height)
 			continue
 		}
 		if a.Area <= 0 || w < 1 || h < 1 {
+			s.warn("%s: annotation %d: its box %v or area %g is degenerate (w or h under 1, or area not positive), skipped (as mmdet 2.x)", file, a.ID, a.BBox, a.Area)
 			continue
 		}
 		l, ok := label[a.CategoryID]

@@ -28,9 +28,9 @@ import (
 //	  ann 12 person box [60 40 10 10] past the image (overlaps)  -> gt [60 40 70 50], not clipped
 //	         uncompressed RLE of x 60..63, y 40..47: counts, column-major, 60 columns of 48
 //	         zeros and 40 more (2920), then 8 ones and 40 zeros three times, then 8 ones
-//	  ann 13 person box [64 0 10 10]: no overlap (inter_w 0)     -> skipped, no warning
-//	  ann 14 person area 0                                       -> skipped, no warning
-//	  ann 15 person w 0.5                                        -> skipped, no warning
+//	  ann 13 person box [64 0 10 10]: no overlap (inter_w 0)     -> skipped, warning
+//	  ann 14 person area 0                                       -> skipped, warning
+//	  ann 15 person w 0.5                                        -> skipped, warning
 //	  ann 16 car    polygon                                      -> gt [40 10 50 20]
 //	  ann 17 dog    one polygon of 2 points                      -> skipped, warning
 //	  ann 18 dog    a 2-point polygon and a square               -> gt [0 0 10 10], polygon dropped, warning
@@ -155,10 +155,10 @@ func TestCocoDatasetParsesMMDet2Annotations(t *testing.T) {
 		t.Errorf("image 1's size %dx%d", w, h)
 	}
 	warnings := src.Warnings()
-	if len(warnings) != 5 {
-		t.Errorf("%d warnings, want 5: %q", len(warnings), warnings)
+	if len(warnings) != 8 {
+		t.Errorf("%d warnings, want 8: %q", len(warnings), warnings)
 	}
-	for _, id := range []string{"annotation 17:", "annotation 18:", "annotation 19:", "annotation 20:", "annotation 21:"} {
+	for _, id := range []string{"annotation 13:", "annotation 14:", "annotation 15:", "annotation 17:", "annotation 18:", "annotation 19:", "annotation 20:", "annotation 21:"} {
 		if !slicesContain(warnings, id, "val.json") {
 			t.Errorf("no warning naming val.json and %s in %q", id, warnings)
 		}
@@ -323,7 +323,7 @@ func TestCocoDatasetBoundsWarnings(t *testing.T) {
 	file["annotations"] = anns
 	writeCOCO(t, filepath.Join(root, "annotations", "val.json"), file)
 	w := cocoOf(t, buildDataset(t, "CocoDataset", cocoSpec(root))).Warnings()
-	if len(w) != MaxWarnings+1 || !strings.Contains(w[MaxWarnings], "15 more") || !strings.Contains(w[0], "annotation 20:") {
+	if len(w) != MaxWarnings+1 || !strings.Contains(w[MaxWarnings], "18 more") || !strings.Contains(w[0], "annotation 20:") {
 		t.Errorf("%d warnings: first %q, last %q", len(w), w[0], w[len(w)-1])
 	}
 }
