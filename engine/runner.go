@@ -426,8 +426,8 @@ func (r *Runner) sameNormalization(l *datasets.Loader, what string) error {
 	return fmt.Errorf("%s: its pipeline's Normalize %+v differs from the train pipeline's %+v; the model applies one normalisation to every batch", what, *n, *r.norm)
 }
 
-// buildLoader builds a dataloader's dataset and sampler.
-// What the dataset skipped or changed in its annotations (CocoDataset's Warnings) is logged.
+// buildLoader builds a dataloader's dataset and sampler, and logs what the dataset skipped or
+// changed in its annotations (CocoDataset's Warnings).
 func (r *Runner) buildLoader(d *Dataloader, train bool) (*datasets.Loader, error) {
 	l, err := newLoader(r.env, d, train, uint64(r.Seed), func(path string, err error) {
 		r.skipped.Add(1)
