@@ -12,17 +12,17 @@ import (
 // with the Resize among them (which names no scale of its own, as in mmdet) set to
 // img_scale; a RandomFlip among them does nothing, as mmdet's with flip=False.
 type MultiScaleFlipAugConfig struct {
-	Transforms    []registry.Spec `toml:"transforms" registry:"transforms" doc:"the transforms of each view, in order" required:"true"`
-	ImgScale      Scales          `toml:"img_scale" doc:"the test scale [w, h] (with keep_ratio: long and short side); one only" required:"true"`
-	ScaleFactor   []float64       `toml:"scale_factor" doc:"mmdet's scale factors instead of img_scale; not supported"`
-	Flip          bool            `toml:"flip" doc:"also test the flipped image; not supported: one view of each image"`
-	FlipDirection StringList      `toml:"flip_direction" doc:"the flips of flip; no effect without flip"`
+	Transforms    []registry.Spec     `toml:"transforms" registry:"transforms" doc:"the transforms of each view, in order" required:"true"`
+	ImgScale      Scales              `toml:"img_scale" doc:"the test scale [w, h] (with keep_ratio: long and short side); one only" required:"true"`
+	ScaleFactor   []float64           `toml:"scale_factor" doc:"mmdet's scale factors instead of img_scale; not supported"`
+	Flip          bool                `toml:"flip" doc:"also test the flipped image; not supported: one view of each image"`
+	FlipDirection registry.StringList `toml:"flip_direction" doc:"the flips of flip; no effect without flip"`
 }
 
 func init() {
 	registry.Add(registry.Transforms, "MultiScaleFlipAug", "mmdet 2.x's test-time wrapper, for one scale and no flip: its transforms at img_scale",
 		func() *MultiScaleFlipAugConfig {
-			return &MultiScaleFlipAugConfig{FlipDirection: StringList{"horizontal"}}
+			return &MultiScaleFlipAugConfig{FlipDirection: registry.StringList{"horizontal"}}
 		})
 }
 

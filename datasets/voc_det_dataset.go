@@ -29,17 +29,17 @@ import (
 // as in mmdet, a difficult object counts, so an image whose objects are all difficult stays
 // and trains with no boxes.
 type VOCDatasetConfig struct {
-	DataRoot      string          `toml:"data_root" doc:"the folder a relative ann_file and img_prefix are under (mmdet 2.x); empty: the working directory"`
-	AnnFile       StringList      `toml:"ann_file" doc:"the list of image ids, such as VOCdevkit/VOC2007/ImageSets/Main/trainval.txt, or a list of them (one dataset of their concatenation)" required:"true"`
-	ImgPrefix     StringList      `toml:"img_prefix" doc:"the year's folder, such as VOCdevkit/VOC2007/, holding img_subdir and ann_subdir; a list to go with a list of ann_file" required:"true"`
-	ImgSubdir     string          `toml:"img_subdir" doc:"the folder of the images <id>.jpg under img_prefix"`
-	AnnSubdir     string          `toml:"ann_subdir" doc:"the folder of the annotations <id>.xml under img_prefix"`
-	Classes       []string        `toml:"classes" doc:"the class names in label order (mmdet 2.x's classes), the XML objects of other names left out; empty: VOC's twenty, where an unknown name is an error"`
-	FilterEmptyGT bool            `toml:"filter_empty_gt" doc:"outside test_mode, drop the images without an object of the classes (a difficult one counts, as in mmdet 2.x)"`
-	MinSize       float64         `toml:"min_size" doc:"boxes narrower or lower than this (in the XML's pixels) are ignored, as difficult ones are; 0: none; not in test_mode"`
-	Pipeline      []registry.Spec `toml:"pipeline" registry:"transforms" doc:"the transforms that make each sample a model input, in order; the first is LoadImageFromFile"`
-	TestMode      bool            `toml:"test_mode" doc:"a test set: no image is filtered out"`
-	SkipCorrupt   bool            `toml:"skip_corrupt" doc:"replace an image that cannot be read by another sample, and count and log it; otherwise stop the run; goselfsup's own key"`
+	DataRoot      string              `toml:"data_root" doc:"the folder a relative ann_file and img_prefix are under (mmdet 2.x); empty: the working directory"`
+	AnnFile       registry.StringList `toml:"ann_file" doc:"the list of image ids, such as VOCdevkit/VOC2007/ImageSets/Main/trainval.txt, or a list of them (one dataset of their concatenation)" required:"true"`
+	ImgPrefix     registry.StringList `toml:"img_prefix" doc:"the year's folder, such as VOCdevkit/VOC2007/, holding img_subdir and ann_subdir; a list to go with a list of ann_file" required:"true"`
+	ImgSubdir     string              `toml:"img_subdir" doc:"the folder of the images <id>.jpg under img_prefix"`
+	AnnSubdir     string              `toml:"ann_subdir" doc:"the folder of the annotations <id>.xml under img_prefix"`
+	Classes       []string            `toml:"classes" doc:"the class names in label order (mmdet 2.x's classes), the XML objects of other names left out; empty: VOC's twenty, where an unknown name is an error"`
+	FilterEmptyGT bool                `toml:"filter_empty_gt" doc:"outside test_mode, drop the images without an object of the classes (a difficult one counts, as in mmdet 2.x)"`
+	MinSize       float64             `toml:"min_size" doc:"boxes narrower or lower than this (in the XML's pixels) are ignored, as difficult ones are; 0: none; not in test_mode"`
+	Pipeline      []registry.Spec     `toml:"pipeline" registry:"transforms" doc:"the transforms that make each sample a model input, in order; the first is LoadImageFromFile"`
+	TestMode      bool                `toml:"test_mode" doc:"a test set: no image is filtered out"`
+	SkipCorrupt   bool                `toml:"skip_corrupt" doc:"replace an image that cannot be read by another sample, and count and log it; otherwise stop the run; goselfsup's own key"`
 }
 
 func init() {
@@ -47,31 +47,6 @@ func init() {
 		func() *VOCDatasetConfig {
 			return &VOCDatasetConfig{ImgSubdir: "JPEGImages", AnnSubdir: "Annotations", FilterEmptyGT: true}
 		})
-}
-
-// StringList is a string or a list of strings.
-type StringList []string
-
-// TOMLType says what a StringList takes, for print_config --describe.
-func (StringList) TOMLType() string { return "string or array of string" }
-
-func (l *StringList) UnmarshalTOML(v any) error {
-	switch x := v.(type) {
-	case string:
-		*l = StringList{x}
-		return nil
-	case []any:
-		*l = nil
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return fmt.Errorf("expected strings, got %v", e)
-			}
-			*l = append(*l, s)
-		}
-		return nil
-	}
-	return fmt.Errorf("expected a string or an array of strings, got %v", v)
 }
 
 func (c *VOCDatasetConfig) Validate() error {

@@ -14,7 +14,7 @@ import (
 func init() {
 	registry.Add(registry.Evaluators, "CocoMetric", "COCO box and mask AP (pycocotools' COCOeval, as mmdet's CocoDataset.evaluate calls it)",
 		func() *CocoMetricConfig {
-			return &CocoMetricConfig{Metric: StringList{"bbox"}, ProposalNums: []int{100, 300, 1000}}
+			return &CocoMetricConfig{Metric: registry.StringList{"bbox"}, ProposalNums: []int{100, 300, 1000}}
 		})
 }
 
@@ -33,40 +33,15 @@ func init() {
 // pycocotools scores them. The detections are the dataset's labels mapped back to its
 // category ids; masks are run-length encoded in the image as decoded.
 type CocoMetricConfig struct {
-	AnnFile       string     `toml:"ann_file" doc:"not supported: the ground truth is the val dataset's ann_file"`
-	Metric        StringList `toml:"metric" doc:"bbox, segm, or both"`
-	Classwise     bool       `toml:"classwise" doc:"also tabulate each category's AP"`
-	ProposalNums  []int      `toml:"proposal_nums" doc:"COCOeval's maxDets (mmdet: [100, 300, 1000])"`
-	IoUThrs       FloatList  `toml:"iou_thrs" doc:"COCOeval's iouThrs; empty: 0.5 to 0.95 in steps of 0.05"`
-	FormatOnly    bool       `toml:"format_only" doc:"not supported: results files are always written"`
-	OutfilePrefix string     `toml:"outfile_prefix" doc:"not supported: the results go to the run's detections folder"`
-	CollectDevice string     `toml:"collect_device" doc:"mmengine's; no effect"`
-	Prefix        string     `toml:"prefix" doc:"mmengine's prefix of the metric names; no effect"`
-}
-
-// StringList is a string or a list of strings.
-type StringList []string
-
-// TOMLType says what a StringList takes, for print_config --describe.
-func (StringList) TOMLType() string { return "string or array of string" }
-
-func (l *StringList) UnmarshalTOML(v any) error {
-	switch x := v.(type) {
-	case string:
-		*l = StringList{x}
-		return nil
-	case []any:
-		*l = nil
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return fmt.Errorf("expected a string, got %v", e)
-			}
-			*l = append(*l, s)
-		}
-		return nil
-	}
-	return fmt.Errorf("expected a string or a list of strings, got %v", v)
+	AnnFile       string              `toml:"ann_file" doc:"not supported: the ground truth is the val dataset's ann_file"`
+	Metric        registry.StringList `toml:"metric" doc:"bbox, segm, or both"`
+	Classwise     bool                `toml:"classwise" doc:"also tabulate each category's AP"`
+	ProposalNums  []int               `toml:"proposal_nums" doc:"COCOeval's maxDets (mmdet: [100, 300, 1000])"`
+	IoUThrs       FloatList           `toml:"iou_thrs" doc:"COCOeval's iouThrs; empty: 0.5 to 0.95 in steps of 0.05"`
+	FormatOnly    bool                `toml:"format_only" doc:"not supported: results files are always written"`
+	OutfilePrefix string              `toml:"outfile_prefix" doc:"not supported: the results go to the run's detections folder"`
+	CollectDevice string              `toml:"collect_device" doc:"mmengine's; no effect"`
+	Prefix        string              `toml:"prefix" doc:"mmengine's prefix of the metric names; no effect"`
 }
 
 func (c *CocoMetricConfig) Validate() error {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/goselfsup/goselfsup/coco"
+	"github.com/goselfsup/goselfsup/registry"
 )
 
 // cocoGT is a two-image COCO dataset as CocoMetric sees it: categories 3 ("cat") and 7
@@ -47,7 +48,7 @@ func TestCocoMetric(t *testing.T) {
 			{ID: 2, ImageID: 20, CategoryID: 7, BBox: [4]float64{5, 5, 10, 10}, Area: 100, Segmentation: coco.Segmentation{RLE: &dog}},
 		},
 	}
-	c := &CocoMetricConfig{Metric: StringList{"bbox", "segm"}, ProposalNums: []int{100, 300, 1000}, Classwise: true}
+	c := &CocoMetricConfig{Metric: registry.StringList{"bbox", "segm"}, ProposalNums: []int{100, 300, 1000}, Classwise: true}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +97,10 @@ func TestCocoMetric(t *testing.T) {
 
 func TestCocoMetricRefusesBadSettings(t *testing.T) {
 	for _, c := range []CocoMetricConfig{
-		{Metric: StringList{"proposal"}, ProposalNums: []int{100}},
-		{Metric: StringList{"bbox"}},
-		{Metric: StringList{"bbox"}, ProposalNums: []int{100}, AnnFile: "x.json"},
-		{Metric: StringList{"bbox"}, ProposalNums: []int{100}, IoUThrs: FloatList{1.5}},
+		{Metric: registry.StringList{"proposal"}, ProposalNums: []int{100}},
+		{Metric: registry.StringList{"bbox"}},
+		{Metric: registry.StringList{"bbox"}, ProposalNums: []int{100}, AnnFile: "x.json"},
+		{Metric: registry.StringList{"bbox"}, ProposalNums: []int{100}, IoUThrs: FloatList{1.5}},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v was accepted", c)
