@@ -40,8 +40,8 @@
 //     best of each level gathered into slots, decoded, NMS within each level via BatchedNMS
 //     with the level ids, max_per_img slots over all levels: ProposalsLevels).
 //   - RoIExtractor (mmdet's SingleRoIExtractor, bbox_roi_extractor): RoIAlign on one map, or
-//     on the level MapRoILevels gives each RoI (finest_scale 56), computed on every level
-//     and selected per RoI (NumLevels RoIAligns: the static-shape price; see Extract).
+//     on the level MapRoILevels gives each RoI (finest_scale 56): one gather from a table of
+//     all the levels, each RoI with its level's scale and size (see Extract).
 //   - StandardRoIHead (heads) with an optional shared head (shared_heads: models' ResLayer and
 //     ResLayerExtraNorm; none for FPN) and a BoxHead (heads): BBoxHead (C4) or
 //     ConvFCBBoxHead (Shared4Conv1FCBBoxHead, Shared2FCBBoxHead; the flatten in PyTorch's

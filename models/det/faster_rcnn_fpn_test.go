@@ -80,41 +80,16 @@ func TestFasterRCNNFPNTrainsAndPredicts(t *testing.T) {
 	images, boxes, labels, valid := boxImages()
 	args := []any{tensors.FromFlatDataAndDimensions(images, 2, 128, 128, 3), tensors.FromFlatDataAndDimensions([]int32{128, 128, 120, 128}, 2, 2),
 		tensors.FromFlatDataAndDimensions(boxes, 2, 3, 4), tensors.FromFlatDataAndDimensions(labels, 2, 3), tensors.FromFlatDataAndDimensions(valid, 2, 3)}
-	step := context.MustNewExec(pureGo(t), ctx, func(ctx *context.Context, in []*Node) []*Node {
-		l := m.Losses(ctx, models.Batch{Images: in[0], ImgShapes: in[1], GTBoxes: in[2], GTLabels: in[3], GTValid: in[4]})
-		total := l.Total()
-		var vars []*context.Variable
-		var values []*Node
-		for v := range ctx.IterVariables() {
-			if v.Trainable && v.Shape().DType.IsFloat() {
-				vars = append(vars, v)
-				values = append(values, v.ValueGraph(total.Graph()))
-			}
-		}
-		grads := Gradient(total, values...)
-		for i, v := range vars {
-			v.SetValueGraph(Sub(values[i], MulScalar(grads[i], 0.05)))
-		}
-		return []*Node{total, l.RPNCls, l.RPNBBox, l.Cls, l.BBox}
-	})
-	defer step.Finalize()
-	var losses []float32
 	const steps = 50
-	for i := range steps {
-		out := step.MustExec(args...)
-		losses = append(losses, out[0].Value().(float32))
-		if i == 0 || i == steps-1 {
-			t.Logf("step %d: rpn_cls %.4f rpn_bbox %.4f cls %.4f bbox %.4f", i, out[1].Value(), out[2].Value(), out[3].Value(), out[4].Value())
-		}
+	rows := sgdSteps(t, ctx, steps, args, func(ctx *context.Context, in []*Node) []*Node {
+		l := m.Losses(ctx, models.Batch{Images: in[0], ImgShapes: in[1], GTBoxes: in[2], GTLabels: in[3], GTValid: in[4]})
+		return []*Node{l.Total(), l.RPNCls, l.RPNBBox, l.Cls, l.BBox}
+	})
+	for _, i := range []int{0, steps - 1} {
+		t.Logf("step %d: rpn_cls %.4f rpn_bbox %.4f cls %.4f bbox %.4f", i, rows[i][1], rows[i][2], rows[i][3], rows[i][4])
 	}
-	mean := func(l []float32) float32 {
-		var s float32
-		for _, v := range l {
-			s += v
-		}
-		return s / float32(len(l))
-	}
-	first, last := mean(losses[:5]), mean(losses[steps-5:])
+	losses := column(rows, 0)
+	first, last := meanOf(losses[:5]), meanOf(losses[steps-5:])
 	t.Logf("mean loss over the first 5 steps %.4f, over the last 5 %.4f", first, last)
 	if !(last < 0.7*first) {
 		t.Errorf("the loss did not fall: %v", losses)

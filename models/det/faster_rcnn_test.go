@@ -91,41 +91,14 @@ func TestFasterRCNNTrainsAndPredicts(t *testing.T) {
 	images, boxes, labels, valid := boxImages()
 	args := []any{tensors.FromFlatDataAndDimensions(images, 2, 128, 128, 3), tensors.FromFlatDataAndDimensions([]int32{128, 128, 120, 128}, 2, 2),
 		tensors.FromFlatDataAndDimensions(boxes, 2, 3, 4), tensors.FromFlatDataAndDimensions(labels, 2, 3), tensors.FromFlatDataAndDimensions(valid, 2, 3)}
-	step := context.MustNewExec(pureGo(t), ctx, func(ctx *context.Context, in []*Node) []*Node {
-		l := m.Losses(ctx, models.Batch{Images: in[0], ImgShapes: in[1], GTBoxes: in[2], GTLabels: in[3], GTValid: in[4]})
-		total := l.Total()
-		var vars []*context.Variable
-		var values []*Node
-		for v := range ctx.IterVariables() {
-			if v.Trainable && v.Shape().DType.IsFloat() {
-				vars = append(vars, v)
-				values = append(values, v.ValueGraph(total.Graph()))
-			}
-		}
-		grads := Gradient(total, values...)
-		for i, v := range vars {
-			v.SetValueGraph(Sub(values[i], MulScalar(grads[i], 0.05)))
-		}
-		return []*Node{total, l.RPNCls, l.RPNBBox, l.Cls, l.BBox}
-	})
-	defer step.Finalize()
-	var losses []float32
 	const steps = 100
-	for i := range steps {
-		out := step.MustExec(args...)
-		losses = append(losses, out[0].Value().(float32))
-		if i == 0 {
-			t.Logf("first step: rpn_cls %.4f rpn_bbox %.4f cls %.4f bbox %.4f", out[1].Value(), out[2].Value(), out[3].Value(), out[4].Value())
-		}
-	}
-	mean := func(l []float32) float32 {
-		var s float32
-		for _, v := range l {
-			s += v
-		}
-		return s / float32(len(l))
-	}
-	first, last := mean(losses[:10]), mean(losses[steps-10:])
+	rows := sgdSteps(t, ctx, steps, args, func(ctx *context.Context, in []*Node) []*Node {
+		l := m.Losses(ctx, models.Batch{Images: in[0], ImgShapes: in[1], GTBoxes: in[2], GTLabels: in[3], GTValid: in[4]})
+		return []*Node{l.Total(), l.RPNCls, l.RPNBBox, l.Cls, l.BBox}
+	})
+	t.Logf("first step: rpn_cls %.4f rpn_bbox %.4f cls %.4f bbox %.4f", rows[0][1], rows[0][2], rows[0][3], rows[0][4])
+	losses := column(rows, 0)
+	first, last := meanOf(losses[:10]), meanOf(losses[steps-10:])
 	t.Logf("mean loss over the first 10 steps %.4f, over the last 10 %.4f", first, last)
 	if !(last < 0.7*first) {
 		t.Errorf("the loss did not fall: %v", losses)
@@ -153,4 +126,56 @@ func TestFasterRCNNTrainsAndPredicts(t *testing.T) {
 	if len(dValid[0]) != 20 {
 		t.Errorf("%d detection slots, want max_per_img 20", len(dValid[0]))
 	}
+}
+
+// sgdSteps runs steps of plain SGD (learning rate 0.05 on every trainable float variable)
+// on the fixed inputs args, minimising the first of the nodes that losses returns, and
+// returns every step's values of those nodes.
+func sgdSteps(t *testing.T, ctx *context.Context, steps int, args []any, losses func(ctx *context.Context, in []*Node) []*Node) [][]float32 {
+	t.Helper()
+	step := context.MustNewExec(pureGo(t), ctx, func(ctx *context.Context, in []*Node) []*Node {
+		out := losses(ctx, in)
+		total := out[0]
+		var vars []*context.Variable
+		var values []*Node
+		for v := range ctx.IterVariables() {
+			if v.Trainable && v.Shape().DType.IsFloat() {
+				vars = append(vars, v)
+				values = append(values, v.ValueGraph(total.Graph()))
+			}
+		}
+		grads := Gradient(total, values...)
+		for i, v := range vars {
+			v.SetValueGraph(Sub(values[i], MulScalar(grads[i], 0.05)))
+		}
+		return out
+	})
+	defer step.Finalize()
+	var values [][]float32
+	for range steps {
+		outs := step.MustExec(args...)
+		row := make([]float32, len(outs))
+		for i, o := range outs {
+			row[i] = o.Value().(float32)
+		}
+		values = append(values, row)
+	}
+	return values
+}
+
+// column returns the i-th value of every row, and meanOf the mean of values.
+func column(rows [][]float32, i int) []float32 {
+	out := make([]float32, len(rows))
+	for k, r := range rows {
+		out[k] = r[i]
+	}
+	return out
+}
+
+func meanOf(values []float32) float32 {
+	var s float32
+	for _, v := range values {
+		s += v
+	}
+	return s / float32(len(values))
 }

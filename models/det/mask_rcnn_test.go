@@ -87,40 +87,15 @@ func TestMaskRCNNTrainsAndPredictsMasks(t *testing.T) {
 	args := []any{tensors.FromFlatDataAndDimensions(images, 2, 128, 128, 3), tensors.FromFlatDataAndDimensions([]int32{128, 128, 120, 128}, 2, 2),
 		tensors.FromFlatDataAndDimensions(boxes, 2, 3, 4), tensors.FromFlatDataAndDimensions(labels, 2, 3), tensors.FromFlatDataAndDimensions(valid, 2, 3),
 		tensors.FromFlatDataAndDimensions(boxMasks(boxes, valid), 2, 3, 128, 128)}
-	step := context.MustNewExec(pureGo(t), ctx, func(ctx *context.Context, in []*Node) []*Node {
-		l := m.Losses(ctx, models.Batch{Images: in[0], ImgShapes: in[1], GTBoxes: in[2], GTLabels: in[3], GTValid: in[4], GTMasks: in[5]})
-		total := l.Total()
-		var vars []*context.Variable
-		var values []*Node
-		for v := range ctx.IterVariables() {
-			if v.Trainable && v.Shape().DType.IsFloat() {
-				vars = append(vars, v)
-				values = append(values, v.ValueGraph(total.Graph()))
-			}
-		}
-		grads := Gradient(total, values...)
-		for i, v := range vars {
-			v.SetValueGraph(Sub(values[i], MulScalar(grads[i], 0.05)))
-		}
-		return []*Node{total, l.Mask}
-	})
-	defer step.Finalize()
 	const steps = 40
-	var total, mask []float32
-	for range steps {
-		out := step.MustExec(args...)
-		total, mask = append(total, out[0].Value().(float32)), append(mask, out[1].Value().(float32))
-	}
-	mean := func(l []float32) float32 {
-		var s float32
-		for _, v := range l {
-			s += v
-		}
-		return s / float32(len(l))
-	}
+	rows := sgdSteps(t, ctx, steps, args, func(ctx *context.Context, in []*Node) []*Node {
+		l := m.Losses(ctx, models.Batch{Images: in[0], ImgShapes: in[1], GTBoxes: in[2], GTLabels: in[3], GTValid: in[4], GTMasks: in[5]})
+		return []*Node{l.Total(), l.Mask}
+	})
+	total, mask := column(rows, 0), column(rows, 1)
 	t.Logf("loss: %.4f -> %.4f, loss_mask: %.4f -> %.4f (means of the first and last 5 steps)",
-		mean(total[:5]), mean(total[steps-5:]), mean(mask[:5]), mean(mask[steps-5:]))
-	if !(mean(total[steps-5:]) < 0.7*mean(total[:5])) || !(mean(mask[steps-5:]) < 0.8*mean(mask[:5])) {
+		meanOf(total[:5]), meanOf(total[steps-5:]), meanOf(mask[:5]), meanOf(mask[steps-5:]))
+	if !(meanOf(total[steps-5:]) < 0.7*meanOf(total[:5])) || !(meanOf(mask[steps-5:]) < 0.8*meanOf(mask[:5])) {
 		t.Errorf("the losses did not fall: total %v, mask %v", total, mask)
 	}
 
