@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"image"
 	"image/png"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/goselfsup/goselfsup/coco"
+
+	"github.com/goselfsup/goselfsup/internal/shareddata"
 )
 
 type panopticSegment struct {
@@ -179,7 +180,7 @@ func WriteCOCO128(root, dst string) (map[string]*coco.Dataset, error) {
 		}
 		for _, im := range d.Images {
 			src := filepath.Join(root, "images", split, im.FileName)
-			if err := linkOrCopy(src, filepath.Join(dst, split, im.FileName)); err != nil {
+			if err := shareddata.LinkOrCopy(src, filepath.Join(dst, split, im.FileName)); err != nil {
 				return nil, fmt.Errorf("cocofixture: image %d: %w", im.ID, err)
 			}
 		}
@@ -189,29 +190,4 @@ func WriteCOCO128(root, dst string) (map[string]*coco.Dataset, error) {
 		out[split] = d
 	}
 	return out, nil
-}
-
-// linkOrCopy makes dst a symbolic link to src, or a copy of it where links fail.
-func linkOrCopy(src, dst string) error {
-	if _, err := os.Stat(src); err != nil {
-		return err
-	}
-	os.Remove(dst)
-	if abs, err := filepath.Abs(src); err == nil && os.Symlink(abs, dst) == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -140,3 +140,29 @@ func untar(path, dst string) error {
 		}
 	}
 }
+
+// LinkOrCopy makes dst a symbolic link to src (made absolute), or a copy of it where links
+// fail; src must exist. The fixture tools lay out the test data's images this way.
+func LinkOrCopy(src, dst string) error {
+	if _, err := os.Stat(src); err != nil {
+		return err
+	}
+	os.Remove(dst)
+	if abs, err := filepath.Abs(src); err == nil && os.Symlink(abs, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

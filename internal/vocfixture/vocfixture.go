@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"image"
 	_ "image/jpeg" // the images' sizes
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/goselfsup/goselfsup/internal/shareddata"
 )
 
 // Object is one object of a VOC annotation: its class name and its box in VOC's 1-based
@@ -172,7 +173,7 @@ func FromCOCO128(coco, dst string, classes []string) (*COCO128, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := linkOrCopy(img, filepath.Join(dst, "JPEGImages", id+".jpg")); err != nil {
+			if err := shareddata.LinkOrCopy(img, filepath.Join(dst, "JPEGImages", id+".jpg")); err != nil {
 				return nil, err
 			}
 			if err := WriteXML(filepath.Join(dst, "Annotations", id+".xml"), a); err != nil {
@@ -242,24 +243,3 @@ func cocoImage(img, labels string, names, keep []string) (Annotation, error) {
 }
 
 func clampInt(v, lo, hi int) int { return min(max(v, lo), hi) }
-
-func linkOrCopy(src, dst string) error {
-	os.Remove(dst)
-	if abs, err := filepath.Abs(src); err == nil && os.Symlink(abs, dst) == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
